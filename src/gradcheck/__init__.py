@@ -1,0 +1,17 @@
+"""gradcheck: check hand-written gradients against finite differences, and say where they
+are wrong.
+
+>>> import numpy as np, gradcheck
+>>> report = gradcheck.check(lambda x: np.sum(x**3), np.array([1.0, 2.0]), np.array([3.0, 12.0]))
+>>> report.passed
+True
+"""
+
+from ._check import assert_gradient, check
+from ._compare import relative_change, relative_difference
+from ._report import Report
+
+__version__ = "0.1.0"
+
+# The public API: everything else is private and may change.
+__all__ = ["Report", "assert_gradient", "check", "relative_change", "relative_difference"]

@@ -1,0 +1,264 @@
+"""Compare: safe norms, relative differences, verdicts per block and per entry.
+
+The verdict is taken per block and the global verdict is the worst of them: a global norm
+dilutes one bad block (one wrong coordinate among 1e6 moves it by only ~5e-4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _jit
+from ._estimate import Estimate
+from ._layout import Layout
+from ._plan import Plan, coarser
+
+# (pass at or below, fail above) for the relative difference, by the coarser of the
+# parameter and loss dtypes; between the two the verdict is "warn".
+THRESHOLDS = {np.dtype(np.float64): (1e-7, 1e-5), np.dtype(np.float32): (1e-3, 1e-2)}
+# Per-entry score: |a - b| / (RTOL * (|a| + |b|) + NOISE * u * |f0| / h), flagged above 1.
+RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3}
+NOISE = 10.0
+# How many of the worst entries a report keeps.
+WORST = 10
+# Severity order of verdicts, mildest first.
+ORDER = ("pass", "warn", "inconclusive", "fail")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checked coordinate, named like ``W1[3, 2]``."""
+
+    name: str
+    block: str
+    analytic: float
+    numeric: float
+    abs_error: float
+    score: float  # above 1: the entry disagrees beyond rounding and the relative tolerance
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """The check of one parameter block."""
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int
+    difference: float
+    verdict: str
+    norm_analytic: float
+    norm_numeric: float
+    norm_error: float
+    max_abs_error: float
+    max_abs_error_at: str | None
+    nonfinite: tuple[str, ...]  # entries where f was not finite at a perturbed point
+
+
+@dataclass(frozen=True)
+class Comparison:
+    difference: float
+    verdict: str
+    tol: tuple[float, float]
+    blocks: tuple[BlockResult, ...]
+    worst: tuple[Entry, ...]
+
+
+def segment_norms(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(||a||, ||b||, ||a - b||) per segment, float64, overflow- and underflow-safe."""
+    out = np.empty((offsets.size - 1, 3))
+    kernel = _jit.compiled("segment_norms")
+    kernel(
+        np.ascontiguousarray(a, dtype=np.float64),
+        np.ascontiguousarray(b, dtype=np.float64),
+        np.ascontiguousarray(offsets, dtype=np.int64),
+        out,
+    )
+    return out
+
+
+def ratio(norm_error: float, norm_a: float, norm_b: float) -> float:
+    """||a - b|| / (||a|| + ||b||): 0 when both are zero, NaN when anything is NaN."""
+    if norm_error == 0.0 and norm_a + norm_b == 0.0:
+        return 0.0
+    total = norm_a + norm_b
+    if total == np.inf and np.isfinite(norm_a) and np.isfinite(norm_b):
+        return (0.5 * norm_error) / (0.5 * norm_a + 0.5 * norm_b)
+    return norm_error / total
+
+
+def judge(difference: float, tol: tuple[float, float]) -> str:
+    # Written so that NaN fails: `d > tol` would be False for NaN.
+    if not difference <= tol[1]:
+        return "fail"
+    return "pass" if difference <= tol[0] else "warn"
+
+
+def tolerance(tol, dtype: np.dtype) -> tuple[float, float]:
+    if tol is None:
+        return THRESHOLDS[dtype]
+    if isinstance(tol, tuple):
+        return (float(tol[0]), float(tol[1]))
+    return (float(tol), float(tol))
+
+
+def compare(
+    layout: Layout,
+    plan: Plan,
+    est: Estimate,
+    analytic: np.ndarray,
+    *,
+    f0: float,
+    loss_dtype: np.dtype,
+    tol,
+) -> Comparison:
+    """Judge ``analytic`` (aligned with ``plan.idx``) against the finite differences."""
+    dtype = coarser(layout.dtype, loss_dtype)
+    tol = tolerance(tol, dtype)
+    ok = ~est.bad
+    idx, a, b = plan.idx[ok], analytic[ok], est.gradapprox[ok]
+    seg = np.searchsorted(idx, layout.offsets)
+    norms = segment_norms(a, b, seg)
+    err = np.abs(a - b)
+    seg_all = np.searchsorted(plan.idx, layout.offsets)
+    blocks = []
+    for k, block in enumerate(layout.blocks):
+        lo, hi = seg[k], seg[k + 1]
+        na, nb, nd = norms[k]
+        d = ratio(nd, na, nb) if hi > lo else float("nan")
+        verdict = judge(d, tol)
+        skipped = plan.idx[seg_all[k] : seg_all[k + 1]][est.bad[seg_all[k] : seg_all[k + 1]]]
+        if (skipped.size or hi == lo) and verdict != "fail":
+            verdict = "inconclusive"
+        at = None
+        max_err = float("nan")
+        if hi > lo:
+            j = lo + _argmax_nan_first(err[lo:hi])
+            max_err, at = float(err[j]), block.entry_name(int(idx[j]))
+        blocks.append(
+            BlockResult(
+                name=block.name,
+                shape=block.shape,
+                checked=int(hi - lo),
+                difference=float(d),
+                verdict=verdict,
+                norm_analytic=float(na),
+                norm_numeric=float(nb),
+                norm_error=float(nd),
+                max_abs_error=max_err,
+                max_abs_error_at=at,
+                nonfinite=tuple(block.entry_name(int(i)) for i in skipped[:WORST]),
+            )
+        )
+    na, nb, nd = segment_norms(a, b, np.array([0, a.size]))[0]
+    difference = ratio(nd, na, nb) if a.size else float("nan")
+    verdict = max((blk.verdict for blk in blocks), key=ORDER.index)
+    u = np.finfo(dtype).eps / 2
+    noise = NOISE * u * abs(f0) / plan.step[ok]
+    worst = _worst(layout, idx, a, b, err, RTOL[dtype] * (np.abs(a) + np.abs(b)) + noise)
+    return Comparison(float(difference), verdict, tol, tuple(blocks), worst)
+
+
+def _argmax_nan_first(x: np.ndarray) -> int:
+    nan = np.flatnonzero(np.isnan(x))
+    return int(nan[0]) if nan.size else int(np.argmax(x))
+
+
+def _worst(layout, idx, a, b, err, allowed) -> tuple[Entry, ...]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(err == 0, 0.0, err / allowed)
+    score = np.where(np.isnan(score), np.inf, score)
+    k = min(WORST, score.size)
+    if k == 0:
+        return ()
+    top = np.argpartition(-score, k - 1)[:k] if score.size > k else np.arange(score.size)
+    top = top[np.argsort(-score[top], kind="stable")]
+    return tuple(
+        Entry(
+            name=layout.entry_name(int(idx[j])),
+            block=layout.block_of(int(idx[j])).name,
+            analytic=float(a[j]),
+            numeric=float(b[j]),
+            abs_error=float(err[j]),
+            score=float(score[j]),
+        )
+        for j in top
+    )
+
+
+def relative_difference(a, b) -> float:
+    """Relative difference ``||a - b|| / (||a|| + ||b||)`` of two arrays.
+
+    Symmetric in its arguments, bounded in [0, 1], unchanged when both are scaled by the same
+    nonzero factor; use it when neither side is known to be right.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Real arrays of the same shape.
+
+    Returns
+    -------
+    float
+        0 when both are zero, 1 when exactly one is zero or they point in opposite
+        directions, NaN when either holds a NaN. Norms are accumulated in float64 with
+        power-of-two scaling, so entries near 1e300 or 1e-300 give the right answer.
+
+    Examples
+    --------
+    >>> relative_difference([1.0, 2.0], [1.0, 2.0])
+    0.0
+    >>> relative_difference([1.0, 0.0], [-1.0, 0.0])
+    1.0
+    """
+    x, y = _pair(a, b, ("a", "b"))
+    na, nb, nd = segment_norms(x, y, np.array([0, x.size]))[0]
+    return float(ratio(nd, na, nb))
+
+
+def relative_change(a, reference) -> float:
+    """Relative change ``||a - reference|| / ||reference||`` from a trusted reference.
+
+    Use it when one side is known to be right (say, a gradient from a verified
+    implementation); it is not symmetric and is unbounded.
+
+    Parameters
+    ----------
+    a, reference : array_like
+        Real arrays of the same shape.
+
+    Returns
+    -------
+    float
+        0 when both are zero, ``inf`` when only the reference is zero.
+
+    Examples
+    --------
+    >>> relative_change([1.1, 0.0], [1.0, 0.0])  # doctest: +ELLIPSIS
+    0.100000...
+    """
+    x, y = _pair(a, reference, ("a", "reference"))
+    _, nref, nd = segment_norms(x, y, np.array([0, x.size]))[0]
+    if nd == 0.0:
+        return 0.0 if not np.isnan(nref) else float("nan")
+    with np.errstate(divide="ignore"):
+        return float(np.float64(nd) / np.float64(nref))
+
+
+def _pair(a, b, names) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for value, name in zip((a, b), names, strict=True):
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"`{name}` must be a real array, got {value!r:.80}") from exc
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"`{name}` must be a real array, got dtype {arr.dtype}: {value!r:.80}")
+        arrays.append(arr)
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must have the same shape, got "
+            f"{arrays[0].shape} and {arrays[1].shape}"
+        )
+    return (arrays[0].astype(np.float64).reshape(-1), arrays[1].astype(np.float64).reshape(-1))

@@ -1,0 +1,215 @@
+"""Layout: flatten the user's parameters once into one contiguous buffer of named blocks.
+
+Every block (``W1``, ``b1``, ...) is a view into the buffer with its own shape, so ``f`` sees
+the user's structure while the engines perturb a single flat array in place. The caller's
+arrays are copied once and never written to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+# A path into the user's structure: dict keys and list/tuple positions.
+Path = tuple[Any, ...]
+
+_SUPPORTED = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One parameter array: where it sits in the flat buffer and how to name its entries."""
+
+    name: str
+    path: Path
+    shape: tuple[int, ...]
+    offset: int
+    dtype: np.dtype
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def entry_name(self, flat_index: int) -> str:
+        """``"W1[3, 2]"`` for the entry at ``flat_index`` of the whole buffer."""
+        if not self.shape:
+            return self.name
+        where = np.unravel_index(flat_index - self.offset, self.shape)
+        return f"{self.name}[{', '.join(str(int(i)) for i in where)}]"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The blocks of a parameter structure and the skeleton to rebuild it from a buffer."""
+
+    blocks: tuple[Block, ...]
+    skeleton: Any  # the structure with each array replaced by its block index
+    dtype: np.dtype
+
+    @property
+    def n(self) -> int:
+        return sum(b.size for b in self.blocks)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Block boundaries in the flat buffer: block k is [offsets[k], offsets[k + 1])."""
+        return np.array([b.offset for b in self.blocks] + [self.n], dtype=np.int64)
+
+    def block_of(self, flat_index: int) -> Block:
+        k = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
+        return self.blocks[k]
+
+    def entry_name(self, flat_index: int) -> str:
+        return self.block_of(flat_index).entry_name(flat_index)
+
+    def structure(self, buffer: np.ndarray, batch: int | None = None) -> Any:
+        """The user's structure whose arrays are views of ``buffer``.
+
+        With ``batch``, ``buffer`` has shape ``(batch, n)`` and every block gains a leading
+        batch axis.
+        """
+        views = []
+        for b in self.blocks:
+            if batch is None:
+                views.append(buffer[b.offset : b.offset + b.size].reshape(b.shape))
+            else:
+                views.append(buffer[:, b.offset : b.offset + b.size].reshape((batch, *b.shape)))
+        return _rebuild(self.skeleton, views)
+
+    def flatten(self, tree: Any, *, what: str, dtype=np.float64) -> np.ndarray:
+        """Copy the arrays of ``tree`` (mirroring the parameters) into a new flat array.
+
+        Mapping keys may be the parameters' own keys or ``d``-prefixed ones (``dW1`` for
+        ``W1``); extra keys are ignored.
+        """
+        out = np.empty(self.n, dtype=dtype)
+        for b in self.blocks:
+            leaf = _lookup(tree, b.path, what=what)
+            arr = _as_real_array(leaf, what=f"{what} for `{b.name}`", allow_int=True)
+            if arr.shape != b.shape:
+                raise ValueError(
+                    f"`{what}` for block `{b.name}` has shape {arr.shape}, "
+                    f"but the parameter has shape {b.shape}"
+                )
+            out[b.offset : b.offset + b.size] = arr.reshape(-1)
+        return out
+
+
+def build(params: Any) -> tuple[Layout, np.ndarray]:
+    """Validate ``params`` and return its layout and a new flat buffer holding a copy."""
+    leaves: list[tuple[str, Path, np.ndarray]] = []
+    skeleton = _walk(params, "", (), leaves)
+    if not leaves:
+        raise ValueError(f"`params` holds no arrays: {_short(params)}")
+    dtypes = {arr.dtype for _, _, arr in leaves}
+    # One buffer dtype: float32 stays float32 only when every block is float32.
+    dtype = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
+    blocks = []
+    offset = 0
+    for name, path, arr in leaves:
+        blocks.append(Block(name, path, arr.shape, offset, arr.dtype))
+        offset += arr.size
+    layout = Layout(tuple(blocks), skeleton, dtype)
+    buffer = np.empty(offset, dtype=dtype)
+    for b, (_, _, arr) in zip(blocks, leaves, strict=True):
+        buffer[b.offset : b.offset + b.size] = arr.reshape(-1)
+        bad = ~np.isfinite(buffer[b.offset : b.offset + b.size])
+        if bad.any():
+            where = b.offset + int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"`params` must be finite, but {b.entry_name(where)} = {buffer[where]!r}"
+            )
+    return layout, buffer
+
+
+def _walk(tree: Any, name: str, path: Path, leaves: list) -> Any:
+    if isinstance(tree, Mapping):
+        return {
+            key: _walk(value, _join(name, key), (*path, key), leaves) for key, value in tree.items()
+        }
+    if isinstance(tree, (list, tuple)):
+        items = [_walk(value, f"{name}[{i}]", (*path, i), leaves) for i, value in enumerate(tree)]
+        return items if isinstance(tree, list) else tuple(items)
+    arr = _as_real_array(tree, what=f"params `{name or 'params'}`", allow_int=False)
+    leaves.append((name or "params", path, arr))
+    return _Leaf(len(leaves) - 1)
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    index: int
+
+
+def _rebuild(skeleton: Any, views: list) -> Any:
+    if isinstance(skeleton, _Leaf):
+        return views[skeleton.index]
+    if isinstance(skeleton, dict):
+        return {key: _rebuild(value, views) for key, value in skeleton.items()}
+    items = [_rebuild(value, views) for value in skeleton]
+    return items if isinstance(skeleton, list) else tuple(items)
+
+
+def _join(name: str, key: Any) -> str:
+    return str(key) if not name else f"{name}.{key}"
+
+
+def _lookup(tree: Any, path: Path, *, what: str) -> Any:
+    node = tree
+    for depth, key in enumerate(path):
+        where = "".join(f"[{k!r}]" for k in path[:depth])
+        if isinstance(key, int) and isinstance(node, (list, tuple)):
+            if key >= len(node):
+                raise ValueError(f"`{what}`{where} has {len(node)} items; params has more")
+            node = node[key]
+        elif isinstance(node, Mapping):
+            if key in node:
+                node = node[key]
+            elif isinstance(key, str) and f"d{key}" in node:
+                node = node[f"d{key}"]
+            else:
+                alt = f" or {'d' + key!r}" if isinstance(key, str) else ""
+                raise ValueError(
+                    f"`{what}`{where} has no entry {key!r}{alt}; "
+                    f"its keys are {sorted(map(str, node))}"
+                )
+        else:
+            raise TypeError(
+                f"`{what}`{where} should mirror params, but is {type(node).__name__}: "
+                f"{_short(node)}"
+            )
+    return node
+
+
+def _as_real_array(value: Any, *, what: str, allow_int: bool) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif isinstance(value, Real) and not isinstance(value, (bool, np.bool_)):
+        arr = np.asarray(value, dtype=np.float64)
+    elif allow_int and isinstance(value, (np.generic, list)):
+        arr = np.asarray(value)
+    else:
+        raise TypeError(
+            f"{what} must be a numpy array of floats, got {type(value).__name__}: {_short(value)}"
+        )
+    kind = arr.dtype.kind
+    if arr.dtype in _SUPPORTED or (allow_int and kind in "iuf"):
+        return arr
+    if arr.dtype in (np.dtype(np.float16),) or kind in "iub":
+        hint = (
+            "convert it with .astype(np.float64): finite differences in float16 or in "
+            "integers cannot resolve a gradient"
+        )
+    elif kind == "c":
+        hint = "complex parameters are not supported: pass real and imaginary parts as blocks"
+    else:
+        hint = "only float32 and float64 arrays can be checked"
+    raise TypeError(f"{what} has dtype {arr.dtype}; {hint}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
