@@ -28,16 +28,17 @@ def numba_module():
 
 @functools.cache
 def compiled(name: str, signature: str | None = None, parallel: bool = False):
-    """Return the kernel ``name`` of ``_kernels`` compiled with the house options.
+    """Return the kernel ``name`` (of ``_kernels`` or ``_norm_kernel``) compiled here.
 
     ``signature`` names one of the signatures built in ``_kernels.signature``; with it the
     kernel is compiled eagerly for exactly that type (so it can be cached even when it takes
     a user function as a first-class argument), without it lazily for whatever it is given.
     """
     numba = numba_module()
-    from . import _kernels
+    from . import _kernels, _norm_kernel
 
-    py_func = getattr(_kernels, name)
+    module = _norm_kernel if hasattr(_norm_kernel, name) else _kernels
+    py_func = getattr(module, name)
     sig = _kernels.signature(signature) if signature else None
     options = {"nogil": True, "parallel": parallel, "fastmath": False, "error_model": "numpy"}
     try:
@@ -55,11 +56,6 @@ _built: set[tuple[str, str | None]] = set()
 def is_compiled(name: str, signature: str | None = None) -> bool:
     """True when ``compiled(name, signature, ...)`` has already been built in this process."""
     return (name, signature) in _built
-
-
-def helper(py_func):
-    """Mark a function that kernels call; it is compiled (and inlined) with the kernel."""
-    return numba_module().njit(inline="always", fastmath=False, error_model="numpy")(py_func)
 
 
 def _decorate(numba, py_func, sig, options, *, cache):
