@@ -56,7 +56,10 @@ def test_readme_example_runs():
 
 
 def test_import_compiles_nothing_and_loads_no_numba():
-    code = "import sys, gradcheck; print(json.dumps(sorted(m for m in sys.modules if m.startswith(('numba', 'scipy')))))"
-    proc = _run("-c", "import json; " + code)
+    code = (
+        "import json, sys, gradcheck; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('numba', 'scipy')))))"
+    )
+    proc = _run("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
