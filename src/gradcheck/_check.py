@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from numbers import Integral, Real
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -113,8 +114,7 @@ def check(
     if batched:
         if grad is None:
             raise ValueError("with batched=True, pass `grad`: a batched `f` returns losses only")
-        f0 = float(_engine.batch_values(f, layout, buffer.reshape(1, -1), 1)[0])
-        loss_dtype = np.dtype(np.float64)
+        f0, loss_dtype = _loss_value(_engine.batch_values(f, layout, buffer.reshape(1, -1), 1))
         call = None
     else:
         out = f(struct)
@@ -143,7 +143,8 @@ def check(
                 f"{buffer[i]!r}: x + eps and x - eps round to the same number"
             )
 
-    chosen = _choose_engine(engine, batched, f, layout, buffer, call, plan)
+    chosen, timing_calls = _choose_engine(engine, batched, f, layout, buffer, call, plan)
+    nfev += timing_calls
     if chosen == "batched":
         evaluations = _engine.batched_engine(f, layout, buffer, plan)
     elif chosen == "numba":
@@ -166,7 +167,7 @@ def check(
     return Report(
         difference=result.difference,
         verdict=result.verdict,
-        blocks={b.name: b for b in result.blocks},
+        blocks=MappingProxyType({b.name: b for b in result.blocks}),
         worst=result.worst,
         gradapprox=layout.structure(full),
         nfev=nfev,
@@ -260,22 +261,16 @@ def _split(out: Any) -> tuple[Any, Any]:
 
 def _loss_value(out: Any) -> tuple[float, np.dtype]:
     """The loss as a float and its dtype; refuse anything but one real number."""
-    arr = out if isinstance(out, np.ndarray) else None
-    if arr is None and _engine._is_scalar(out):
-        dtype = out.dtype if isinstance(out, np.floating) else np.dtype(np.float64)
-        return float(out), (dtype if dtype in _plan_dtypes() else np.dtype(np.float64))
-    if arr is not None and arr.size == 1 and arr.dtype.kind in "iuf":
-        dtype = arr.dtype if arr.dtype in _plan_dtypes() else np.dtype(np.float64)
-        return float(arr.reshape(())), dtype
-    raise TypeError(
-        f"`f` must return one real number, got {type(out).__name__}"
-        + (f" of shape {out.shape} and dtype {out.dtype}" if arr is not None else "")
-        + f": {out!r:.80}"
-    )
-
-
-def _plan_dtypes() -> tuple[np.dtype, ...]:
-    return (np.dtype(np.float64), np.dtype(np.float32))
+    if isinstance(out, np.ndarray) and out.size == 1 and out.dtype.kind in "iuf":
+        out = out.reshape(())[()]
+    if not _engine._is_scalar(out):
+        shape = f" of shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else ""
+        raise TypeError(
+            f"`f` must return one real number, got {type(out).__name__}{shape}: {out!r:.80}"
+        )
+    # float32 losses make the steps and thresholds float32's; anything else is float64.
+    dtype = np.dtype(np.float32) if isinstance(out, np.float32) else np.dtype(np.float64)
+    return float(out), dtype
 
 
 def _scalar_of(f, struct, array_valued: bool) -> Callable[[], Any]:
@@ -307,11 +302,12 @@ def _unchanged(layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> No
         )
 
 
-def _choose_engine(engine, batched, f, layout, buffer, call, plan) -> str:
+def _choose_engine(engine, batched, f, layout, buffer, call, plan) -> tuple[str, int]:
+    """The engine to run, and how many extra evaluations of f choosing it took."""
     if batched:
-        return "batched"
+        return "batched", 0
     if engine == "python":
-        return "python"
+        return "python", 0
     flat = (
         len(layout.blocks) == 1
         and layout.blocks[0].path == ()
@@ -325,15 +321,15 @@ def _choose_engine(engine, batched, f, layout, buffer, call, plan) -> str:
                 "engine='numba' needs `f` jitted with numba, `params` one 1-D float64 array, "
                 "`f(params)` returning a float64, and `grad` given separately"
             )
-        return "numba"
+        return "numba", 0
     if not suitable or call is None:
-        return "python"
+        return "python", 0
     if _jit.is_compiled("evaluate_flat", "flat_f64"):
-        return "numba"
+        return "numba", 0
     started = time.perf_counter()
     call()
     per_call = time.perf_counter() - started
-    return "numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"
+    return ("numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"), 1
 
 
 def _returns_float64(f, buffer: np.ndarray) -> bool:

@@ -119,4 +119,4 @@ def batch_values(f: Callable[[Any], Any], layout: Layout, stack: np.ndarray, cou
             f"(B, ...) input), but returned {type(result).__name__} of shape "
             f"{getattr(arr, 'shape', None)} and dtype {arr.dtype}"
         )
-    return arr.reshape(count).astype(np.float64)
+    return arr.reshape(count)
