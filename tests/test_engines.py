@@ -128,7 +128,7 @@ def test_batched_engine_with_a_structure_and_small_memory_budget(mlp, monkeypatc
 def test_auto_engine_keeps_small_checks_off_the_compiler(monkeypatch):
     from gradcheck import _check, _jit
 
-    monkeypatch.setattr(_jit, "is_compiled", lambda *a: False)
+    monkeypatch.setattr(_jit, "is_compiled", lambda *a, **k: False)
     theta = np.linspace(-1, 1, 10)
     r = gradcheck.check(models.cubic_flat, theta, models.cubic_grad(theta))
     assert r.engine == "python"

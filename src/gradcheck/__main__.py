@@ -26,6 +26,13 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="gradcheck", description="Check hand-written gradients against finite differences."
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("demo", help="check the built-in 3-layer network, buggy and fixed")
     p.add_argument(
         "--eps",
-        type=float,
+        type=_positive_float,
         default=None,
         help="absolute step (the classic exercise uses 1e-7); default: automatic",
     )

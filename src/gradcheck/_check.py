@@ -105,7 +105,7 @@ def check(
     'pass'
     """
     started = time.perf_counter()
-    _validate_options(f, eps, method, seed, engine, batched, tol)
+    tol = _validate_options(f, eps, method, seed, engine, batched, tol)
     layout, buffer = _layout.build(params)
     struct = layout.structure(buffer)
     pristine = buffer.copy()
@@ -118,11 +118,10 @@ def check(
         call = None
     else:
         out = f(struct)
-        if grad is None:
+        pair = grad is None
+        if pair:
             out, grad = _split(out)
-            call = _first_of(f, struct, isinstance(out, np.ndarray))
-        else:
-            call = _scalar_of(f, struct, isinstance(out, np.ndarray))
+        call = _caller(f, struct, pair=pair, array_valued=isinstance(out, np.ndarray))
         f0, loss_dtype = _loss_value(out)
     if not np.isfinite(f0):
         raise ValueError(f"`f(params)` must be finite to check a gradient there, got {f0!r}")
@@ -215,7 +214,7 @@ def assert_gradient(f: Callable[..., Any], params: Any, grad: Any = None, **opti
     return report
 
 
-def _validate_options(f, eps, method, seed, engine, batched, tol) -> None:
+def _validate_options(f, eps, method, seed, engine, batched, tol) -> tuple[float, float] | None:
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}: {f!r:.80}")
     if method not in _plan.METHODS:
@@ -234,12 +233,13 @@ def _validate_options(f, eps, method, seed, engine, batched, tol) -> None:
         raise ValueError("engine='batched' needs batched=True: `f` must take a stack of vectors")
     if batched and engine not in ("auto", "batched"):
         raise ValueError(f"batched=True runs in the batched engine, not engine={engine!r}")
-    _validate_tol(tol)
+    return _validate_tol(tol)
 
 
-def _validate_tol(tol) -> None:
+def _validate_tol(tol) -> tuple[float, float] | None:
+    """``tol`` as a (pass, fail) pair, or None for the dtype's defaults."""
     if tol is None:
-        return
+        return None
     pair = tol if isinstance(tol, tuple) else (tol, tol)
     ok = len(pair) == 2 and all(
         isinstance(t, Real) and not isinstance(t, bool) and 0 < t < np.inf for t in pair
@@ -248,6 +248,7 @@ def _validate_tol(tol) -> None:
         raise ValueError(
             f"`tol` must be a positive number or a (pass, fail) pair with pass <= fail, got {tol!r}"
         )
+    return (float(pair[0]), float(pair[1]))
 
 
 def _split(out: Any) -> tuple[Any, Any]:
@@ -273,16 +274,15 @@ def _loss_value(out: Any) -> tuple[float, np.dtype]:
     return float(out), dtype
 
 
-def _scalar_of(f, struct, array_valued: bool) -> Callable[[], Any]:
+def _caller(f, struct, *, pair: bool, array_valued: bool) -> Callable[[], Any]:
+    """``f(struct)`` reduced to the loss, in the cheapest form the first call allows."""
+    if pair and array_valued:
+        return lambda: _item(f(struct)[0])
+    if pair:
+        return lambda: f(struct)[0]
     if array_valued:
         return lambda: _item(f(struct))
     return lambda: f(struct)
-
-
-def _first_of(f, struct, array_valued: bool) -> Callable[[], Any]:
-    if array_valued:
-        return lambda: _item(f(struct)[0])
-    return lambda: f(struct)[0]
 
 
 def _item(value: Any) -> Any:
@@ -308,23 +308,14 @@ def _choose_engine(engine, batched, f, layout, buffer, call, plan) -> tuple[str,
         return "batched", 0
     if engine == "python":
         return "python", 0
-    flat = (
-        len(layout.blocks) == 1
-        and layout.blocks[0].path == ()
-        and len(layout.blocks[0].shape) == 1
-        and buffer.dtype == np.float64
-    )
-    suitable = flat and _jit.is_jitted(f) and _returns_float64(f, buffer)
+    unsuitable = _numba_unsuitable(f, layout, buffer)
     if engine == "numba":
-        if not suitable:
-            raise ValueError(
-                "engine='numba' needs `f` jitted with numba, `params` one 1-D float64 array, "
-                "`f(params)` returning a float64, and `grad` given separately"
-            )
+        if unsuitable:
+            raise ValueError(f"engine='numba' needs {unsuitable}")
         return "numba", 0
-    if not suitable or call is None:
+    if unsuitable:
         return "python", 0
-    if _jit.is_compiled("evaluate_flat", "flat_f64"):
+    if _jit.is_compiled("evaluate_flat", parallel=True):
         return "numba", 0
     started = time.perf_counter()
     call()
@@ -332,7 +323,16 @@ def _choose_engine(engine, batched, f, layout, buffer, call, plan) -> tuple[str,
     return ("numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"), 1
 
 
-def _returns_float64(f, buffer: np.ndarray) -> bool:
-    numba = _jit.numba_module()
-    cres = f.overloads.get((numba.typeof(buffer),))
-    return cres is not None and cres.signature.return_type == numba.types.float64
+def _numba_unsuitable(f, layout, buffer: np.ndarray) -> str | None:
+    """Why the numba engine cannot run this check, or None when it can."""
+    block = layout.blocks[0]
+    if not _jit.is_jitted(f):
+        return f"`f` jitted with numba (numba.njit), got {type(f).__name__} {f!r:.60}"
+    if len(layout.blocks) > 1 or block.path != () or len(block.shape) != 1:
+        return f"`params` to be one 1-D array, got blocks {[b.name for b in layout.blocks]}"
+    if buffer.dtype != np.float64 or block.dtype != np.float64:
+        return f"`params` of dtype float64, got {block.dtype}"
+    returns = _jit.return_type_name(f, buffer)
+    if returns != "float64":
+        return f"`f(params)` to return a float64 (and `grad` given separately), got {returns}"
+    return None

@@ -53,19 +53,19 @@ def python_engine(call: Callable[[], Any], buffer: np.ndarray, plan: Plan) -> np
 
 
 def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:
+    # f's type was checked at params; only if the bulk conversion fails is it checked again
+    # point by point, to name where f returned something else.
     try:
-        arr = np.asarray(results, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        arr = np.array(results)
+    except (TypeError, ValueError):
         arr = None
-        error = exc
-    if arr is None or arr.shape != (len(results),):
-        for pos, r in enumerate(results):
-            if not _is_scalar(r):
-                raise FunctionOutputError(
-                    f"`f` must return one real number, but at perturbation "
-                    f"{start + pos // n_values} it returned {type(r).__name__}: {r!r:.80}"
-                ) from (error if arr is None else None)
-    return arr
+    if arr is not None and arr.shape == (len(results),) and arr.dtype.kind in "iuf":
+        return arr.astype(np.float64, copy=False)
+    pos, r = next((p, r) for p, r in enumerate(results) if not _is_scalar(r))
+    raise FunctionOutputError(
+        f"`f` must return one real number, but at perturbation {start + pos // n_values} "
+        f"it returned {type(r).__name__}: {r!r:.80}"
+    )
 
 
 def _is_scalar(r: Any) -> bool:
@@ -80,7 +80,7 @@ def numba_engine(f: Any, buffer: np.ndarray, plan: Plan) -> np.ndarray:
     # workqueue layer aborts the process); from any thread but the main one, run serially.
     parallel = threading.current_thread() is threading.main_thread()
     threads = _jit.num_threads() if parallel else 1
-    kernel = _jit.compiled("evaluate_flat", "flat_f64", parallel=parallel)
+    kernel = _jit.compiled("evaluate_flat", parallel=parallel)
     m = plan.idx.size
     # A few chunks per thread balance uneven costs; each chunk costs one copy of theta.
     nchunks = max(1, min(m, 4 * threads))

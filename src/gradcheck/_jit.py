@@ -1,10 +1,11 @@
 """The one place numba options are decided.
 
-Kernels in ``_kernels.py`` are plain Python functions; this module turns them into compiled
-dispatchers on first use, never at import. ``fastmath`` stays off everywhere: finite
-differences live on exact cancellation and the checker must see every NaN.
+Kernels (``_kernels.py``, ``_norm_kernel.py``) are plain Python functions; this module turns
+them into compiled dispatchers on first use, never at import. ``fastmath`` stays off
+everywhere: finite differences live on exact cancellation and the checker must see every NaN.
 
-Our own kernels take only arrays and scalars, so their machine code is cached on disk
+Our kernels take only arrays, scalars and (``evaluate_flat``) a user function typed by its
+signature rather than by its identity, so their machine code is cached on disk
 (``cache=True``) and later processes load it instead of compiling. When no cache location is
 writable (a read-only install), numba refuses at decoration time; we then compile without a
 cache rather than fail.
@@ -13,10 +14,20 @@ cache rather than fail.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 
 # Set GRADCHECK_NUMBA_CACHE=0 to keep numba from writing cache files.
 CACHE = os.environ.get("GRADCHECK_NUMBA_CACHE", "1") != "0"
+
+# kernel name -> module that defines it
+KERNELS = {
+    "evaluate_flat": "._kernels",
+    "build_batch": "._kernels",
+    "segment_norms": "._norm_kernel",
+}
+
+_built: set[tuple[str, bool]] = set()
 
 
 def numba_module():
@@ -27,35 +38,37 @@ def numba_module():
 
 
 @functools.cache
-def compiled(name: str, signature: str | None = None, parallel: bool = False):
-    """Return the kernel ``name`` (of ``_kernels`` or ``_norm_kernel``) compiled here.
+def compiled(name: str, parallel: bool = False):
+    """Return the kernel ``name`` compiled with the house options.
 
-    ``signature`` names one of the signatures built in ``_kernels.signature``; with it the
-    kernel is compiled eagerly for exactly that type (so it can be cached even when it takes
-    a user function as a first-class argument), without it lazily for whatever it is given.
+    ``evaluate_flat`` is compiled eagerly for its one signature, in which the user's ``f`` is
+    a first-class function ``float64(float64[::1])``: one machine code serves every ``f``
+    and can be cached. The other kernels compile lazily for the arrays they are given.
     """
     numba = numba_module()
-    from . import _kernels, _norm_kernel
-
-    module = _norm_kernel if hasattr(_norm_kernel, name) else _kernels
-    py_func = getattr(module, name)
-    sig = _kernels.signature(signature) if signature else None
+    py_func = getattr(importlib.import_module(KERNELS[name], __package__), name)
+    sig = _evaluate_flat_signature(numba) if name == "evaluate_flat" else None
     options = {"nogil": True, "parallel": parallel, "fastmath": False, "error_model": "numpy"}
     try:
         kernel = _decorate(numba, py_func, sig, options, cache=CACHE)
     except RuntimeError:
         # "cannot cache function ...: no locator available": a read-only install.
         kernel = _decorate(numba, py_func, sig, options, cache=False)
-    _built.add((name, signature))
+    _built.add((name, parallel))
     return kernel
 
 
-_built: set[tuple[str, str | None]] = set()
+def is_compiled(name: str, parallel: bool = False) -> bool:
+    """True when ``compiled(name, parallel)`` has already been built in this process."""
+    return (name, parallel) in _built
 
 
-def is_compiled(name: str, signature: str | None = None) -> bool:
-    """True when ``compiled(name, signature, ...)`` has already been built in this process."""
-    return (name, signature) in _built
+def _evaluate_flat_signature(numba):
+    t = numba.types
+    flat = t.Array(t.float64, 1, "C")
+    f_type = t.FunctionType(t.float64(flat))
+    matrix = t.Array(t.float64, 2, "C")
+    return t.void(f_type, flat, t.Array(t.int64, 1, "C"), matrix, matrix, t.int64)
 
 
 def _decorate(numba, py_func, sig, options, *, cache):
@@ -70,6 +83,13 @@ def is_jitted(f) -> bool:
     if not module.startswith("numba"):
         return False
     return numba_module().extending.is_jitted(f)
+
+
+def return_type_name(f, x) -> str | None:
+    """The return type of jitted ``f`` as compiled for an argument like ``x``, if it is."""
+    numba = numba_module()
+    compiled_for_x = f.overloads.get((numba.typeof(x),))
+    return None if compiled_for_x is None else str(compiled_for_x.signature.return_type)
 
 
 def num_threads() -> int:

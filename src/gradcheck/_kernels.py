@@ -6,23 +6,7 @@ Each takes and fills arrays whose shapes the calling engine guarantees.
 
 from __future__ import annotations
 
-from numba import prange, types
-
-
-def signature(name: str):
-    """The explicit numba signatures of the kernels that take a user function."""
-    flat = types.Array(types.float64, 1, "C")
-    if name == "flat_f64":
-        f_type = types.FunctionType(types.float64(flat))
-        return types.void(
-            f_type,
-            flat,
-            types.Array(types.int64, 1, "C"),
-            types.Array(types.float64, 2, "C"),
-            types.Array(types.float64, 2, "C"),
-            types.int64,
-        )
-    raise KeyError(name)
+from numba import prange
 
 
 def evaluate_flat(f, theta, idx, values, out, nchunks):

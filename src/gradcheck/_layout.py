@@ -50,14 +50,8 @@ class Layout:
     skeleton: Any  # the structure with each array replaced by its block index
     dtype: np.dtype
 
-    @property
-    def n(self) -> int:
-        return sum(b.size for b in self.blocks)
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """Block boundaries in the flat buffer: block k is [offsets[k], offsets[k + 1])."""
-        return np.array([b.offset for b in self.blocks] + [self.n], dtype=np.int64)
+    n: int
+    offsets: np.ndarray  # int64: block k is [offsets[k], offsets[k + 1]) of the buffer
 
     def block_of(self, flat_index: int) -> Block:
         k = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
@@ -113,7 +107,8 @@ def build(params: Any) -> tuple[Layout, np.ndarray]:
     for name, path, arr in leaves:
         blocks.append(Block(name, path, arr.shape, offset, arr.dtype))
         offset += arr.size
-    layout = Layout(tuple(blocks), skeleton, dtype)
+    offsets = np.array([b.offset for b in blocks] + [offset], dtype=np.int64)
+    layout = Layout(tuple(blocks), skeleton, dtype, offset, offsets)
     buffer = np.empty(offset, dtype=dtype)
     for b, (_, _, arr) in zip(blocks, leaves, strict=True):
         buffer[b.offset : b.offset + b.size] = arr.reshape(-1)
@@ -132,8 +127,12 @@ def _walk(tree: Any, name: str, path: Path, leaves: list) -> Any:
             key: _walk(value, _join(name, key), (*path, key), leaves) for key, value in tree.items()
         }
     if isinstance(tree, (list, tuple)):
-        items = [_walk(value, f"{name}[{i}]", (*path, i), leaves) for i, value in enumerate(tree)]
-        return items if isinstance(tree, list) else tuple(items)
+        fields = getattr(tree, "_fields", None)  # a namedtuple: name blocks by field
+        items = [
+            _walk(value, _join(name, fields[i]) if fields else f"{name}[{i}]", (*path, i), leaves)
+            for i, value in enumerate(tree)
+        ]
+        return _same_kind(tree, items)
     arr = _as_real_array(tree, what=f"params `{name or 'params'}`", allow_int=False)
     leaves.append((name or "params", path, arr))
     return _Leaf(len(leaves) - 1)
@@ -149,8 +148,15 @@ def _rebuild(skeleton: Any, views: list) -> Any:
         return views[skeleton.index]
     if isinstance(skeleton, dict):
         return {key: _rebuild(value, views) for key, value in skeleton.items()}
-    items = [_rebuild(value, views) for value in skeleton]
-    return items if isinstance(skeleton, list) else tuple(items)
+    return _same_kind(skeleton, [_rebuild(value, views) for value in skeleton])
+
+
+def _same_kind(like: list | tuple, items: list) -> list | tuple:
+    if isinstance(like, list):
+        return items
+    if hasattr(like, "_fields"):
+        return type(like)(*items)
+    return tuple(items)
 
 
 def _join(name: str, key: Any) -> str:
@@ -187,6 +193,8 @@ def _lookup(tree: Any, path: Path, *, what: str) -> Any:
 def _as_real_array(value: Any, *, what: str, allow_int: bool) -> np.ndarray:
     if isinstance(value, np.ndarray):
         arr = value
+    elif isinstance(value, np.floating):
+        arr = np.asarray(value)
     elif isinstance(value, Real) and not isinstance(value, (bool, np.bool_)):
         arr = np.asarray(value, dtype=np.float64)
     elif allow_int and isinstance(value, (np.generic, list)):

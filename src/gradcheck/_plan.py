@@ -4,7 +4,8 @@ Steps follow the dtype and the scale of each parameter: ``h_i = r * max(1, |x_i|
 ``r = eps**(1/3)`` for central and ``eps**(1/2)`` for forward differences, ``eps`` that of the
 coarser of the parameter and loss dtypes. The perturbed values are rounded to the storage
 dtype here, once, and the divisor is the step those stored values actually span. A step the
-user gives is absolute and divides by its nominal width, as the classic exercise does.
+user gives is absolute and divides by its nominal width, as the classic exercise does, as
+long as the stored values represent it.
 """
 
 from __future__ import annotations
@@ -60,10 +61,14 @@ def make(
     # stored values span: exact for float32 storage, and what f actually sees.
     values = np.stack([(x + o * step).astype(theta.dtype) for o in offsets], axis=1)
     values = values.astype(np.float64)
-    if eps is None:
-        width = values[:, 0] - (values[:, 1] if len(offsets) == 2 else x)
-    else:
-        width = (offsets[0] - (offsets[1] if len(offsets) == 2 else 0.0)) * step
+    width = values[:, 0] - (values[:, 1] if len(offsets) == 2 else x)
+    if eps is not None:
+        # A user's step divides by its nominal width, as the classic exercise does, wherever
+        # the stored values span it to 1e-8 (float64 near |x| ~ 1: ~1e-9 off); where they do
+        # not (float32, or |x| >> eps) the nominal width would be wrong by up to 100%, so the
+        # step actually taken is used there.
+        nominal = (offsets[0] - (offsets[1] if len(offsets) == 2 else 0.0)) * step
+        width = np.where(np.abs(width - nominal) <= 1e-8 * nominal, nominal, width)
     return Plan(method, idx, np.ascontiguousarray(values), width, step, rel_step, seed)
 
 

@@ -33,6 +33,16 @@ class Report:
         Evaluations of ``f`` spent.
     seed : int
         The seed of the plan, recorded so a check can be replayed.
+    engine, method, step : str
+        Which engine ran, the difference formula, and how the steps were chosen.
+    n, checked : int
+        Parameters in all, and how many of them were checked.
+    loss : float
+        ``f(params)``.
+    tol : (float, float)
+        The pass and fail thresholds that were applied.
+    seconds : float
+        Wall time of the whole check.
     """
 
     difference: float
@@ -62,7 +72,14 @@ class Report:
         return tuple(name for name, b in self.blocks.items() if b.verdict == "fail")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (non-finite numbers become strings)."""
+        """The report as plain data.
+
+        Returns
+        -------
+        dict
+            JSON-serialisable: blocks and worst entries as dicts, non-finite numbers as the
+            strings ``"nan"``, ``"inf"``, ``"-inf"``. ``gradapprox`` is left out.
+        """
         return _jsonable(
             {
                 "difference": self.difference,
@@ -92,7 +109,7 @@ def format_report(r: Report) -> str:
         f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}\n"
         f"  {r.checked:,} of {r.n:,} coordinates, {_METHOD_WORDS.get(r.method, r.method)} "
         f"({r.step}), {r.nfev:,} evaluations of f, {r.engine} engine, {r.seconds:.3g} s\n"
-        f"  pass <= {r.tol[0]:.0e}, fail > {r.tol[1]:.0e}"
+        f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}"
     )
     rows = [("block", "shape", "checked", "difference", "verdict", "max |error|", "at")]
     for b in r.blocks.values():
