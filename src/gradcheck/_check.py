@@ -130,8 +130,7 @@ def check(
     analytic = layout.flatten(grad, what="grad")
     _unchanged(layout, buffer, pristine, "f or grad")
 
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**63))
+    seed = int(np.random.default_rng().integers(2**63)) if seed is None else int(seed)
     plan = _plan.make(buffer, method=method, eps=eps, loss_dtype=loss_dtype, seed=seed)
     if eps is not None:
         collapsed = _plan.collapsed(plan, buffer)

@@ -106,8 +106,11 @@ def ratio(norm_error: float, norm_a: float, norm_b: float) -> float:
     if total == 0.0:
         return 0.0 if norm_error == 0.0 else math.nan
     if total == math.inf and norm_a < math.inf and norm_b < math.inf:
-        return (0.5 * norm_error) / (0.5 * norm_a + 0.5 * norm_b)
-    return norm_error / total
+        d = (0.5 * norm_error) / (0.5 * norm_a + 0.5 * norm_b)
+    else:
+        d = norm_error / total
+    # The triangle inequality bounds d by 1; only rounding could push it past.
+    return min(d, 1.0) if d == d else d
 
 
 def judge(difference: float, tol: tuple[float, float]) -> str:
@@ -262,10 +265,13 @@ def relative_change(a, reference) -> float:
     _, nref, nd = segment_norms(x, y, np.array([0, x.size]))[0]
     if np.isinf([nd, nref]).any() and np.isfinite(x).all() and np.isfinite(y).all():
         _, nref, nd = segment_norms(x * DOWN, y * DOWN, np.array([0, x.size]))[0]
+    nd, nref = float(nd), float(nref)
     if nd == 0.0:
         return 0.0
-    with np.errstate(divide="ignore"):
-        return float(np.float64(nd) / np.float64(nref))
+    if nref == 0.0:
+        return math.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.float64(nd) / nref)
 
 
 def _pair(a, b, names) -> tuple[np.ndarray, np.ndarray]:

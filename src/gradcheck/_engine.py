@@ -28,6 +28,9 @@ PY_CHUNK = 1 << 16
 BATCH_BYTES = 64 << 20
 
 
+_BOOLS = frozenset((bool, np.bool_))
+
+
 class FunctionOutputError(TypeError):
     """f returned something that is not one real number (or one per row, batched)."""
 
@@ -59,7 +62,12 @@ def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:
         arr = np.array(results)
     except (TypeError, ValueError):
         arr = None
-    if arr is not None and arr.shape == (len(results),) and arr.dtype.kind in "iuf":
+    if (
+        arr is not None
+        and arr.shape == (len(results),)
+        and arr.dtype.kind in "iuf"
+        and not _BOOLS & set(map(type, results))  # numpy would read True as 1.0
+    ):
         return arr.astype(np.float64, copy=False)
     pos, r = next((p, r) for p, r in enumerate(results) if not _is_scalar(r))
     raise FunctionOutputError(

@@ -52,7 +52,9 @@ def segment_norms(a, b, offsets, out):
                 sa += x * x
                 sb += y * y
                 sd += t * t
-            if FAST_LO <= sa <= FAST_HI and FAST_LO <= sb <= FAST_HI and sd <= FAST_HI:
+            # sd must clear FAST_LO as well: squares of differences below ~1e-154 underflow
+            # even when the entries themselves are ordinary.
+            if FAST_LO <= sa <= FAST_HI and FAST_LO <= sb <= FAST_HI and FAST_LO <= sd <= FAST_HI:
                 acc[0][1] += sa
                 acc[1][1] += sb
                 acc[2][1] += sd
