@@ -98,3 +98,27 @@ def cubic_flat(theta):
 
 def cubic_grad(theta):
     return 3 * theta**2 + np.cos(theta) * np.arange(1, theta.size + 1)
+
+
+class Separable:
+    """A cheap large model: 0.5 * sum(c x^2) + 0.5 * (u . x)^2 over blocks W and b.
+
+    One evaluation reads every parameter (about 1 ms for a million), and the gradient
+    c x + (u . x) u is known exactly, so bugs can be planted where a test wants them.
+    """
+
+    def __init__(self, sizes, seed=0):
+        rng = np.random.default_rng(seed)
+        self.c = {k: rng.uniform(0.5, 2.0, n) for k, n in sizes.items()}
+        scale = np.sqrt(sum(sizes.values()))
+        self.u = {k: rng.standard_normal(n) / scale for k, n in sizes.items()}
+        self.params = {k: rng.standard_normal(n) for k, n in sizes.items()}
+
+    def loss(self, p):
+        s = sum(p[k] @ self.u[k] for k in p)
+        return 0.5 * sum(self.c[k] @ (p[k] * p[k]) for k in p) + 0.5 * s * s
+
+    def grad(self, p=None):
+        p = self.params if p is None else p
+        s = sum(p[k] @ self.u[k] for k in p)
+        return {k: self.c[k] * p[k] + s * self.u[k] for k in p}

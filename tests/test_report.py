@@ -385,8 +385,13 @@ def test_nfev_counts_every_evaluation_of_f(method, per_coordinate):
         calls.append(None)
         return models.quad_loss(x, A, b)
 
-    report = gradcheck.check(f, x, models.quad_grad(x, A, b), method=method)
+    report = gradcheck.check(f, x, models.quad_grad(x, A, b), method=method, noise=False)
     assert report.nfev == len(calls) == 1 + per_coordinate * x.size
+    calls.clear()
+    probed = gradcheck.check(f, x, models.quad_grad(x, A, b), method=method)
+    # The noise probe: 2 repeats at params and 8 points on a line (up to 3 attempts).
+    assert probed.nfev == len(calls)
+    assert probed.nfev - report.nfev in (10, 18, 26)
     assert report.n == report.checked == x.size
     assert report.method == method
     assert report.loss == models.quad_loss(x, A, b)

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import sys
 import time
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -12,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, _jit, _layout, _plan
-from ._compare import compare
+from . import _directions, _engine, _jit, _layout, _noise, _plan
+from ._compare import compare, noise_level, with_directions
 from ._estimate import estimate
 from ._report import Report
 
-ENGINES = ("auto", "python", "numba", "batched")
+ENGINES = ("auto", "python", "numba", "batched", "dask")
 # engine="auto" compiles the numba kernel only when the Python engine would take longer than
 # a first compile costs here (1-2 s), unless the kernel is already compiled in this process.
 AUTO_NUMBA_SECONDS = 1.0
@@ -34,6 +37,13 @@ def check(
     engine: str = "auto",
     batched: bool = False,
     tol: float | tuple[float, float] | None = None,
+    sample: int | float | None = None,
+    directions: int | None = None,
+    localize: int = 8,
+    budget: float | None = None,
+    client: Any = None,
+    progress: bool | None = None,
+    noise: bool = True,
 ) -> Report:
     """Check a hand-written gradient against finite differences.
 
@@ -63,14 +73,44 @@ def check(
         differences (1 evaluation, error O(h)).
     seed : int, optional
         Recorded in the report so a check can be replayed; drawn when None.
-    engine : {"auto", "python", "numba", "batched"}
+    engine : {"auto", "python", "numba", "batched", "dask"}
         "auto" picks "batched" when ``batched=True``, "numba" for a jitted flat ``f`` whose
-        check is long enough to repay compiling the kernel, and "python" otherwise.
+        check is long enough to repay compiling the kernel, and "python" otherwise. "dask"
+        sends slices of the coordinates to the workers of a ``dask.distributed`` client,
+        each running the serial Python or numba engine.
     batched : bool
         ``f`` takes a stack of parameter vectors (see ``f``).
     tol : float or (float, float), optional
         One threshold (pass at or below it, fail above), or ``(pass, fail)`` with "warn" in
         between. Default by dtype: float64 ``(1e-7, 1e-5)``, float32 ``(1e-3, 1e-2)``.
+    sample : int or float, optional
+        Check a random sample of coordinates instead of all: an int is how many, a float in
+        (0, 1] what fraction. Stratified per block: blocks of up to 32 entries are checked
+        whole, larger ones get a share in proportion to their size; drawn without
+        replacement from ``seed``. ``report.blocks[name].miss_probability(p)`` is the chance
+        that a bug touching a fraction ``p`` of a block went unseen.
+    directions : int, optional
+        Also compare ``v . grad`` with the directional difference along this many random
+        Gaussian directions per block (2 evaluations each, whatever the block's size). Alone
+        (without ``sample``), no coordinate is checked one by one.
+    localize : int
+        When a block fails its directions, halve its coordinates and test the halves with
+        directions of their own, recursively, until up to this many wrong entries are found
+        (about 4 log2(n) evaluations each); they are listed in ``blocks[name].localized``.
+        0 turns the search off.
+    budget : float, optional
+        Seconds to spend: one evaluation of ``f`` is timed and ``sample`` and
+        ``directions`` (those left None) are chosen to fit; a full check when it fits.
+    client : dask.distributed.Client, optional
+        For ``engine="dask"``; default: the current client.
+    progress : bool, optional
+        Show a progress bar (tqdm) on stderr. Default: when the check is expected to take
+        more than a few seconds and stderr is a terminal.
+    noise : bool
+        Probe f's noise first (about ten evaluations): call it twice more at ``params``
+        (a non-deterministic f makes the check "inconclusive") and estimate its noise level
+        along a random line (Moré & Wild's ECnoise), which sets what the finite differences
+        can resolve. False: assume rounding noise ``u * |f(params)|`` only.
 
     Returns
     -------
@@ -106,11 +146,14 @@ def check(
     """
     started = time.perf_counter()
     tol = _validate_options(f, eps, method, seed, engine, batched, tol)
+    _validate_large(sample, directions, localize, budget, progress)
     layout, buffer = _layout.build(params)
     struct = layout.structure(buffer)
     pristine = buffer.copy()
 
     nfev = 1
+    pair = array_valued = False
+    first_started = time.perf_counter()
     if batched:
         if grad is None:
             raise ValueError("with batched=True, pass `grad`: a batched `f` returns losses only")
@@ -121,7 +164,8 @@ def check(
         pair = grad is None
         if pair:
             out, grad = _split(out)
-        call = _caller(f, struct, pair=pair, array_valued=isinstance(out, np.ndarray))
+        array_valued = isinstance(out, np.ndarray)
+        call = _engine.caller(f, struct, pair=pair, array_valued=array_valued)
         f0, loss_dtype = _loss_value(out)
     if not np.isfinite(f0):
         raise ValueError(f"`f(params)` must be finite to check a gradient there, got {f0!r}")
@@ -131,9 +175,40 @@ def check(
     _unchanged(layout, buffer, pristine, "f or grad")
 
     seed = int(np.random.default_rng().integers(2**63)) if seed is None else int(seed)
-    plan = _plan.make(buffer, method=method, eps=eps, loss_dtype=loss_dtype, seed=seed)
+    rng = np.random.default_rng(seed)
+    if batched:
+
+        def evaluate(points):
+            return _engine.batched_segment_engine(f, layout, buffer, points)
+    else:
+
+        def evaluate(points):
+            return _engine.segment_engine(call, buffer, points)
+
+    dtype = _plan.coarser(buffer.dtype, loss_dtype)
+    rounding = noise_level(f0, dtype)
+    measured = None
+    if noise:
+        measured = _noise.measure(evaluate, buffer, f0, rounding, rng)
+        nfev += measured.evaluations
+    # The first call's time, for the progress bar's guess (it may include a JIT compile).
+    first_call = time.perf_counter() - first_started
+    per_call = None
+    if budget is not None:
+        per_call = _time_one(call, f, layout, buffer)
+        nfev += 1
+    if budget is not None:
+        sample, directions = _fit_budget(budget, per_call, layout, sample, directions)
+    if sample is not None:
+        take = _plan.sample_sizes(np.diff(layout.offsets), sample)
+        idx = _plan.draw_sample(layout.offsets, take, rng)
+    elif directions is not None:
+        idx = np.empty(0, dtype=np.int64)
+    else:
+        idx = np.arange(layout.n, dtype=np.int64)
+    plan = _plan.make(buffer, idx, method=method, eps=eps, loss_dtype=loss_dtype, seed=seed)
     if eps is not None:
-        collapsed = _plan.collapsed(plan, buffer)
+        collapsed = _plan.collapsed(plan)
         if collapsed.size:
             i = int(plan.idx[collapsed[0]])
             raise ValueError(
@@ -141,30 +216,87 @@ def check(
                 f"{buffer[i]!r}: x + eps and x - eps round to the same number"
             )
 
-    chosen, timing_calls = _choose_engine(engine, batched, f, layout, buffer, call, plan)
+    expected = plan.values.size + 2 * (directions or 0) * len(layout.blocks)
+    show = _show_progress(progress, per_call or first_call, expected)
+    chosen, timing_calls = _choose_engine(engine, batched, f, layout, buffer, plan, per_call)
     nfev += timing_calls
-    if chosen == "batched":
-        evaluations = _engine.batched_engine(f, layout, buffer, plan)
-    elif chosen == "numba":
-        evaluations = _engine.numba_engine(f, buffer, plan)
-    else:
-        evaluations = _engine.python_engine(call, buffer, plan)
+    notes: list[str] = []
+    with _progress_bar(show, plan.idx.size) as tick:
+        if method == "complex":
+            evaluations, self_test = _complex_step(
+                f, layout, buffer, plan, analytic, pair, array_valued, tick, notes
+            )
+            nfev += self_test
+        else:
+            evaluations = _evaluate(
+                chosen,
+                f,
+                call,
+                layout,
+                buffer,
+                plan,
+                client=client,
+                tick=tick,
+                how={"pair": pair, "array_valued": array_valued},
+            )
     nfev += evaluations.size
     _unchanged(layout, buffer, pristine, "f")
 
     est = estimate(plan, evaluations, f0)
-    result = compare(layout, plan, est, analytic[plan.idx], f0=f0, loss_dtype=loss_dtype, tol=tol)
+    noise_f = measured.level if measured else rounding
+    result = compare(
+        layout,
+        plan,
+        est,
+        analytic[plan.idx],
+        f0=f0,
+        loss_dtype=loss_dtype,
+        tol=tol,
+        noise_f=noise_f,
+    )
+    if measured and measured.spread > 0:
+        notes.append(
+            f"inconclusive: f is not deterministic: f(params) changed by {measured.spread:.3g} "
+            "across 3 calls (dropout, random batches, nondeterministic kernels?); fix its "
+            "randomness before checking"
+        )
+    if directions:
+        rel_step = _plan.relative_step(method, buffer.dtype, loss_dtype)
+        found = []
+        for block in layout.blocks:
+            r = _directions.check_block(
+                evaluate,
+                buffer,
+                analytic,
+                block.offset,
+                block.offset + block.size,
+                k=directions,
+                rel_step=rel_step,
+                rng=rng,
+                tol=result.tol,
+                adaptive=result.adaptive,
+                noise_f=result.noise_f,
+                localize=localize,
+            )
+            nfev += r.evaluations
+            found.append(r)
+        _unchanged(layout, buffer, pristine, "f")
+        result = with_directions(result, layout, found, directions)
+
     full = np.full(layout.n, np.nan)
     full[plan.idx] = est.gradapprox
     full.flags.writeable = False
     step = (
         f"absolute step eps={eps!r}"
         if eps is not None
-        else f"relative step {plan.rel_step:.3g}*max(1,|x|)"
+        else f"relative step {_plan.relative_step(method, buffer.dtype, loss_dtype):.3g}*max(1,|x|)"
     )
+    verdict = result.verdict
+    if verdict in ("pass", "warn") and any(n.startswith("inconclusive") for n in notes):
+        verdict = "inconclusive"
     return Report(
         difference=result.difference,
-        verdict=result.verdict,
+        verdict=verdict,
         blocks=MappingProxyType({b.name: b for b in result.blocks}),
         worst=result.worst,
         gradapprox=layout.structure(full),
@@ -178,6 +310,10 @@ def check(
         loss=f0,
         tol=result.tol,
         seconds=time.perf_counter() - started,
+        directions=directions or 0,
+        budget=budget,
+        noise=noise_f,
+        notes=tuple(notes),
     )
 
 
@@ -273,23 +409,6 @@ def _loss_value(out: Any) -> tuple[float, np.dtype]:
     return float(out), dtype
 
 
-def _caller(f, struct, *, pair: bool, array_valued: bool) -> Callable[[], Any]:
-    """``f(struct)`` reduced to the loss, in the cheapest form the first call allows."""
-    if pair and array_valued:
-        return lambda: _item(f(struct)[0])
-    if pair:
-        return lambda: f(struct)[0]
-    if array_valued:
-        return lambda: _item(f(struct))
-    return lambda: f(struct)
-
-
-def _item(value: Any) -> Any:
-    # A size-1 array loss (a (1, 1) cost from np.dot) is one number; anything else is left
-    # for the engine to refuse with the coordinate named.
-    return value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
-
-
 def _unchanged(layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> None:
     bits = f"u{buffer.itemsize}"  # bitwise: a restored value must be the very same number
     changed = np.flatnonzero(buffer.view(bits) != pristine.view(bits))
@@ -301,25 +420,183 @@ def _unchanged(layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> No
         )
 
 
-def _choose_engine(engine, batched, f, layout, buffer, call, plan) -> tuple[str, int]:
+def _choose_engine(engine, batched, f, layout, buffer, plan, per_call) -> tuple[str, int]:
     """The engine to run, and how many extra evaluations of f choosing it took."""
-    if batched:
-        return "batched", 0
-    if engine == "python":
+    if plan.method == "complex":
+        if batched or engine not in ("auto", "python"):
+            raise ValueError(
+                "method='complex' runs in the python engine (f evaluated at complex points), "
+                f"not engine={engine!r}{' with batched=True' if batched else ''}"
+            )
         return "python", 0
+    if batched:
+        if engine == "dask":
+            raise ValueError("engine='dask' runs one point per call: use batched=False")
+        return "batched", 0
+    if engine in ("python", "dask"):
+        return engine, 0
     unsuitable = _numba_unsuitable(f, layout, buffer)
     if engine == "numba":
         if unsuitable:
             raise ValueError(f"engine='numba' needs {unsuitable}")
         return "numba", 0
-    if unsuitable:
+    if unsuitable or plan.idx.size == 0:
         return "python", 0
     if _jit.is_compiled("evaluate_flat", parallel=True):
         return "numba", 0
+    extra = 0
+    if per_call is None:
+        per_call = _time_one(lambda: f(buffer), f, layout, buffer)
+        extra = 1
+    return ("numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"), extra
+
+
+def _evaluate(chosen, f, call, layout, buffer, plan, *, client, tick, how) -> np.ndarray:
+    if chosen == "batched":
+        return _engine.batched_engine(f, layout, buffer, plan.idx, plan.values, tick)
+    if chosen == "numba":
+        return _engine.numba_engine(f, buffer, plan.idx, plan.values, tick)
+    if chosen == "dask":
+        client = _dask_client(client)
+        worker = "numba" if not _numba_unsuitable(f, layout, buffer) else "python"
+        return _engine.dask_engine(
+            client,
+            f,
+            layout,
+            buffer,
+            plan.idx,
+            plan.values,
+            how={**how, "engine": worker},
+            progress=tick,
+        )
+    return _engine.python_engine(call, buffer, plan.idx, plan.values, tick)
+
+
+def _complex_step(f, layout, buffer, plan, analytic, pair, array_valued, tick, notes):
+    """Im f(x + ih) for each planned coordinate, after checking f is complex-safe."""
+    cbuffer = buffer.astype(np.complex128 if buffer.dtype == np.float64 else np.complex64)
+    call = _engine.caller(f, layout.structure(cbuffer), pair=pair, array_valued=array_valued)
+    steps = plan.values[:, 0]
+    values = _engine.complex_engine(call, cbuffer, plan.idx, steps, tick)
+    if values.dtype.kind != "c" or (not values.imag.any() and analytic[plan.idx].any()):
+        raise ValueError(
+            "method='complex' needs f to carry complex input through to its result, but f "
+            "returned no imaginary part: it drops it somewhere (np.abs, float(), .real, "
+            "np.vdot or conjugation, a real-only kernel); use method='central'"
+        )
+    # Self-test: a complex-safe f gives the same Im f / h for a step 1000 times smaller.
+    probe = np.argsort(-np.abs(analytic[plan.idx]), kind="stable")[:3]
+    again = _engine.complex_engine(call, cbuffer, plan.idx[probe], steps[probe] * 1e-3)
+    nfev_extra = int(probe.size)
+    first = values.imag[probe] / steps[probe]
+    second = again.imag / (steps[probe] * 1e-3)
+    if not np.allclose(first, second, rtol=1e-6, atol=0):
+        notes.append(
+            "inconclusive: f is not complex-safe (Im f(x + ih) / h changes with h); "
+            "a non-analytic operation (abs, conjugation, comparisons on complex values) "
+            "breaks the complex step: use method='central'"
+        )
+    return values.imag[:, None], nfev_extra
+
+
+def _dask_client(client):
+    if client is not None:
+        return client
+    try:
+        from distributed import get_client
+    except ImportError as exc:
+        raise ValueError(
+            "engine='dask' needs dask.distributed: pip install 'gradcheck[dask]'"
+        ) from exc
+    try:
+        return get_client()
+    except ValueError as exc:
+        raise ValueError(
+            "engine='dask' needs a dask.distributed Client: pass client=, or create one first"
+        ) from exc
+
+
+def _time_one(call, f, layout, buffer) -> float:
+    """Seconds one evaluation of f takes, at params."""
     started = time.perf_counter()
-    call()
-    per_call = time.perf_counter() - started
-    return ("numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"), 1
+    if call is None:
+        _engine.batch_values(f, layout, buffer.reshape(1, -1), 1)
+    else:
+        call()
+    return max(time.perf_counter() - started, 1e-9)
+
+
+def _fit_budget(budget, per_call, layout, sample, directions):
+    """Choose ``sample`` and ``directions`` (where None) so the check takes ``budget`` s."""
+    affordable = int(budget / per_call)
+    blocks = len(layout.blocks)
+    if sample is None and directions is None and 2 * layout.n <= affordable:
+        return None, None  # a full check fits
+    if directions is None:
+        # Up to 4 directions per block, on at most half the budget; at least one.
+        directions = int(min(4, max(1, affordable // (4 * blocks))))
+    if sample is None:
+        left = affordable - 2 * directions * blocks
+        sample = int(left // 2) if left >= 2 * blocks else None
+    return sample, directions
+
+
+# Show a progress bar by default when a check should take longer than this.
+PROGRESS_SECONDS = 3.0
+
+
+def _show_progress(progress, per_call, expected) -> bool:
+    if progress is not None:
+        return progress
+    if per_call is None or per_call * expected < PROGRESS_SECONDS:
+        return False
+    return sys.stderr.isatty() and _has_tqdm()
+
+
+def _has_tqdm() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool, total: int):
+    if not show or total == 0:
+        yield None
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError as exc:
+        raise ValueError("progress=True needs tqdm: pip install 'gradcheck[progress]'") from exc
+    bar = tqdm(total=total, unit="coord", desc="gradcheck", file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _validate_large(sample, directions, localize, budget, progress) -> None:
+    if sample is not None:
+        is_int = isinstance(sample, Integral) and not isinstance(sample, bool)
+        is_frac = isinstance(sample, float) and 0 < sample <= 1
+        if not (is_int and sample > 0) and not is_frac:
+            raise ValueError(
+                "`sample` must be a positive int (how many coordinates) or a float in (0, 1] "
+                f"(what fraction), got {sample!r}"
+            )
+    for name, value, low in (("directions", directions, 1), ("localize", localize, 0)):
+        if value is None and name == "directions":
+            continue
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+            raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, Real) or not 0 < budget < math.inf
+    ):
+        raise ValueError(f"`budget` must be a positive number of seconds, got {budget!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be True, False or None, got {progress!r}")
 
 
 def _numba_unsuitable(f, layout, buffer: np.ndarray) -> str | None:

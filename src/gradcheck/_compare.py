@@ -7,7 +7,7 @@ dilutes one bad block (one wrong coordinate among 1e6 moves it by only ~5e-4).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,17 +19,24 @@ from ._plan import Plan, coarser
 # (pass at or below, fail above) for the relative difference, by the coarser of the
 # parameter and loss dtypes; between the two the verdict is "warn".
 THRESHOLDS = {np.dtype(np.float64): (1e-7, 1e-5), np.dtype(np.float32): (1e-3, 1e-2)}
+# The complex step subtracts nothing, so it is held to far tighter thresholds.
+COMPLEX_THRESHOLDS = {np.dtype(np.float64): (1e-10, 1e-8), np.dtype(np.float32): (1e-5, 1e-3)}
 # Per-entry score: |a - b| / (RTOL * (|a| + |b|) + NOISE * u * |f0| / h), flagged above 1.
 RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3}
 NOISE = 10.0
+# The fail threshold is at least RESOLVE times the rounding-only difference e_pred; when that
+# exceeds COARSEST (a 5% error could pass), a block that does not fail is "inconclusive".
+RESOLVE = 100.0
+COARSEST = 0.05
 # How many of the worst entries a report keeps.
 WORST = 10
 # Up to this many entries, norms run as plain Python rather than through numba.
 PY_NORMS = 1 << 15
 # Scale that brings overflowing norms back into range (exact: a power of two).
 DOWN = 2.0**-64
-# Severity order of verdicts, mildest first.
-ORDER = ("pass", "warn", "inconclusive", "fail")
+# Severity order of verdicts, mildest first; UNTESTED marks a block left to the directions.
+UNTESTED = "untested"
+ORDER = (UNTESTED, "pass", "warn", "inconclusive", "fail")
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,9 @@ class BlockResult:
 
     name: str
     shape: tuple[int, ...]
-    checked: int
-    difference: float
+    size: int
+    checked: int  # coordinates checked one by one
+    difference: float  # over the checked coordinates, or along the directions if none
     verdict: str
     norm_analytic: float
     norm_numeric: float
@@ -59,6 +67,29 @@ class BlockResult:
     max_abs_error: float
     max_abs_error_at: str | None
     nonfinite: tuple[str, ...]  # entries where f was not finite at a perturbed point
+    tol: tuple[float, float] = (math.nan, math.nan)  # thresholds applied to this block
+    directions: int = 0  # random directions checked
+    direction_difference: float = math.nan
+    localized: tuple[str, ...] = ()  # wrong entries found by the directional search
+
+    def miss_probability(self, p: float = 0.01) -> float:
+        """The chance that a bug touching a fraction ``p`` of this block's entries was in
+        none of the checked coordinates (sampling without replacement).
+
+        Coordinates only; random directions see every entry of the block.
+        """
+        bad = math.ceil(p * self.size)
+        if self.checked > self.size - bad:
+            return 0.0
+        # C(n - bad, m) / C(n, m), in logs so that n in the millions does not overflow.
+        n, m = self.size, self.checked
+        log_p = (
+            math.lgamma(n - bad + 1)
+            - math.lgamma(n - bad - m + 1)
+            - math.lgamma(n + 1)
+            + math.lgamma(n - m + 1)
+        )
+        return math.exp(log_p)
 
 
 @dataclass(frozen=True)
@@ -68,6 +99,8 @@ class Comparison:
     tol: tuple[float, float]
     blocks: tuple[BlockResult, ...]
     worst: tuple[Entry, ...]
+    adaptive: bool  # thresholds follow the rounding noise of f (no `tol` given)
+    noise_f: float  # the assumed rounding noise of f
 
 
 def segment_norms(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -113,11 +146,36 @@ def ratio(norm_error: float, norm_a: float, norm_b: float) -> float:
     return min(d, 1.0) if d == d else d
 
 
-def judge(difference: float, tol: tuple[float, float]) -> str:
+def judge(difference: float, tol: tuple[float, float], e_pred: float = 0.0) -> str:
+    """The verdict on one relative difference; ``e_pred`` as from ``resolution``."""
     # Written so that NaN fails: `d > tol` would be False for NaN.
     if not difference <= tol[1]:
         return "fail"
+    if RESOLVE * e_pred > COARSEST:
+        return "inconclusive"  # rounding in f could hide a 5% error
     return "pass" if difference <= tol[0] else "warn"
+
+
+def noise_level(f0: float, dtype: np.dtype) -> float:
+    """How far rounding alone can move a computed value of f near ``f0``: u |f0|."""
+    return float(np.finfo(dtype).eps / 2 * abs(f0))
+
+
+def resolution(norm_error_bound: float, norm_a: float, norm_b: float) -> float:
+    """e_pred: the relative difference that rounding alone could produce."""
+    total = float(norm_a) + float(norm_b)
+    if total == 0.0:
+        return 0.0 if norm_error_bound == 0.0 else math.inf
+    return float(norm_error_bound) / total
+
+
+def adapt(tol: tuple[float, float], e_pred: float) -> tuple[float, float]:
+    """Raise the default thresholds to what the arithmetic can resolve: 10 and 100 e_pred.
+
+    A sum of a million terms rounds a million times: its finite differences cannot reach
+    1e-7, and judging them by it would fail correct gradients.
+    """
+    return (max(tol[0], 10 * e_pred), max(tol[1], RESOLVE * e_pred))
 
 
 def compare(
@@ -129,14 +187,24 @@ def compare(
     f0: float,
     loss_dtype: np.dtype,
     tol,
+    noise_f: float | None = None,
 ) -> Comparison:
     """Judge ``analytic`` (aligned with ``plan.idx``) against the finite differences."""
     dtype = coarser(layout.dtype, loss_dtype)
-    tol = THRESHOLDS[dtype] if tol is None else tol
+    adaptive = tol is None
+    if tol is None:
+        tol = (COMPLEX_THRESHOLDS if plan.method == "complex" else THRESHOLDS)[dtype]
     ok = ~est.bad
     idx, a, b = plan.idx[ok], analytic[ok], est.gradapprox[ok]
     seg = np.searchsorted(idx, layout.offsets)
     norms, diffs = segment_differences(a, b, seg)
+    # What rounding in f alone can make each difference wrong by: |f| u over the step.
+    if noise_f is None:
+        noise_f = noise_level(f0, dtype)
+    fd_error = noise_f * est.sensitivity[ok]
+    if plan.method == "complex":
+        fd_error = fd_error + np.finfo(dtype).eps * np.abs(b)  # accurate to rounding
+    fd_norms = segment_norms(fd_error, fd_error, seg)[:, 0]
     with np.errstate(over="ignore", invalid="ignore"):
         err = np.abs(a - b)
     seg_all = np.searchsorted(plan.idx, layout.offsets)
@@ -145,15 +213,19 @@ def compare(
         lo, hi = seg[k], seg[k + 1]
         na, nb, nd = norms[k]
         skipped = plan.idx[seg_all[k] : seg_all[k + 1]][est.bad[seg_all[k] : seg_all[k + 1]]]
+        block_tol = tol
         if hi > lo:
             d = diffs[k]
-            verdict = judge(d, tol)
+            e_pred = resolution(fd_norms[k], na, nb)
+            block_tol = adapt(tol, e_pred) if adaptive else tol
+            verdict = judge(d, block_tol, e_pred)
             if skipped.size and verdict != "fail":
                 verdict = "inconclusive"
+        elif skipped.size:
+            d, verdict = math.nan, "inconclusive"  # every point was non-finite
         else:
-            # Nothing judged: every point was non-finite, or the block is empty.
-            d = float("nan") if skipped.size else 0.0
-            verdict = "inconclusive" if skipped.size else "pass"
+            # Not checked by coordinates: an empty block passes; otherwise directions judge.
+            d, verdict = (0.0, "pass") if block.size == 0 else (math.nan, UNTESTED)
         at = None
         max_err = float("nan")
         if hi > lo:
@@ -163,6 +235,7 @@ def compare(
             BlockResult(
                 name=block.name,
                 shape=block.shape,
+                size=block.size,
                 checked=int(hi - lo),
                 difference=float(d),
                 verdict=verdict,
@@ -172,16 +245,47 @@ def compare(
                 max_abs_error=max_err,
                 max_abs_error_at=at,
                 nonfinite=tuple(block.entry_name(int(i)) for i in skipped[:WORST]),
+                tol=block_tol,
             )
         )
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
     # that a check set up like the classic exercise reproduces its digits.
     difference = segment_differences(a, b, np.array([0, a.size]))[1][0] if a.size else math.nan
-    verdict = max((blk.verdict for blk in blocks), key=ORDER.index)
-    u = np.finfo(dtype).eps / 2
-    noise = NOISE * u * abs(f0) / plan.step[ok]
-    worst = _worst(layout, idx, a, b, err, RTOL[dtype] * (np.abs(a) + np.abs(b)) + noise)
-    return Comparison(float(difference), verdict, tol, tuple(blocks), worst)
+    verdict = worst_verdict(blk.verdict for blk in blocks)
+    allowed = RTOL[dtype] * (np.abs(a) + np.abs(b)) + NOISE * fd_error
+    worst = _worst(layout, idx, a, b, err, allowed)
+    return Comparison(float(difference), verdict, tol, tuple(blocks), worst, adaptive, noise_f)
+
+
+def worst_verdict(verdicts) -> str:
+    return max(verdicts, key=ORDER.index, default="pass")
+
+
+def with_directions(comparison: Comparison, layout: Layout, results: list, k: int) -> Comparison:
+    """Fold the per-block direction results (``_directions.DirectionResult``) in."""
+    blocks = []
+    for block, r in zip(comparison.blocks, results, strict=True):
+        verdict = worst_verdict(v for v in (block.verdict, r.verdict) if v != UNTESTED)
+        difference = block.difference if block.checked else r.difference
+        blocks.append(
+            replace(
+                block,
+                verdict=verdict,
+                difference=difference,
+                tol=block.tol if block.checked else r.tol,
+                directions=k,
+                direction_difference=r.difference,
+                localized=tuple(layout.entry_name(i) for i in r.found),
+            )
+        )
+    verdict = worst_verdict(b.verdict for b in blocks)
+    difference = comparison.difference
+    if not any(b.checked for b in blocks):
+        # Directions only: the same metric over every block's directional derivatives.
+        predicted = np.concatenate([r.predicted for r in results])
+        numeric = np.concatenate([r.numeric for r in results])
+        difference = segment_differences(predicted, numeric, np.array([0, numeric.size]))[1][0]
+    return replace(comparison, blocks=tuple(blocks), verdict=verdict, difference=float(difference))
 
 
 def _argmax_nan_first(x: np.ndarray) -> int:

@@ -20,13 +20,16 @@ import numpy as np
 
 from . import _jit
 from ._layout import Layout
-from ._plan import Plan
 
-# Coordinates handled per Python-level batch: bounds the temporary lists of the Python engine.
-PY_CHUNK = 1 << 16
+# Coordinates per Python-level batch: bounds the engine's temporary lists and sets how
+# often a progress bar moves.
+PY_CHUNK = 1 << 12
 # Memory for one stack of perturbed vectors in the batched engine.
 BATCH_BYTES = 64 << 20
 
+
+# Called with the number of coordinates just finished, when a progress bar is shown.
+Progress = Callable[[int], None] | None
 
 _BOOLS = frozenset((bool, np.bool_))
 
@@ -35,24 +38,103 @@ class FunctionOutputError(TypeError):
     """f returned something that is not one real number (or one per row, batched)."""
 
 
-def python_engine(call: Callable[[], Any], buffer: np.ndarray, plan: Plan) -> np.ndarray:
-    """Evaluate ``call()`` (f applied to the views of ``buffer``) at each perturbed point."""
-    m, n_values = plan.values.shape
+def python_engine(
+    call: Callable[[], Any],
+    buffer: np.ndarray,
+    idx: np.ndarray,
+    values: np.ndarray,
+    progress: Progress = None,
+) -> np.ndarray:
+    """Evaluate ``call()`` (f applied to the views of ``buffer``) with buffer[idx[j]] set to
+    each of values[j, :] in turn.
+    """
+    m, n_values = values.shape
     out = np.empty(m * n_values)
     cell = memoryview(buffer)  # item access without creating numpy scalars
     for start in range(0, m, PY_CHUNK):
         stop = min(start + PY_CHUNK, m)
         results = []
-        for i, values in zip(
-            plan.idx[start:stop].tolist(), plan.values[start:stop].tolist(), strict=True
-        ):
+        for i, vs in zip(idx[start:stop].tolist(), values[start:stop].tolist(), strict=True):
             saved = cell[i]
-            for v in values:
+            for v in vs:
                 cell[i] = v
                 results.append(call())
             cell[i] = saved
         out[start * n_values : stop * n_values] = _as_floats(results, start, n_values)
+        if progress:
+            progress(stop - start)
     return out.reshape(m, n_values)
+
+
+def complex_engine(
+    call: Callable[[], Any],
+    buffer: np.ndarray,
+    idx: np.ndarray,
+    steps: np.ndarray,
+    progress: Progress = None,
+) -> np.ndarray:
+    """F at x + i h_j e_j for each checked coordinate j, ``buffer`` being complex.
+
+    Returns what f returned, as a complex array when f carried the imaginary part through
+    and as a real one when it dropped it: the caller decides what that means.
+    """
+    results = []
+    for start in range(0, idx.size, PY_CHUNK):
+        stop = min(start + PY_CHUNK, idx.size)
+        for i, h in zip(idx[start:stop].tolist(), steps[start:stop].tolist(), strict=True):
+            saved = buffer[i]
+            buffer[i] = complex(saved.real, h)
+            results.append(call())
+            buffer[i] = saved
+        if progress:
+            progress(stop - start)
+    arr = np.array(results)
+    if arr.shape != (idx.size,) or arr.dtype.kind not in "iufc":
+        pos, r = next(
+            ((p, r) for p, r in enumerate(results) if not isinstance(r, (complex, np.number))),
+            (0, results[0] if results else None),
+        )
+        raise FunctionOutputError(
+            f"`f` must return one number, but at perturbation {pos} it returned "
+            f"{type(r).__name__}: {r!r:.80}"
+        )
+    return arr
+
+
+def segment_engine(call: Callable[[], Any], buffer: np.ndarray, points: list) -> np.ndarray:
+    """Evaluate ``call()`` with buffer[lo:hi] replaced by ``v`` for each (lo, hi, v)."""
+    results = []
+    for lo, hi, v in points:
+        saved = buffer[lo:hi].copy()
+        buffer[lo:hi] = v
+        results.append(call())
+        buffer[lo:hi] = saved
+    return _as_floats(results, 0, 1)
+
+
+def batched_segment_engine(f, layout: Layout, buffer: np.ndarray, points: list) -> np.ndarray:
+    """As ``segment_engine``, for a batched ``f``: one stack holds all the points."""
+    stack = np.repeat(buffer[None, :], len(points), axis=0)
+    for row, (lo, hi, v) in enumerate(points):
+        stack[row, lo:hi] = v
+    return batch_values(f, layout, stack, len(points)).astype(np.float64)
+
+
+def caller(f, struct, *, pair: bool, array_valued: bool) -> Callable[[], Any]:
+    """``f(struct)`` reduced to the loss, in the cheapest form the first call allows."""
+    if pair and array_valued:
+        return lambda: _item(f(struct)[0])
+    if pair:
+        return lambda: f(struct)[0]
+    if array_valued:
+        return lambda: _item(f(struct))
+    return lambda: f(struct)
+
+
+def _item(value: Any) -> Any:
+    # A size-1 array loss (a (1, 1) cost from np.dot) is one number; anything else is left
+    # for the engine to refuse with the coordinate named.
+    return value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
 
 
 def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:
@@ -82,39 +164,106 @@ def _is_scalar(r: Any) -> bool:
     )
 
 
-def numba_engine(f: Any, buffer: np.ndarray, plan: Plan) -> np.ndarray:
-    """Evaluate the jitted flat ``f`` at each perturbed point in one kernel call."""
+def numba_engine(
+    f: Any, buffer: np.ndarray, idx: np.ndarray, values: np.ndarray, progress: Progress = None
+) -> np.ndarray:
+    """Evaluate the jitted flat ``f`` at each perturbed point, a kernel call per slice."""
     # Parallel kernels must not be entered from two Python threads at once (numba's
     # workqueue layer aborts the process); from any thread but the main one, run serially.
     parallel = threading.current_thread() is threading.main_thread()
     threads = _jit.num_threads() if parallel else 1
     kernel = _jit.compiled("evaluate_flat", parallel=parallel)
-    m = plan.idx.size
-    # A few chunks per thread balance uneven costs; each chunk costs one copy of theta.
-    nchunks = max(1, min(m, 4 * threads))
-    out = np.empty(plan.values.shape)
-    kernel(f, buffer, plan.idx, plan.values, out, nchunks)
+    m = idx.size
+    out = np.empty(values.shape)
+    # One call does it all; with a progress bar, a few dozen calls report as they go.
+    slices = 32 if progress else 1
+    for s in range(slices):
+        lo, hi = s * m // slices, (s + 1) * m // slices
+        if hi == lo:
+            continue
+        # A few chunks per thread balance uneven costs; each chunk costs one copy of theta.
+        nchunks = max(1, min(hi - lo, 4 * threads))
+        kernel(f, buffer, idx[lo:hi], values[lo:hi], out[lo:hi], nchunks)
+        if progress:
+            progress(hi - lo)
     return out
 
 
 def batched_engine(
-    f: Callable[[Any], Any], layout: Layout, buffer: np.ndarray, plan: Plan
+    f: Callable[[Any], Any],
+    layout: Layout,
+    buffer: np.ndarray,
+    idx: np.ndarray,
+    values: np.ndarray,
+    progress: Progress = None,
 ) -> np.ndarray:
     """Evaluate ``f`` on stacks of perturbed vectors, a memory budget's worth at a time."""
-    m, n_values = plan.values.shape
+    m, n_values = values.shape
     rows = m * n_values
     per_row = max(1, buffer.size * buffer.itemsize)
     batch = int(max(1, min(rows, BATCH_BYTES // per_row)))
     stack = np.empty((batch, buffer.size), dtype=buffer.dtype)
     build = _jit.compiled("build_batch", parallel=True)
-    values = plan.values.astype(buffer.dtype)
+    stored = values.astype(buffer.dtype)
     out = np.empty(rows)
     for start in range(0, rows, batch):
         count = min(batch, rows - start)
         part = stack[:count]
-        build(buffer, plan.idx, values, start, part)
+        build(buffer, idx, stored, start, part)
         out[start : start + count] = batch_values(f, layout, part, count)
+        if progress:
+            progress(count // n_values)
     return out.reshape(m, n_values)
+
+
+def dask_engine(
+    client: Any,
+    f: Any,
+    layout: Layout,
+    buffer: np.ndarray,
+    idx: np.ndarray,
+    values: np.ndarray,
+    *,
+    how: dict,
+    progress: Progress = None,
+) -> np.ndarray:
+    """Send slices of the plan to the workers of a ``dask.distributed`` client.
+
+    theta is scattered once; each task runs the serial Python or numba engine on its slice
+    (``how`` says which, and how to call f) and the results are put back in plan order.
+    """
+    from distributed import as_completed
+
+    theta = client.scatter(buffer, broadcast=True)
+    workers = max(1, sum(client.nthreads().values()))
+    m = idx.size
+    pieces = max(1, min(m, 4 * workers))
+    bounds = [(p * m // pieces, (p + 1) * m // pieces) for p in range(pieces)]
+    futures = {
+        client.submit(_dask_task, f, layout, theta, idx[lo:hi], values[lo:hi], how, pure=False): (
+            lo,
+            hi,
+        )
+        for lo, hi in bounds
+        if hi > lo
+    }
+    out = np.empty(values.shape)
+    for future in as_completed(futures):
+        lo, hi = futures[future]
+        out[lo:hi] = future.result()
+        if progress:
+            progress(hi - lo)
+    return out
+
+
+def _dask_task(f, layout, theta, idx, values, how):
+    # Runs on a worker: perturb a private copy of the scattered theta, never theta itself.
+    buffer = theta.copy()
+    if how["engine"] == "numba":
+        return numba_engine(f, buffer, idx, values)
+    struct = layout.structure(buffer)
+    call = caller(f, struct, pair=how["pair"], array_valued=how["array_valued"])
+    return python_engine(call, buffer, idx, values)
 
 
 def batch_values(f: Callable[[Any], Any], layout: Layout, stack: np.ndarray, count: int):

@@ -27,6 +27,9 @@ FAST_HI = 2.0**972
 def segment_norms(a, b, offsets, out):
     """out[s] = (||a||, ||b||, ||a - b||) over a[offsets[s]:offsets[s + 1]].
 
+    Squares are written ``x * x``, never ``x ** 2``: Python's ``**`` calls C ``pow``, which
+    may round differently from the multiplication numba emits.
+
     Plain float64 sums of squares per chunk of CHUNK elements; a chunk whose sums leave the
     safe range (huge, tiny, zero, inf or NaN entries) is summed again with Blue's three
     scaled accumulators. ``out`` is a float64 array of shape (len(offsets) - 1, 3).
@@ -64,10 +67,12 @@ def segment_norms(a, b, offsets, out):
                     v = a[i] if r == 0 else (b[i] if r == 1 else a[i] - b[i])
                     av = abs(v)
                     if av > TBIG:
-                        acc[r][2] += (av * SBIG) ** 2
+                        scaled = av * SBIG
+                        acc[r][2] += scaled * scaled
                     elif av < TSML:
                         if acc[r][2] == 0.0:
-                            acc[r][0] += (av * SSML) ** 2
+                            scaled = av * SSML
+                            acc[r][0] += scaled * scaled
                     else:
                         # NaN lands here too and propagates through the medium sum.
                         acc[r][1] += av * av
@@ -86,7 +91,8 @@ def segment_norms(a, b, offsets, out):
                     ym = math.sqrt(amed)
                     big = max(ym, ys)
                     small = min(ym, ys)
-                    norm = big * math.sqrt(1.0 + (small / big) ** 2)
+                    ratio = small / big
+                    norm = big * math.sqrt(1.0 + ratio * ratio)
             else:
                 norm = math.sqrt(amed)
             out[s, r] = norm

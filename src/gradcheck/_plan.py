@@ -10,15 +10,31 @@ long as the stored values represent it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+
+@dataclass(frozen=True)
+class Method:
+    """Where a method evaluates f, in units of the step h, and how it differences."""
+
+    offsets: tuple[float, ...]  # points x + o h (complex step: x + i h)
+    pairs: tuple[tuple[int, int | None], ...]  # (i, j): F_i - F_j, or F_i - f(x) when j is None
+    exponent: float  # default step: h = eps**exponent * max(1, |x|)
+
+
 METHODS = {
-    # name: (offsets of the evaluations in units of h, exponent of eps for the step)
-    "central": ((1.0, -1.0), 1 / 3),
-    "forward": ((1.0,), 1 / 2),
+    "central": Method((1.0, -1.0), ((0, 1),), 1 / 3),
+    "forward": Method((1.0,), ((0, None),), 1 / 2),
+    # Richardson: central differences at h and h/2 combined to cancel the h^2 term.
+    "richardson": Method((1.0, -1.0, 0.5, -0.5), ((0, 1), (2, 3)), 1 / 5),
+    "complex": Method((1.0,), ((0, None),), math.nan),
 }
+# The complex step takes no difference, so it can be tiny: small enough that h^2 terms
+# vanish, large enough that the imaginary parts stay clear of underflow.
+COMPLEX_STEP = {np.dtype(np.float64): 1e-20, np.dtype(np.float32): 1e-10}
 
 
 @dataclass(frozen=True)
@@ -27,8 +43,9 @@ class Plan:
 
     method: str
     idx: np.ndarray  # int64 (m,): flat indices of the checked coordinates
+    base: np.ndarray  # float64 (m,): their values at params
     values: np.ndarray  # float64 (m, K): perturbed values, representable in the buffer dtype
-    width: np.ndarray  # float64 (m,): the divisor of each difference
+    width: np.ndarray  # float64 (m, P): the divisor of each difference of the method
     step: np.ndarray  # float64 (m,): nominal step h_i
     rel_step: float | None  # r, or None when the user gave an absolute step
     seed: int
@@ -39,40 +56,120 @@ def coarser(*dtypes: np.dtype) -> np.dtype:
     return max((np.dtype(d) for d in dtypes), key=lambda d: np.finfo(d).eps)
 
 
+def relative_step(method: str, dtype: np.dtype, loss_dtype: np.dtype) -> float:
+    """The relative step r of h_i = r * max(1, |x_i|), from the coarser dtype's epsilon."""
+    coarse = coarser(dtype, loss_dtype)
+    if method == "complex":
+        return COMPLEX_STEP[coarse]
+    return float(np.finfo(coarse).eps ** METHODS[method].exponent)
+
+
 def make(
     theta: np.ndarray,
+    idx: np.ndarray,
     *,
     method: str,
     eps: float | None,
     loss_dtype: np.dtype,
     seed: int,
+    rel_step: float | None = None,
 ) -> Plan:
-    """Plan a full check of every coordinate of ``theta`` (the flat parameter buffer)."""
-    offsets, exponent = METHODS[method]
-    idx = np.arange(theta.size, dtype=np.int64)
-    x = theta.astype(np.float64)
+    """Plan the coordinates ``idx`` (sorted flat indices) of ``theta``, the flat buffer.
+
+    ``rel_step`` overrides the method's default relative step (a step sweep uses it).
+    """
+    spec = METHODS[method]
+    x = theta[idx].astype(np.float64)
     if eps is None:
-        rel_step = float(np.finfo(coarser(theta.dtype, loss_dtype)).eps ** exponent)
+        rel_step = rel_step or relative_step(method, theta.dtype, loss_dtype)
         step = rel_step * np.maximum(1.0, np.abs(x))
     else:
         rel_step = None
         step = np.full(x.shape, float(eps))
+    if method == "complex":
+        # The imaginary step is exact in any dtype: no rounding to measure.
+        values = step[:, None].copy()
+        return Plan(method, idx, x, values, step[:, None].copy(), step, rel_step, seed)
     # Round each perturbed value to the storage dtype, then measure in float64 the step the
     # stored values span: exact for float32 storage, and what f actually sees.
-    values = np.stack([(x + o * step).astype(theta.dtype) for o in offsets], axis=1)
+    values = np.stack([(x + o * step).astype(theta.dtype) for o in spec.offsets], axis=1)
     values = values.astype(np.float64)
-    width = values[:, 0] - (values[:, 1] if len(offsets) == 2 else x)
+    width = np.stack(
+        [values[:, i] - (x if j is None else values[:, j]) for i, j in spec.pairs], axis=1
+    )
     if eps is not None:
         # A user's step divides by its nominal width, as the classic exercise does, wherever
         # the stored values span it to 1e-8 (float64 near |x| ~ 1: ~1e-9 off); where they do
         # not (float32, or |x| >> eps) the nominal width would be wrong by up to 100%, so the
         # step actually taken is used there.
-        nominal = (offsets[0] - (offsets[1] if len(offsets) == 2 else 0.0)) * step
+        offsets = spec.offsets
+        nominal = np.stack(
+            [(offsets[i] - (0.0 if j is None else offsets[j])) * step for i, j in spec.pairs],
+            axis=1,
+        )
         width = np.where(np.abs(width - nominal) <= 1e-8 * nominal, nominal, width)
-    return Plan(method, idx, np.ascontiguousarray(values), width, step, rel_step, seed)
+    return Plan(method, idx, x, np.ascontiguousarray(values), width, step, rel_step, seed)
 
 
-def collapsed(plan: Plan, theta: np.ndarray) -> np.ndarray:
-    """Positions j where the step vanished in the storage dtype (x + h == x - h)."""
-    lo = plan.values[:, 1] if plan.values.shape[1] == 2 else theta[plan.idx]
-    return np.flatnonzero(plan.values[:, 0] == lo)
+def collapsed(plan: Plan) -> np.ndarray:
+    """Positions j where a step vanished in the storage dtype (x + h == x - h)."""
+    return np.flatnonzero((plan.width == 0).any(axis=1))
+
+
+# Blocks up to this size are always checked whole when sampling.
+WHOLE_BLOCK = 32
+
+
+def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
+    """How many coordinates of each block a sample of ``sample`` checks.
+
+    An int is a total, a float in (0, 1] a fraction of all coordinates. Blocks of up to
+    WHOLE_BLOCK entries (biases) are checked whole, whatever the total; the rest of the total
+    is shared in proportion to the blocks' sizes, so no block goes unchecked.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    total = int(np.ceil(sample * n)) if isinstance(sample, float) else int(sample)
+    take = np.minimum(sizes, WHOLE_BLOCK)
+    for _ in range(sizes.size + 1):
+        # Water-filling: share what is left in proportion to what each block still has.
+        room = sizes - take
+        left = total - int(take.sum())
+        if left <= 0 or not room.any():
+            break
+        share = np.floor(left * room / room.sum()).astype(np.int64)
+        # Largest remainders get the units that flooring dropped.
+        extra = left - int(share.sum())
+        if extra > 0:
+            frac = left * room / room.sum() - share
+            share[np.argsort(-frac, kind="stable")[:extra]] += 1
+        take = np.minimum(sizes, take + share)
+    return take
+
+
+def draw_sample(offsets: np.ndarray, take: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sorted flat indices: ``take[k]`` distinct coordinates drawn from each block k."""
+    parts = []
+    for k, m in enumerate(take.tolist()):
+        lo, size = int(offsets[k]), int(offsets[k + 1] - offsets[k])
+        chosen = np.arange(size) if m >= size else rng.choice(size, m, replace=False)
+        parts.append(lo + np.sort(chosen).astype(np.int64))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def direction(
+    x: np.ndarray, rel_step: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two points of one central difference along a random direction over ``x``.
+
+    The direction is Gaussian, scaled by max(1, |x_i|) like a coordinate step and normalised
+    so that the derivative along it has the size of a coordinate's, and the step is the
+    coordinate step ``rel_step``. Gaussian, not +-1 entries: Rademacher directions cancel a
+    +delta/-delta error pair exactly half the time. Returns the points rounded to the
+    storage dtype of ``x``.
+    """
+    z = rng.standard_normal(x.size)
+    v = z * np.maximum(1.0, np.abs(x.astype(np.float64)))
+    v *= rel_step / max(float(np.linalg.norm(z)), np.finfo(np.float64).tiny)
+    x64 = x.astype(np.float64)
+    return (x64 + v).astype(x.dtype), (x64 - v).astype(x.dtype)

@@ -43,6 +43,14 @@ class Report:
         The pass and fail thresholds that were applied.
     seconds : float
         Wall time of the whole check.
+    directions : int
+        Random directions checked per block (0: none).
+    budget : float or None
+        The time budget the check was fitted to, if one was given.
+    noise : float
+        The noise level of f assumed by the error model (measured, or rounding alone).
+    notes : tuple of str
+        Why a verdict is what it is, where the table alone does not say.
     """
 
     difference: float
@@ -60,6 +68,10 @@ class Report:
     loss: float
     tol: tuple[float, float]
     seconds: float
+    directions: int = 0
+    budget: float | None = None
+    noise: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -103,28 +115,87 @@ class Report:
     def __str__(self) -> str:
         return format_report(self)
 
+    def plot(self, ax: Any = None) -> Any:
+        """Plot each block's difference against the pass and fail thresholds.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            One bar per block (log scale) coloured by verdict, with the thresholds.
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed: ``pip install "gradcheck[plot]"``.
+        """
+        from ._plot import plot_report
+
+        return plot_report(self, ax=ax)
+
+    def plot_errors(self, grad: Any, ax: Any = None) -> Any:
+        """Plot a histogram of the per-element errors ``|grad - gradapprox|`` per block.
+
+        Parameters
+        ----------
+        grad : same structure as the checked ``params``
+            The gradient that was checked; the report does not keep it.
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            One step histogram per block on log-spaced bins.
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed: ``pip install "gradcheck[plot]"``.
+        """
+        from ._plot import plot_errors
+
+        return plot_errors(self, grad, ax=ax)
+
 
 def format_report(r: Report) -> str:
-    head = (
-        f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}\n"
-        f"  {r.checked:,} of {r.n:,} coordinates, {_METHOD_WORDS.get(r.method, r.method)} "
-        f"({r.step}), {r.nfev:,} evaluations of f, {r.engine} engine, {r.seconds:.3g} s\n"
-        f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}"
-    )
-    rows = [("block", "shape", "checked", "difference", "verdict", "max |error|", "at")]
+    head = [
+        f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}",
+        f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
+        f"  {r.nfev:,} evaluations of f, {r.engine} engine, {r.seconds:.3g} s"
+        + (f" (budget {r.budget:g} s)" if r.budget is not None else "")
+        + f"; seed {r.seed}",
+        f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}",
+    ]
+    sampled = r.checked and r.checked < r.n
+    columns = ["block", "shape", "checked", "difference", "verdict", "max |error|", "at"]
+    if sampled:
+        columns.insert(3, "P(miss 1%)")
+    if r.directions:
+        columns.insert(-3, "directions")
+    rows = [tuple(columns)]
     for b in r.blocks.values():
-        rows.append(
-            (
-                b.name,
-                "x".join(map(str, b.shape)) or "scalar",
-                f"{b.checked:,}",
-                _num(b.difference),
-                b.verdict.upper() if b.verdict == "fail" else b.verdict,
-                _num(b.max_abs_error),
-                b.max_abs_error_at or "-",
-            )
-        )
-    lines = [head, "", *_table(rows, right={2, 3, 5})]
+        cells = {
+            "block": b.name,
+            "shape": "x".join(map(str, b.shape)) or "scalar",
+            "checked": f"{b.checked:,}",
+            "P(miss 1%)": f"{b.miss_probability(0.01):.2g}" if b.checked else "-",
+            "difference": _num(b.difference) if b.checked else "-",
+            "directions": _num(b.direction_difference),
+            "verdict": b.verdict.upper() if b.verdict == "fail" else b.verdict,
+            "max |error|": _num(b.max_abs_error),
+            "at": b.max_abs_error_at or "-",
+        }
+        rows.append(tuple(cells[c] for c in columns))
+    right = {i for i, c in enumerate(columns) if c not in ("block", "shape", "verdict", "at")}
+    lines = [*head, "", *_table(rows, right=right)]
+    for b in r.blocks.values():
+        if b.localized:
+            lines.append(f"  {b.name}: the directional search found {', '.join(b.localized)}")
     bad = [b for b in r.blocks.values() if b.nonfinite]
     for b in bad:
         lines.append(
@@ -139,6 +210,17 @@ def format_report(r: Report) -> str:
         lines += ["", *_table(rows, right={1, 2, 3, 4})]
     lines += ["", _summary(r)]
     return "\n".join(lines)
+
+
+def _coverage(r: Report) -> str:
+    blocks = len(r.blocks)
+    if r.checked == r.n:
+        text = f"all {r.n:,} coordinates in {blocks} block{'s' if blocks > 1 else ''}"
+    else:
+        text = f"checked {r.checked:,} of {r.n:,} coordinates in {blocks} blocks"
+    if r.directions:
+        text += f", {r.directions} random direction{'s' if r.directions > 1 else ''} per block"
+    return text
 
 
 def _summary(r: Report) -> str:

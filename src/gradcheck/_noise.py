@@ -1,0 +1,98 @@
+"""How noisy is f? Its rounding noise and whether it is deterministic.
+
+The finite-difference error of each coordinate is at least the noise of f over the step;
+thresholds that ignore it fail correct gradients of noisy losses (inner solvers, long sums,
+float32). Two probes, about ten evaluations in all:
+
+- repeat: f(params) twice more; any change means f is not deterministic (dropout, data
+  order, atomics), and no finite difference of it can be trusted.
+- ECnoise (Moré & Wild, "Estimating computational noise", SIAM J. Sci. Comput. 33(3),
+  2011): f at 9 equally spaced points along a random direction; the k-th differences of a
+  smooth function shrink with k while those of noise settle at a level set by the noise,
+  which the scaled difference table reads off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Points on the line (the middle one is params itself) and attempts at a usable spacing.
+POINTS = 9
+ATTEMPTS = 3
+FIRST_SPACING = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-3}
+
+
+@dataclass(frozen=True)
+class Noise:
+    level: float  # the noise of f used for the error model: max(estimate, u |f0|)
+    estimated: float | None  # what ECnoise found, or None when it found nothing usable
+    spread: float  # max - min of repeated f(params)
+    evaluations: int
+
+
+def measure(
+    evaluate: Callable[[list], np.ndarray],
+    buffer: np.ndarray,
+    f0: float,
+    rounding: float,
+    rng: np.random.Generator,
+) -> Noise:
+    """Probe f around ``buffer``; ``evaluate(points)`` as for the directional checks."""
+    n = buffer.size
+    repeats = evaluate([(0, n, buffer), (0, n, buffer)])
+    values = np.append(repeats, f0)
+    spread = float(values.max() - values.min()) if np.isfinite(values).all() else np.inf
+    spent = 2
+    direction = rng.standard_normal(n)
+    direction /= np.linalg.norm(direction)
+    x = buffer.astype(np.float64)
+    spacing = FIRST_SPACING.get(buffer.dtype, 1e-9) * max(1.0, float(np.abs(x).max()))
+    estimated = None
+    for _ in range(ATTEMPTS):
+        offsets = (np.arange(POINTS) - POINTS // 2) * spacing
+        points = [(0, n, (x + t * direction).astype(buffer.dtype)) for t in offsets if t != 0]
+        line = evaluate(points)
+        spent += len(points)
+        line = np.insert(line, POINTS // 2, f0)
+        estimated, verdict = ecnoise(line)
+        if verdict == "ok":
+            break
+        spacing = spacing * 100 if verdict == "too small" else spacing / 100
+        estimated = None
+    level = max(rounding, estimated or 0.0, spread)
+    return Noise(level, estimated, spread, spent)
+
+
+def ecnoise(values: np.ndarray) -> tuple[float | None, str]:
+    """The noise level of equally spaced ``values`` of f: (level, "ok"), or (None, why)."""
+    if not np.isfinite(values).all():
+        return None, "too large"
+    scale = float(np.abs(values).max())
+    if scale == 0.0:
+        return None, "too small"
+    # Work relative to the largest value (an exact power of two), so squares cannot overflow.
+    scale = 2.0 ** np.frexp(scale)[1]
+    values = values / scale
+    spread = values.max() - values.min()
+    if spread > 0.1 * np.abs(values).max():
+        return None, "too large"  # f changes too much along the line: not noise
+    table = np.diff(values)
+    if np.count_nonzero(table == 0) > table.size / 2:
+        return None, "too small"  # mostly identical values: below the resolution of f
+    gamma = 1.0
+    levels, signs_change = [], []
+    for k in range(1, values.size):
+        gamma *= k / (2 * (2 * k - 1))  # (k!)^2 / (2k)!
+        levels.append(np.sqrt(gamma * np.mean(table**2)))
+        signs_change.append(bool(table.max() > 0 > table.min()))
+        table = np.diff(table)
+    # The first order from which three levels agree within a factor of 4 and the differences
+    # change sign: smooth trends have died out and what remains is noise.
+    for k in range(len(levels) - 2):
+        trio = levels[k : k + 3]
+        if max(trio) <= 4 * min(trio) and signs_change[k]:
+            return float(levels[k]) * scale, "ok"
+    return None, "too large"

@@ -1,0 +1,237 @@
+"""Plots of a report (the optional ``plot`` extra): each block's difference against the
+thresholds, and the spread of per-element absolute errors.
+
+matplotlib is imported only when a plot is drawn, never at ``import gradcheck``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _layout
+
+# Bar colours by verdict; the threshold lines use the pass and fail colours.
+COLORS = {"pass": "tab:green", "warn": "tab:orange", "inconclusive": "tab:gray", "fail": "tab:red"}
+# Bins per decade of the error histogram.
+BINS_PER_DECADE = 4
+_INSTALL = 'plotting needs matplotlib: pip install "gradcheck[plot]"'
+
+
+def plot_report(report: Any, ax: Any = None) -> Any:
+    """Draw each block's relative difference against the pass and fail thresholds.
+
+    Parameters
+    ----------
+    report : Report
+        The result of :func:`gradcheck.check`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One bar per block on a log scale, coloured by verdict, with the pass and fail
+        thresholds and the global difference as horizontal lines.
+
+    Raises
+    ------
+    ImportError
+        matplotlib is not installed.
+    TypeError
+        ``ax`` is not a matplotlib Axes.
+    """
+    ax = _axes(ax)
+    from matplotlib.patches import Patch
+
+    blocks = list(report.blocks.values())
+    diffs = np.array([b.difference for b in blocks], dtype=np.float64)
+    tol_pass, tol_fail = report.tol
+    shown = np.append(diffs, report.difference)
+    shown = shown[np.isfinite(shown) & (shown > 0)]
+    # Bars start a decade below the smallest positive difference or threshold: a log axis
+    # has no zero. A difference of exactly 0 (or NaN) gets an empty bar and a label.
+    low = min(tol_pass, float(shown.min()) if shown.size else tol_pass)
+    floor = 10.0 ** (math.floor(math.log10(low)) - 1)
+    tops = np.where(np.isfinite(diffs) & (diffs > floor), diffs, floor)
+    x = np.arange(len(blocks))
+    ax.bar(
+        x,
+        tops - floor,
+        bottom=floor,
+        color=[COLORS.get(b.verdict, "tab:gray") for b in blocks],
+        edgecolor="black",
+        linewidth=0.5,
+    )
+    for i, d in enumerate(diffs):
+        if not d > floor:
+            ax.annotate(
+                "nan" if math.isnan(d) else f"{d:.3g}", (i, floor), ha="center", va="bottom"
+            )
+    ax.set_yscale("log")
+    ax.set_ylim(floor, 2.0)  # a relative difference never exceeds 1
+
+    lines = []
+    if tol_pass == tol_fail:
+        lines.append(
+            ax.axhline(tol_pass, color="black", ls="--", label=f"threshold {tol_pass:.3g}")
+        )
+    else:
+        lines.append(
+            ax.axhline(tol_pass, color=COLORS["pass"], ls="--", label=f"pass <= {tol_pass:.3g}")
+        )
+        lines.append(
+            ax.axhline(tol_fail, color=COLORS["fail"], ls="--", label=f"fail > {tol_fail:.3g}")
+        )
+    if math.isfinite(report.difference) and report.difference > floor:
+        lines.append(
+            ax.axhline(
+                report.difference,
+                color="black",
+                ls=":",
+                label=f"all blocks together {report.difference:.3g}",
+            )
+        )
+    verdicts = [v for v in COLORS if any(b.verdict == v for b in blocks)]
+    patches = [Patch(facecolor=COLORS[v], edgecolor="black", label=v) for v in verdicts]
+    ax.legend(handles=patches + lines, fontsize="small")
+
+    ax.set_xticks(x, [b.name for b in blocks], rotation=45 if len(blocks) > 8 else 0)
+    ax.set_xlabel("block")
+    ax.set_ylabel("relative difference")
+    ax.set_title(f"gradcheck: {report.verdict}, difference {report.difference:.3g}")
+    return ax
+
+
+def plot_errors(report: Any, grad: Any, ax: Any = None) -> Any:
+    """Draw a histogram of the per-element absolute errors ``|grad - gradapprox|`` per block.
+
+    Parameters
+    ----------
+    report : Report
+        The result of :func:`gradcheck.check`.
+    grad : same structure as the checked ``params``
+        The gradient that was checked (the report does not keep it). Course-style keys
+        (``dW1`` for ``W1``) and extra keys are accepted as in :func:`gradcheck.check`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One step histogram per block with nonzero errors, on log-spaced bins shared by all
+        blocks. Unchecked coordinates are left out; errors of exactly 0, which a log axis
+        cannot show, are counted in the legend.
+
+    Raises
+    ------
+    ImportError
+        matplotlib is not installed.
+    TypeError
+        ``grad`` is a callable or does not mirror the parameters; ``ax`` is not an Axes.
+    ValueError
+        ``grad`` has a block of the wrong shape.
+    """
+    errors = abs_errors(report, grad)
+    ax = _axes(ax)
+
+    positive = [e[np.isfinite(e) & (e > 0)] for e in errors.values()]
+    everything = np.concatenate(positive)
+    if everything.size:
+        lo = math.floor(math.log10(everything.min()))
+        hi = max(math.ceil(math.log10(everything.max())), lo + 1)
+    else:
+        lo, hi = -16, 0
+    edges = np.logspace(lo, hi, BINS_PER_DECADE * (hi - lo) + 1)
+    empty = []
+    for (name, err), pos in zip(errors.items(), positive, strict=True):
+        # What a log axis cannot show, said in words: exact zeros, and NaN or inf where the
+        # gradient itself is not finite.
+        notes = [f"{err.size} checked"]
+        zeros = int(np.count_nonzero(err == 0))
+        nonfinite = int(np.count_nonzero(~np.isfinite(err)))
+        notes += [f"{zeros} exactly 0"] * bool(zeros) + [f"{nonfinite} not finite"] * bool(
+            nonfinite
+        )
+        if not pos.size:
+            empty.append(f"{name} ({', '.join(notes)})")
+            continue
+        counts, _ = np.histogram(pos, bins=edges)
+        ax.stairs(counts, edges, label=f"{name} ({', '.join(notes)})", linewidth=1.5)
+    if len(empty) < len(errors):
+        ax.legend(fontsize="small")
+    if empty:
+        ax.annotate(
+            "no nonzero errors: " + ", ".join(empty),
+            (0.01, 0.99),
+            xycoords="axes fraction",
+            va="top",
+            fontsize="small",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("|grad - gradapprox| per element")
+    ax.set_ylabel("entries")
+    ax.set_title("absolute errors by block")
+    return ax
+
+
+def abs_errors(report: Any, grad: Any) -> dict[str, np.ndarray]:
+    """``|grad - gradapprox|`` of the checked entries, flattened, per block name.
+
+    Parameters
+    ----------
+    report : Report
+        The result of :func:`gradcheck.check`.
+    grad : same structure as the checked ``params``
+        The gradient that was checked.
+
+    Returns
+    -------
+    dict of str to ndarray
+        For every block of the report, in order, the float64 absolute errors of its checked
+        entries (unchecked entries, NaN in ``report.gradapprox``, are left out).
+
+    Raises
+    ------
+    TypeError
+        ``grad`` is a callable or does not mirror the parameters.
+    ValueError
+        ``grad`` has a block of the wrong shape or lacks one.
+    """
+    if grad is None or callable(grad):
+        raise TypeError(
+            "`grad` must be the gradient values in the structure of params (the report does "
+            f"not keep them), got {type(grad).__name__}: call your gradient function first"
+        )
+    leaves: list[tuple[str, _layout.Path, np.ndarray]] = []
+    _layout._walk(report.gradapprox, "", (), leaves)
+    out = {}
+    for name, path, approx in leaves:
+        leaf = _layout._lookup(grad, path, what="grad")
+        g = _layout._as_real_array(leaf, what=f"grad for `{name}`", allow_int=True)
+        if g.shape != approx.shape:
+            raise ValueError(
+                f"`grad` for block `{name}` has shape {g.shape}, "
+                f"but the parameter has shape {approx.shape}"
+            )
+        approx = approx.reshape(-1)
+        checked = ~np.isnan(approx)
+        out[name] = np.abs(g.reshape(-1).astype(np.float64)[checked] - approx[checked])
+    return out
+
+
+def _axes(ax: Any) -> Any:
+    """``ax``, or the axes of a new figure; refuse anything that is not an Axes."""
+    try:
+        import matplotlib.axes
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        return plt.subplots()[1]
+    if not isinstance(ax, matplotlib.axes.Axes):
+        raise TypeError(f"`ax` must be a matplotlib Axes, got {type(ax).__name__}: {ax!r:.80}")
+    return ax

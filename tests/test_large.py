@@ -1,0 +1,184 @@
+"""Large models: stratified sampling, directions that localise, budgets, Dask."""
+
+import numpy as np
+import pytest
+
+import gradcheck
+from gradcheck import _plan
+
+from .models import Separable
+from .reference import reference_gradapprox
+
+
+@pytest.fixture(scope="module")
+def million():
+    """A 1,000,000-parameter model whose W gradient is 50% off on 1% of its entries."""
+    model = Separable({"W": 999_000, "b": 1_000})
+    good = model.grad()
+    bad = {k: v.copy() for k, v in good.items()}
+    wrong = np.random.default_rng(1).choice(999_000, 9_990, replace=False)
+    bad["W"][wrong] *= 1.5
+    return model, good, bad, set(wrong.tolist())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sample_fails_a_one_percent_bug_for_every_seed(million, seed):
+    model, _, bad, _ = million
+    r = gradcheck.check(model.loss, model.params, bad, sample=1000, seed=seed, noise=False)
+    assert r.verdict == "fail"
+    assert r.failing == ("W",)
+    assert r.checked == 1000
+    assert r.nfev == 1 + 2 * 1000
+
+
+def test_sample_passes_a_correct_gradient(million):
+    model, good, _, _ = million
+    r = gradcheck.check(model.loss, model.params, good, sample=1000, seed=0)
+    assert r.passed
+    assert "checked 1,000 of 1,000,000 coordinates in 2 blocks" in str(r)
+
+
+def test_directions_fail_a_one_percent_bug_and_name_wrong_entries(million):
+    model, _, bad, wrong = million
+    r = gradcheck.check(model.loss, model.params, bad, directions=4, seed=0)
+    assert r.verdict == "fail"
+    assert r.failing == ("W",)
+    assert r.checked == 0
+    found = r.blocks["W"].localized
+    assert len(found) == 8  # the default bound
+    assert {int(name[2:-1]) for name in found} <= wrong
+    # 2 evaluations per direction and block, plus about 4 log2(n) per entry found.
+    assert r.nfev <= 1 + 2 * 4 * 2 + 8 * 4 * 2 * 20
+
+
+def test_directions_pass_a_correct_gradient(million):
+    model, good, _, _ = million
+    r = gradcheck.check(model.loss, model.params, good, directions=4, seed=0, noise=False)
+    assert r.passed
+    assert r.nfev == 1 + 2 * 4 * 2
+    assert all(b.localized == () for b in r.blocks.values())
+
+
+def test_sampling_names_a_small_block_with_a_sign_error():
+    model = Separable({"W": 200_000, "b": 10})
+    grad = model.grad()
+    grad["b"] = -grad["b"]
+    r = gradcheck.check(model.loss, model.params, grad, sample=2000, seed=3)
+    assert r.failing == ("b",)
+    assert r.blocks["b"].checked == 10  # small blocks are checked whole
+    assert r.blocks["W"].checked == 1990
+    assert r.blocks["b"].difference == pytest.approx(1.0)
+
+
+def test_localisation_finds_one_wrong_coordinate_cheaply():
+    model = Separable({"W": 100_000})
+    grad = model.grad()
+    grad["W"][31_337] += 3.0
+    r = gradcheck.check(model.loss, model.params, grad, directions=4, seed=5)
+    assert r.blocks["W"].localized == ("W[31337]",)
+    # A coordinate check of the block costs 200,000 evaluations; the search about 4 log2(n).
+    assert r.nfev < 1 + 2 * 4 + 4 * 2 * 17
+    assert r.failing == ("W",)
+
+
+def test_localize_zero_turns_the_search_off():
+    model = Separable({"W": 10_000})
+    grad = model.grad()
+    grad["W"][7] += 3.0
+    r = gradcheck.check(
+        model.loss, model.params, grad, directions=3, localize=0, seed=0, noise=False
+    )
+    assert r.failing == ("W",)
+    assert r.blocks["W"].localized == ()
+    assert r.nfev == 1 + 2 * 3
+
+
+def test_same_seed_same_coordinates_and_result():
+    model = Separable({"W": 5_000, "b": 20})
+    grad = model.grad()
+    a = gradcheck.check(model.loss, model.params, grad, sample=0.05, directions=2, seed=11)
+    b = gradcheck.check(model.loss, model.params, grad, sample=0.05, directions=2, seed=11)
+    assert a.difference == b.difference
+    assert a.blocks["W"].direction_difference == b.blocks["W"].direction_difference
+    np.testing.assert_array_equal(a.gradapprox["W"], b.gradapprox["W"])
+    c = gradcheck.check(model.loss, model.params, grad, sample=0.05, seed=12)
+    checked_a = np.flatnonzero(~np.isnan(a.gradapprox["W"]))
+    checked_c = np.flatnonzero(~np.isnan(c.gradapprox["W"]))
+    assert not np.array_equal(checked_a, checked_c)
+
+
+def test_sampled_entries_match_the_reference():
+    model = Separable({"W": 300, "b": 5}, seed=2)
+    r = gradcheck.check(model.loss, model.params, model.grad(), sample=40, seed=4)
+    full = reference_gradapprox(model.loss, model.params)
+    got = np.concatenate([r.gradapprox["W"], r.gradapprox["b"]])
+    mask = ~np.isnan(got)
+    assert mask.sum() == 40
+    np.testing.assert_allclose(got[mask], full[mask], rtol=1e-12)
+
+
+def test_sample_sizes_are_stratified():
+    sizes = np.array([10, 200_000, 31, 5_000_000])
+    take = _plan.sample_sizes(sizes, 2000)
+    assert take[0] == 10
+    assert take[2] == 31
+    assert take.sum() == 2000
+    assert take[3] > 10 * take[1]  # shares follow size
+    assert _plan.sample_sizes(sizes, 1.0).tolist() == sizes.tolist()
+    # A total below the small blocks' sizes still checks every block.
+    assert (_plan.sample_sizes(sizes, 3) > 0).all()
+
+
+def test_miss_probability_is_the_hypergeometric_tail():
+    model = Separable({"W": 1_000})
+    r = gradcheck.check(model.loss, model.params, model.grad(), sample=100, seed=0)
+    block = r.blocks["W"]
+    # 10 bad entries among 1000, 100 drawn without replacement: prod (890 - i) / (1000 - i).
+    expected = np.prod([(990 - i) / (1000 - i) for i in range(100)])
+    assert block.miss_probability(0.01) == pytest.approx(expected, rel=1e-10)
+    assert block.miss_probability(0.01) < 0.99**100  # below the with-replacement bound
+
+
+def test_budget_fits_the_check_and_says_so():
+    model = Separable({"W": 200_000, "b": 10})
+    r = gradcheck.check(model.loss, model.params, model.grad(), budget=0.5, seed=0)
+    assert r.budget == 0.5
+    assert 0 < r.checked < 200_010
+    assert r.directions >= 1
+    assert "budget 0.5 s" in str(r)
+    assert r.seconds < 5 * 0.5  # the budget steers the cost (loosely: timing is noisy)
+    small = Separable({"W": 20})
+    r = gradcheck.check(small.loss, small.params, small.grad(), budget=10.0)
+    assert r.checked == 20
+    assert r.directions == 0
+
+
+def test_ten_million_parameters_fit_in_memory():
+    model = Separable({"W": 10_000_000})
+    r = gradcheck.check(model.loss, model.params, model.grad(), sample=50, directions=2, seed=0)
+    assert r.passed
+    assert r.checked == 50
+
+
+@pytest.mark.parametrize(
+    "bad_option",
+    [
+        {"sample": 0},
+        {"sample": 1.5},
+        {"sample": -3},
+        {"directions": 0},
+        {"localize": -1},
+        {"budget": 0},
+        {"progress": "yes"},
+    ],
+)
+def test_bad_large_options(bad_option):
+    with pytest.raises((ValueError, TypeError), match=next(iter(bad_option))):
+        gradcheck.check(lambda x: x @ x, np.ones(3), 2 * np.ones(3), **bad_option)
+
+
+def test_progress_bar_writes_to_stderr(capsys):
+    pytest.importorskip("tqdm")
+    x = np.linspace(-1, 1, 50)
+    gradcheck.check(lambda x: x @ x, x, 2 * x, progress=True)
+    assert "gradcheck" in capsys.readouterr().err
