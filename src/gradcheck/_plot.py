@@ -34,7 +34,8 @@ def plot_report(report: Any, ax: Any = None) -> Any:
     -------
     matplotlib.axes.Axes
         One bar per block on a log scale, coloured by verdict, with the pass and fail
-        thresholds and the global difference as horizontal lines.
+        thresholds and the global difference as horizontal lines; thresholds a block had
+        raised to the noise of ``f`` are drawn across its bar.
 
     Raises
     ------
@@ -71,7 +72,6 @@ def plot_report(report: Any, ax: Any = None) -> Any:
                 "nan" if math.isnan(d) else f"{d:.3g}", (i, floor), ha="center", va="bottom"
             )
     ax.set_yscale("log")
-    ax.set_ylim(floor, 2.0)  # a relative difference never exceeds 1
 
     lines = []
     if tol_pass == tol_fail:
@@ -85,6 +85,24 @@ def plot_report(report: Any, ax: Any = None) -> Any:
         lines.append(
             ax.axhline(tol_fail, color=COLORS["fail"], ls="--", label=f"fail > {tol_fail:.3g}")
         )
+    # Thresholds raised for a block (to the noise of f) are drawn across its own bar.
+    raised = [
+        (i, b.tol)
+        for i, b in enumerate(blocks)
+        if all(math.isfinite(t) for t in b.tol) and tuple(b.tol) != (tol_pass, tol_fail)
+    ]
+    for k, colour in ((0, COLORS["pass"]), (1, COLORS["fail"])):
+        if raised:
+            lines.append(
+                ax.hlines(
+                    [t[k] for _, t in raised],
+                    [i - 0.45 for i, _ in raised],
+                    [i + 0.45 for i, _ in raised],
+                    colors=colour,
+                    linewidth=2.5,
+                    label=f"{('pass', 'fail')[k]}, raised for the noise of f",
+                )
+            )
     if math.isfinite(report.difference) and report.difference > floor:
         lines.append(
             ax.axhline(
@@ -94,6 +112,8 @@ def plot_report(report: Any, ax: Any = None) -> Any:
                 label=f"all blocks together {report.difference:.3g}",
             )
         )
+    top = max([1.0, tol_fail] + [t[1] for _, t in raised])
+    ax.set_ylim(floor, 2.0 * top)  # a relative difference never exceeds 1
     verdicts = [v for v in COLORS if any(b.verdict == v for b in blocks)]
     patches = [Patch(facecolor=COLORS[v], edgecolor="black", label=v) for v in verdicts]
     ax.legend(handles=patches + lines, fontsize="small")
@@ -122,8 +142,9 @@ def plot_errors(report: Any, grad: Any, ax: Any = None) -> Any:
     -------
     matplotlib.axes.Axes
         One step histogram per block with nonzero errors, on log-spaced bins shared by all
-        blocks. Unchecked coordinates are left out; errors of exactly 0, which a log axis
-        cannot show, are counted in the legend.
+        blocks. Coordinates not checked one by one are left out; errors of exactly 0, which a
+        log axis cannot show, are counted in the legend, and blocks with nothing to show are
+        named in a note.
 
     Raises
     ------
@@ -164,7 +185,7 @@ def plot_errors(report: Any, grad: Any, ax: Any = None) -> Any:
         ax.legend(fontsize="small")
     if empty:
         ax.annotate(
-            "no nonzero errors: " + ", ".join(empty),
+            "not shown: " + ", ".join(empty),
             (0.01, 0.99),
             xycoords="axes fraction",
             va="top",

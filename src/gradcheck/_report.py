@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._compare import BlockResult, Entry
+from ._refine import Kink
 
 _SHOWN_WORST = 5
 _METHOD_WORDS = {"central": "central differences", "forward": "forward differences"}
@@ -51,6 +52,10 @@ class Report:
         The noise level of f assumed by the error model (measured, or rounding alone).
     notes : tuple of str
         Why a verdict is what it is, where the table alone does not say.
+    kinks : tuple of Kink
+        Entries that disagree only because f has a kink there (ReLU at 0, a tie in max),
+        with ``name``, ``kind`` ("crossed" or "at"), ``analytic``, ``numeric`` and the
+        ``left`` and ``right`` slopes; they are left out of the verdicts.
     """
 
     difference: float
@@ -72,6 +77,7 @@ class Report:
     budget: float | None = None
     noise: float = 0.0
     notes: tuple[str, ...] = ()
+    kinks: tuple[Kink, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -194,8 +200,29 @@ def format_report(r: Report) -> str:
     right = {i for i, c in enumerate(columns) if c not in ("block", "shape", "verdict", "at")}
     lines = [*head, "", *_table(rows, right=right)]
     for b in r.blocks.values():
+        if b.diagnosis:
+            lines.append(f"  {b.name}: {b.diagnosis}")
         if b.localized:
             lines.append(f"  {b.name}: the directional search found {', '.join(b.localized)}")
+        if b.untested:
+            lines.append(
+                f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
+                "(both sides below what the finite differences resolve)"
+            )
+        if b.tol != r.tol and b.tol == b.tol:
+            lines.append(
+                f"  {b.name}: thresholds raised to pass <= {b.tol[0]:.3g}, fail > {b.tol[1]:.3g} "
+                f"for the noise in f ({r.noise:.3g})"
+            )
+    if r.kinks:
+        shown = ", ".join(f"{k.name} ({k.kind})" for k in r.kinks[:_SHOWN_WORST])
+        more = f" and {len(r.kinks) - _SHOWN_WORST} more" if len(r.kinks) > _SHOWN_WORST else ""
+        lines.append(
+            f"  {len(r.kinks)} entries disagree only at kinks of f (ReLU at 0, ties in max) and "
+            f"are left out of the verdicts: {shown}{more}"
+        )
+    for note in r.notes:
+        lines.append(f"  {note}")
     bad = [b for b in r.blocks.values() if b.nonfinite]
     for b in bad:
         lines.append(

@@ -1,0 +1,47 @@
+"""The notebooks run: each jupytext source in notebooks/ is converted and executed in a fresh
+kernel, with warnings as errors, and its own assertions must hold."""
+
+import asyncio
+from pathlib import Path
+
+import jupytext
+import nbclient
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SOURCES = sorted(NOTEBOOKS.glob("*.py"))
+TIMEOUT = 120  # seconds per notebook; each takes a few
+
+# Run first in the kernel: what the test suite treats as an error, the notebooks do too.
+STRICT = "import warnings\nwarnings.simplefilter('error')"
+
+
+def test_the_notebooks_are_all_found():
+    assert [p.name for p in SOURCES] == ["01_why_this_metric.py", "02_checking_backprop.py"]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_notebook_runs(source):
+    nb = jupytext.read(source)
+    assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{source.name} has no code cells"
+    assert not any(c.get("outputs") for c in code), "sources are committed without outputs"
+    assert any(c.cell_type == "markdown" for c in nb.cells)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(STRICT))
+    nbformat.validate(nb)
+
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    # nbclient's timeout is per cell; this bounds the whole notebook.
+    asyncio.run(asyncio.wait_for(client.async_execute(), TIMEOUT))
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    stderr = [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, "".join(stderr)
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
