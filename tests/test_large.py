@@ -28,7 +28,9 @@ def test_sample_fails_a_one_percent_bug_for_every_seed(million, seed):
     assert r.verdict == "fail"
     assert r.failing == ("W",)
     assert r.checked == 1000
-    assert r.nfev == 1 + 2 * 1000
+    assert r.kinks == ()
+    # 2 per coordinate, plus 4 for each disagreeing entry looked at again (at most 64).
+    assert 1 + 2 * 1000 < r.nfev <= 1 + 2 * 1000 + 4 * 64
 
 
 def test_sample_passes_a_correct_gradient(million):
@@ -146,7 +148,9 @@ def test_budget_fits_the_check_and_says_so():
     assert 0 < r.checked < 200_010
     assert r.directions >= 1
     assert "budget 0.5 s" in str(r)
-    assert r.seconds < 5 * 0.5  # the budget steers the cost (loosely: timing is noisy)
+    # The budget steers the cost; loosely, as timings on a shared machine are noisy. A full
+    # check would take 400,000 evaluations, about a minute here.
+    assert r.seconds < 10 * 0.5
     small = Separable({"W": 20})
     r = gradcheck.check(small.loss, small.params, small.grad(), budget=10.0)
     assert r.checked == 20
@@ -182,3 +186,15 @@ def test_progress_bar_writes_to_stderr(capsys):
     x = np.linspace(-1, 1, 50)
     gradcheck.check(lambda x: x @ x, x, 2 * x, progress=True)
     assert "gradcheck" in capsys.readouterr().err
+
+
+def test_budget_plans_what_one_evaluation_time_allows(monkeypatch):
+    from gradcheck import _check
+
+    monkeypatch.setattr(_check, "_time_one", lambda *args: 1e-3)  # 1 ms per evaluation
+    model = Separable({"W": 200_000, "b": 10})
+    r = gradcheck.check(model.loss, model.params, model.grad(), budget=2.0, seed=0)
+    # 2 s at 1 ms: 2,000 evaluations, 4 directions per block (16) and the rest on coordinates.
+    assert r.directions == 4
+    assert r.checked == (2000 - 2 * 4 * 2) // 2
+    assert r.nfev <= 2000 + 3 + 30  # plus the timing calls and the noise probe

@@ -68,6 +68,9 @@ class BlockResult:
     max_abs_error_at: str | None
     nonfinite: tuple[str, ...]  # entries where f was not finite at a perturbed point
     tol: tuple[float, float] = (math.nan, math.nan)  # thresholds applied to this block
+    kinks: int = 0  # entries left out of the verdict: they disagree only at a kink
+    untested: int = 0  # entries where both sides lie below what the differences resolve
+    diagnosis: str | None = None  # what a failing block's error looks like, in words
     directions: int = 0  # random directions checked
     direction_difference: float = math.nan
     localized: tuple[str, ...] = ()  # wrong entries found by the directional search
@@ -188,31 +191,42 @@ def compare(
     loss_dtype: np.dtype,
     tol,
     noise_f: float | None = None,
+    kinks: np.ndarray | None = None,
 ) -> Comparison:
-    """Judge ``analytic`` (aligned with ``plan.idx``) against the finite differences."""
+    """Judge ``analytic`` (aligned with ``plan.idx``) against the finite differences.
+
+    ``kinks`` (bool, aligned with ``plan.idx``) marks entries shown to sit at or across a
+    kink: they count in the global difference but not in any verdict.
+    """
     dtype = coarser(layout.dtype, loss_dtype)
     adaptive = tol is None
     if tol is None:
         tol = (COMPLEX_THRESHOLDS if plan.method == "complex" else THRESHOLDS)[dtype]
-    ok = ~est.bad
-    idx, a, b = plan.idx[ok], analytic[ok], est.gradapprox[ok]
-    seg = np.searchsorted(idx, layout.offsets)
-    norms, diffs = segment_differences(a, b, seg)
-    # What rounding in f alone can make each difference wrong by: |f| u over the step.
     if noise_f is None:
         noise_f = noise_level(f0, dtype)
-    fd_error = noise_f * est.sensitivity[ok]
+    # What noise in f alone can make each difference wrong by.
+    fd_all = noise_f * est.sensitivity
     if plan.method == "complex":
-        fd_error = fd_error + np.finfo(dtype).eps * np.abs(b)  # accurate to rounding
+        fd_all = fd_all + np.finfo(dtype).eps * np.abs(est.gradapprox)  # exact to rounding
+    ok = ~est.bad
+    judged = ok if kinks is None else ok & ~kinks
+    idx, a, b, fd_error = plan.idx[judged], analytic[judged], est.gradapprox[judged], fd_all[judged]
+    seg = np.searchsorted(idx, layout.offsets)
+    norms, diffs = segment_differences(a, b, seg)
     fd_norms = segment_norms(fd_error, fd_error, seg)[:, 0]
     with np.errstate(over="ignore", invalid="ignore"):
         err = np.abs(a - b)
+    score = scores(a, b, fd_error, dtype)
+    # Entries where both sides are below what the differences resolve were not tested.
+    untested = (np.abs(a) + np.abs(b)) < NOISE * fd_error
     seg_all = np.searchsorted(plan.idx, layout.offsets)
     blocks = []
     for k, block in enumerate(layout.blocks):
         lo, hi = seg[k], seg[k + 1]
         na, nb, nd = norms[k]
-        skipped = plan.idx[seg_all[k] : seg_all[k + 1]][est.bad[seg_all[k] : seg_all[k + 1]]]
+        mine = slice(seg_all[k], seg_all[k + 1])
+        skipped = plan.idx[mine][est.bad[mine]]
+        kinked = 0 if kinks is None else int((kinks[mine] & ok[mine]).sum())
         block_tol = tol
         if hi > lo:
             d = diffs[k]
@@ -223,11 +237,13 @@ def compare(
                 verdict = "inconclusive"
         elif skipped.size:
             d, verdict = math.nan, "inconclusive"  # every point was non-finite
+        elif kinked:
+            d, verdict = math.nan, "pass"  # every entry disagreed only at a kink
         else:
             # Not checked by coordinates: an empty block passes; otherwise directions judge.
             d, verdict = (0.0, "pass") if block.size == 0 else (math.nan, UNTESTED)
         at = None
-        max_err = float("nan")
+        max_err = math.nan
         if hi > lo:
             j = lo + _argmax_nan_first(err[lo:hi])
             max_err, at = float(err[j]), block.entry_name(int(idx[j]))
@@ -236,7 +252,7 @@ def compare(
                 name=block.name,
                 shape=block.shape,
                 size=block.size,
-                checked=int(hi - lo),
+                checked=int(seg_all[k + 1] - seg_all[k] - skipped.size),
                 difference=float(d),
                 verdict=verdict,
                 norm_analytic=float(na),
@@ -246,15 +262,82 @@ def compare(
                 max_abs_error_at=at,
                 nonfinite=tuple(block.entry_name(int(i)) for i in skipped[:WORST]),
                 tol=block_tol,
+                kinks=kinked,
+                untested=int(untested[lo:hi].sum()),
+                diagnosis=diagnose(block, idx[lo:hi], a[lo:hi], b[lo:hi])
+                if verdict == "fail"
+                else None,
             )
         )
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
-    # that a check set up like the classic exercise reproduces its digits.
-    difference = segment_differences(a, b, np.array([0, a.size]))[1][0] if a.size else math.nan
+    # that a check set up like the classic exercise reproduces its digits; kinks count here.
+    a_all, b_all = analytic[ok], est.gradapprox[ok]
+    difference = (
+        segment_differences(a_all, b_all, np.array([0, a_all.size]))[1][0]
+        if a_all.size
+        else math.nan
+    )
     verdict = worst_verdict(blk.verdict for blk in blocks)
-    allowed = RTOL[dtype] * (np.abs(a) + np.abs(b)) + NOISE * fd_error
-    worst = _worst(layout, idx, a, b, err, allowed)
+    worst = _worst(layout, idx, a, b, err, score)
     return Comparison(float(difference), verdict, tol, tuple(blocks), worst, adaptive, noise_f)
+
+
+def scores(a: np.ndarray, b: np.ndarray, fd_error: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Per-entry disagreement: |a - b| over what rounding and the relative tolerance allow.
+
+    Above 1 an entry disagrees; NaN entries score inf.
+    """
+    allowed = RTOL[dtype] * (np.abs(a) + np.abs(b)) + NOISE * fd_error
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        err = np.abs(a - b)
+        score = np.where(err == 0, 0.0, err / allowed)
+    return np.where(np.isnan(score), np.inf, score)
+
+
+def diagnose(block, idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> str | None:
+    """A plain-words guess at what is wrong with a failing block's gradient."""
+    if a.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    top = max(float(np.abs(a).max()), float(np.abs(b).max()))
+    if top > 0:
+        # Scale both by one power of two so the dot products neither overflow nor underflow.
+        a, b = np.ldexp(a, -np.frexp(top)[1]), np.ldexp(b, -np.frexp(top)[1])
+    aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
+    if bb == 0.0:
+        return f"the numeric gradient of {block.name} is zero: does f use {block.name}?"
+    if aa == 0.0:
+        return f"the analytic gradient of {block.name} is zero: a missing term?"
+    scale = ab / bb
+    residual = math.sqrt(max(aa - 2 * scale * ab + scale * scale * bb, 0.0) / aa)
+    if residual < 0.05:
+        if abs(scale + 1) < 0.05:
+            return f"sign flipped: {block.name} = -1.00 x numeric"
+        return f"{block.name} = {scale:.2f} x numeric (a wrong factor)"
+    shape = block.shape
+    if len(shape) == 2 and shape[0] == shape[1] and idx.size == block.size:
+        full_b = b.reshape(shape)
+        if np.linalg.norm(a.reshape(shape) - full_b.T) < 0.05 * math.sqrt(aa):
+            return f"transposed: {block.name} matches the numeric gradient transposed"
+    return None
+
+
+def _worst(layout, idx, a, b, err, score) -> tuple[Entry, ...]:
+    k = min(WORST, score.size)
+    if k == 0:
+        return ()
+    top = np.argpartition(-score, k - 1)[:k] if score.size > k else np.arange(score.size)
+    top = top[np.argsort(-score[top], kind="stable")]
+    return tuple(
+        Entry(
+            name=layout.entry_name(int(idx[j])),
+            block=layout.block_of(int(idx[j])).name,
+            analytic=float(a[j]),
+            numeric=float(b[j]),
+            abs_error=float(err[j]),
+            score=float(score[j]),
+        )
+        for j in top
+    )
 
 
 def worst_verdict(verdicts) -> str:
@@ -291,28 +374,6 @@ def with_directions(comparison: Comparison, layout: Layout, results: list, k: in
 def _argmax_nan_first(x: np.ndarray) -> int:
     nan = np.flatnonzero(np.isnan(x))
     return int(nan[0]) if nan.size else int(np.argmax(x))
-
-
-def _worst(layout, idx, a, b, err, allowed) -> tuple[Entry, ...]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(err == 0, 0.0, err / allowed)
-    score = np.where(np.isnan(score), np.inf, score)
-    k = min(WORST, score.size)
-    if k == 0:
-        return ()
-    top = np.argpartition(-score, k - 1)[:k] if score.size > k else np.arange(score.size)
-    top = top[np.argsort(-score[top], kind="stable")]
-    return tuple(
-        Entry(
-            name=layout.entry_name(int(idx[j])),
-            block=layout.block_of(int(idx[j])).name,
-            analytic=float(a[j]),
-            numeric=float(b[j]),
-            abs_error=float(err[j]),
-            score=float(score[j]),
-        )
-        for j in top
-    )
 
 
 def relative_difference(a, b) -> float:

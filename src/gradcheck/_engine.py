@@ -234,7 +234,8 @@ def dask_engine(
     """
     from distributed import as_completed
 
-    theta = client.scatter(buffer, broadcast=True)
+    # hash=False: a key of its own, so a later scatter of the same values cannot release it.
+    theta = client.scatter(buffer, broadcast=True, hash=False)
     workers = max(1, sum(client.nthreads().values()))
     m = idx.size
     pieces = max(1, min(m, 4 * workers))
