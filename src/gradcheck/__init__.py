@@ -10,8 +10,17 @@ True
 from ._check import assert_gradient, check
 from ._compare import relative_change, relative_difference
 from ._report import Report
+from ._sweep import StepSweep, step_sweep
 
 __version__ = "0.1.0"
 
 # The public API: everything else is private and may change.
-__all__ = ["Report", "assert_gradient", "check", "relative_change", "relative_difference"]
+__all__ = [
+    "Report",
+    "StepSweep",
+    "assert_gradient",
+    "check",
+    "relative_change",
+    "relative_difference",
+    "step_sweep",
+]

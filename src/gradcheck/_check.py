@@ -426,6 +426,11 @@ def _validate_options(f, eps, method, seed, engine, batched, tol) -> tuple[float
         raise TypeError(f"`batched` must be True or False, got {batched!r}")
     if engine == "batched" and not batched:
         raise ValueError("engine='batched' needs batched=True: `f` must take a stack of vectors")
+    if method == "complex" and (batched or engine not in ("auto", "python")):
+        raise ValueError(
+            "method='complex' runs in the python engine (f evaluated at complex points), "
+            f"not engine={engine!r}{' with batched=True' if batched else ''}"
+        )
     if batched and engine not in ("auto", "batched"):
         raise ValueError(f"batched=True runs in the batched engine, not engine={engine!r}")
     return _validate_tol(tol)
@@ -483,12 +488,7 @@ def _unchanged(layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> No
 def _choose_engine(engine, batched, f, layout, buffer, plan, per_call) -> tuple[str, int]:
     """The engine to run, and how many extra evaluations of f choosing it took."""
     if plan.method == "complex":
-        if batched or engine not in ("auto", "python"):
-            raise ValueError(
-                "method='complex' runs in the python engine (f evaluated at complex points), "
-                f"not engine={engine!r}{' with batched=True' if batched else ''}"
-            )
-        return "python", 0
+        return "python", 0  # the options were checked up front
     if batched:
         if engine == "dask":
             raise ValueError("engine='dask' runs one point per call: use batched=False")

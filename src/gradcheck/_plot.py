@@ -256,3 +256,35 @@ def _axes(ax: Any) -> Any:
     if not isinstance(ax, matplotlib.axes.Axes):
         raise TypeError(f"`ax` must be a matplotlib Axes, got {type(ax).__name__}: {ax!r:.80}")
     return ax
+
+
+def plot_step_sweep(sweep: Any, ax: Any = None) -> Any:
+    """Draw the relative difference against the step, log-log, the best step marked.
+
+    Parameters
+    ----------
+    sweep : StepSweep
+        The result of :func:`gradcheck.step_sweep`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _axes(ax)
+    shown = np.isfinite(sweep.differences) & (sweep.differences > 0)
+    ax.loglog(sweep.steps[shown], sweep.differences[shown], "o-", label=sweep.method)
+    ax.loglog(
+        [sweep.best_step],
+        [sweep.best_difference],
+        "*",
+        markersize=14,
+        color="tab:red",
+        label=f"best: h = {sweep.best_step:.1e}",
+    )
+    ax.set_xlabel("step h")
+    ax.set_ylabel("relative difference")
+    ax.set_title("rounding (left) against truncation (right)")
+    ax.legend()
+    return ax

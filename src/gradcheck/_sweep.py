@@ -1,0 +1,110 @@
+"""The difference across a range of steps: where finite differences can be trusted."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._check import check
+
+
+@dataclass(frozen=True)
+class StepSweep:
+    """The relative difference at each step of a sweep (see :func:`step_sweep`)."""
+
+    steps: np.ndarray  # absolute steps, largest first
+    differences: np.ndarray  # NaN where a step was below the parameters' resolution
+    method: str
+
+    @property
+    def best(self) -> int:
+        """Position of the step with the smallest difference."""
+        return int(np.nanargmin(self.differences))
+
+    @property
+    def best_step(self) -> float:
+        return float(self.steps[self.best])
+
+    @property
+    def best_difference(self) -> float:
+        return float(self.differences[self.best])
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plot the V-shaped curve of difference against step, best step marked.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        from ._plot import plot_step_sweep
+
+        return plot_step_sweep(self, ax=ax)
+
+
+def step_sweep(
+    f: Callable[..., Any],
+    params: Any,
+    grad: Any = None,
+    steps: Any = None,
+    *,
+    method: str = "central",
+    **options: Any,
+) -> StepSweep:
+    """Check a gradient at a range of absolute steps: the V-shaped curve of finite differences.
+
+    Too large a step and truncation error grows (like h^2 for central differences, on the
+    right of the curve); too small and rounding in f takes over (like 1/h, on the left).
+    The bottom of the V is the most a finite-difference check can resolve for this f.
+
+    Parameters
+    ----------
+    f, params, grad
+        As for :func:`gradcheck.check`.
+    steps : array_like, optional
+        Absolute steps to try. Default: half decades from 1e-1 down to 1e-12.
+    method : str
+        As for :func:`gradcheck.check`.
+    **options
+        Passed on to :func:`gradcheck.check` (``sample``, ``seed``, ``engine``, ...); each
+        step is a check of its own, without the noise probe.
+
+    Returns
+    -------
+    StepSweep
+        ``steps``, ``differences``, ``best_step``, ``best_difference`` and ``plot()``.
+
+    Examples
+    --------
+    >>> import numpy as np, gradcheck
+    >>> x = np.array([0.3, -1.2, 2.0])
+    >>> sweep = gradcheck.step_sweep(lambda x: np.sum(np.sin(x)), x, np.cos(x))
+    >>> 1e-7 < sweep.best_step < 1e-3
+    True
+    """
+    if steps is None:
+        steps = 10.0 ** -np.arange(1.0, 12.25, 0.5)
+    steps = np.asarray(steps, dtype=np.float64).reshape(-1)
+    if steps.size == 0 or not (np.isfinite(steps).all() and (steps > 0).all()):
+        raise ValueError(f"`steps` must be positive finite numbers, got {steps!r}")
+    steps = np.sort(steps)[::-1]
+    options.setdefault("noise", False)
+    differences = np.empty(steps.size)
+    for i, h in enumerate(steps.tolist()):
+        try:
+            differences[i] = check(f, params, grad, eps=h, method=method, **options).difference
+        except ValueError as exc:
+            if "below the resolution" not in str(exc):
+                raise
+            differences[i] = math.nan  # x + h == x - h for some parameter
+    if np.isnan(differences).all():
+        raise ValueError("every step in `steps` is below the resolution of the parameters")
+    return StepSweep(steps, differences, method)

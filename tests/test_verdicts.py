@@ -1,0 +1,299 @@
+"""Verdicts that explain themselves: methods, noise, kinks, float32, diagnosis, step sweeps."""
+
+import numpy as np
+import pytest
+
+import gradcheck
+
+from . import models
+
+
+def _smooth():
+    x = np.array([0.3, -1.2, 2.0, 0.7])
+    return (
+        (lambda x: np.sum(np.exp(0.5 * x) * np.sin(x))),
+        x,
+        (np.exp(0.5 * x) * (0.5 * np.sin(x) + np.cos(x))),
+    )
+
+
+# ---------------------------------------------------------------- methods
+
+
+def test_richardson_is_exact_for_quartics():
+    # (4 D(h/2) - D(h)) / 3 cancels the h^2 term: exact up to degree 4, up to rounding.
+    x = np.array([1.0, -2.0, 0.5])
+    c = np.array([1.0, 0.5, -2.0])
+    r = gradcheck.check(
+        lambda x: c @ x**4 + x @ x**3,
+        x,
+        4 * c * x**3 + 4 * x**3,
+        method="richardson",
+        eps=2.0**-3,
+        noise=False,
+    )
+    assert r.difference < 1e-14
+    # Central differences at the same step are visibly off (error h^2 f''' / 6).
+    central = gradcheck.check(
+        lambda x: c @ x**4 + x @ x**3, x, 4 * c * x**3 + 4 * x**3, eps=2.0**-3, noise=False
+    )
+    assert central.difference > 1e-4
+
+
+def test_richardson_is_more_accurate_than_central_on_a_smooth_function():
+    f, x, g = _smooth()
+    central = gradcheck.check(f, x, g, noise=False)
+    richardson = gradcheck.check(f, x, g, method="richardson", noise=False)
+    assert richardson.difference < central.difference / 3
+    assert richardson.verdict == "pass"
+    assert richardson.nfev == 1 + 4 * x.size
+
+
+def test_complex_step_agrees_to_rounding():
+    f, x, g = _smooth()
+    r = gradcheck.check(f, x, g, method="complex", noise=False)
+    assert r.difference < 1e-15
+    assert r.verdict == "pass"
+    assert r.tol == (1e-10, 1e-8)
+    assert r.engine == "python"
+
+
+def test_complex_step_catches_a_small_bug_central_cannot():
+    f, x, g = _smooth()
+    wrong = g * (1 + 1e-7)
+    assert gradcheck.check(f, x, wrong, method="complex", noise=False).verdict == "fail"
+    assert gradcheck.check(f, x, wrong, noise=False).verdict != "fail"
+
+
+def test_complex_step_says_when_f_drops_the_imaginary_part():
+    x = np.array([1.0, -2.0])
+    with pytest.raises(ValueError, match="drops it somewhere"):
+        gradcheck.check(lambda x: np.sum(np.abs(x) ** 2), x, 2 * x, method="complex")
+    with pytest.raises(ValueError, match="drops it somewhere"):
+        gradcheck.check(lambda x: float(np.sum(x.real**2)), x, 2 * x, method="complex")
+
+
+def test_complex_step_self_test_flags_a_step_dependent_result():
+    x = np.array([1.0, -2.0])
+
+    def f(z):
+        # Analytic part plus a term whose imaginary part grows like h^2 * 1e20: Im f / h
+        # then depends on h, as a non-analytic operation would make it.
+        if not np.iscomplexobj(z):
+            return np.sum(z**2)
+        return np.sum(z**2) + 1j * np.sum((z.imag * 1e10) ** 2)
+
+    r = gradcheck.check(f, x, 2 * x, method="complex", noise=False)
+    assert r.verdict in ("inconclusive", "fail")
+    assert any("not complex-safe" in note for note in r.notes)
+
+
+@pytest.mark.parametrize("engine", ["numba", "batched"])
+def test_complex_step_runs_in_the_python_engine_only(engine):
+    with pytest.raises(ValueError, match="method='complex' runs in the python engine"):
+        gradcheck.check(
+            models.cubic_flat,
+            np.ones(3),
+            models.cubic_grad(np.ones(3)),
+            method="complex",
+            engine=engine,
+            batched=engine == "batched",
+        )
+
+
+# ---------------------------------------------------------------- noise
+
+
+def test_a_nondeterministic_f_is_inconclusive_and_says_why():
+    rng = np.random.default_rng(0)
+    x = np.array([1.0, 2.0, 3.0])
+
+    def f(x):
+        return x @ x + 1e-6 * rng.standard_normal()  # dropout-like randomness
+
+    r = gradcheck.check(f, x, 2 * x)
+    assert r.verdict == "inconclusive"
+    assert not r.passed
+    assert any("not deterministic" in note for note in r.notes)
+    assert "not deterministic" in str(r)
+
+
+def _jitter(x, level):
+    """Deterministic noise of size ``level``: the same x always gives the same value, any
+    other x an unrelated one, as an inner solver stopped at a tolerance does."""
+    seed = int.from_bytes(np.ascontiguousarray(x).tobytes()[-16:], "little") % 2**63
+    return level * np.random.default_rng(seed).uniform(-1, 1)
+
+
+def _noisy(x):
+    return 0.5 * x @ x + _jitter(x, 1e-9)
+
+
+def test_thresholds_follow_a_noisy_loss():
+    x = np.linspace(-1, 1, 20)
+    fixed = gradcheck.check(_noisy, x, x, noise=False)
+    probed = gradcheck.check(_noisy, x, x, seed=1)
+    assert probed.noise > 1e-10  # found well above rounding (u |f| ~ 4e-16)
+    assert fixed.verdict == "fail"  # rounding-only thresholds call a correct gradient wrong
+    assert probed.passed
+    assert probed.blocks["params"].tol[1] > 1e-5
+    # A 5% error is still told apart.
+    assert gradcheck.check(_noisy, x, 1.05 * x, seed=1).verdict == "fail"
+
+
+def test_too_noisy_to_judge_is_inconclusive():
+    x = np.linspace(-1, 1, 5)
+
+    def f(x):
+        return 0.5 * x @ x + _jitter(x, 1e-4)
+
+    r = gradcheck.check(f, x, x, seed=0)
+    assert r.verdict == "inconclusive"
+
+
+# ---------------------------------------------------------------- kinks
+
+
+def test_relu_at_and_near_its_kink_is_not_a_bug():
+    x = np.array([0.0, 1.0, -2.0, 0.5, 3e-7, -1e-7])
+
+    def f(x):
+        return np.maximum(x, 0).sum() + 0.5 * x @ x
+
+    r = gradcheck.check(f, x, (x > 0) + x)
+    assert r.verdict == "pass"
+    kinds = {k.name: k.kind for k in r.kinks}
+    assert kinds == {"params[0]": "at", "params[4]": "crossed", "params[5]": "crossed"}
+    assert r.blocks["params"].kinks == 3
+    assert "disagree only at kinks" in str(r)
+
+
+def test_a_real_bug_next_to_kinks_still_fails():
+    x = np.array([0.0, 1.0, -2.0, 0.5, 3e-7, -1e-7])
+    g = (x > 0) + x
+    g[1] += 0.01
+
+    def f(x):
+        return np.maximum(x, 0).sum() + 0.5 * x @ x
+
+    r = gradcheck.check(f, x, g)
+    assert r.failing == ("params",)
+    assert r.worst[0].name == "params[1]"
+    assert "params[1]" not in {k.name for k in r.kinks}
+
+
+def test_relu_network_with_dead_and_zero_units_passes():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4, 8))
+    X[:, 0] = 0.0  # a zero sample: every first-layer unit sits exactly on its kink
+    p = {"W1": rng.standard_normal((6, 4)), "b1": np.zeros(6), "w2": rng.standard_normal(6)}
+
+    def f(p):
+        return np.sum(p["w2"] @ np.maximum(p["W1"] @ X + p["b1"][:, None], 0) ** 1)
+
+    def grad(p):
+        z = p["W1"] @ X + p["b1"][:, None]
+        mask = (z > 0) * p["w2"][:, None]
+        return {"W1": mask @ X.T, "b1": mask.sum(axis=1), "w2": np.maximum(z, 0).sum(axis=1)}
+
+    r = gradcheck.check(f, p, grad(p))
+    assert r.passed
+    assert r.kinks  # the zero column puts b1's entries on their kinks
+    wrong = grad(p)
+    wrong["w2"] = wrong["w2"] * 1.1
+    assert gradcheck.check(f, p, wrong).failing == ("w2",)
+
+
+# ---------------------------------------------------------------- float32
+
+
+def _float32_mlp():
+    X, y, params = models.mlp_data(seed=5)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    X32, y32 = X.astype(np.float32), y.astype(np.float32)
+
+    def f(p):
+        return models.mlp_loss(p, X32, y32)
+
+    # The analytic gradient in float64 at the float32 point.
+    grads = models.mlp_grad({k: v.astype(np.float64) for k, v in p32.items()}, X32, y32)
+    return f, p32, grads
+
+
+def test_a_correct_float32_model_passes_with_defaults():
+    f, p32, grads = _float32_mlp()
+    r = gradcheck.check(f, p32, grads)
+    assert r.passed
+    assert r.tol == (1e-3, 1e-2)
+
+
+def test_a_five_percent_error_in_one_float32_block_fails_and_is_named():
+    f, p32, grads = _float32_mlp()
+    grads = dict(grads, dW1=1.05 * grads["dW1"])
+    r = gradcheck.check(f, p32, grads)
+    assert r.failing == ("W1",)
+    assert "W1 = 1.05 x numeric" in str(r)
+
+
+# ---------------------------------------------------------------- diagnosis
+
+
+@pytest.mark.parametrize(
+    ("wrong", "words"),
+    [
+        (lambda g: 4.0 * g, "W = 4.00 x numeric"),
+        (lambda g: -g, "sign flipped"),
+        (lambda g: g.T, "transposed"),
+        (lambda g: 0 * g, "analytic gradient of W is zero"),
+    ],
+)
+def test_diagnosis_in_plain_words(wrong, words):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((3, 3))
+
+    def f(p):
+        return np.sum(A * p["W"] ** 2) + np.sum(p["v"] ** 2)
+
+    p = {"W": rng.standard_normal((3, 3)), "v": rng.standard_normal(2)}
+    g = {"W": 2 * A * p["W"], "v": 2 * p["v"]}
+    r = gradcheck.check(f, p, {"W": wrong(g["W"]), "v": g["v"]})
+    assert r.failing == ("W",)
+    assert words in r.blocks["W"].diagnosis
+    assert words in str(r)
+
+
+def test_f_that_ignores_a_block_is_diagnosed():
+    x = {"a": np.array([1.0, 2.0]), "b": np.array([3.0])}
+    r = gradcheck.check(lambda p: p["a"] @ p["a"], x, {"a": 2 * x["a"], "b": np.array([1.0])})
+    assert r.failing == ("b",)
+    assert "does f use b?" in r.blocks["b"].diagnosis
+
+
+# ---------------------------------------------------------------- step sweep
+
+
+def test_step_sweep_draws_the_v():
+    f, x, g = _smooth()
+    sweep = gradcheck.step_sweep(f, x, g)
+    d = sweep.differences
+    best = sweep.best
+    assert 0 < best < d.size - 1  # a minimum inside the range
+    assert d[0] > 100 * sweep.best_difference  # truncation on the large-step side
+    assert d[-1] > 100 * sweep.best_difference  # rounding on the small-step side
+    assert sweep.best_difference < 1e-10
+    assert 1e-7 < sweep.best_step < 1e-3  # near cbrt(eps) = 6e-6
+
+
+def test_step_sweep_in_float32_has_its_bottom_at_larger_steps():
+    f, x, g = _smooth()
+    sweep64 = gradcheck.step_sweep(f, x, g)
+    x32 = x.astype(np.float32)
+    sweep32 = gradcheck.step_sweep(f, x32, g)
+    assert sweep32.best_step > 10 * sweep64.best_step
+    assert np.isnan(sweep32.differences[-1])  # 1e-12 is below float32's resolution at |x| ~ 1
+
+
+def test_step_sweep_rejects_bad_steps():
+    f, x, g = _smooth()
+    with pytest.raises(ValueError, match="`steps` must be positive"):
+        gradcheck.step_sweep(f, x, g, steps=[1e-3, -1.0])
