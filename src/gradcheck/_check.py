@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Integral, Real
 from types import MappingProxyType
 from typing import Any
@@ -151,28 +153,12 @@ def check(
     struct = layout.structure(buffer)
     pristine = buffer.copy()
 
-    nfev = 1
-    pair = array_valued = False
-    first_started = time.perf_counter()
-    if batched:
-        if grad is None:
-            raise ValueError("with batched=True, pass `grad`: a batched `f` returns losses only")
-        f0, loss_dtype = _loss_value(_engine.batch_values(f, layout, buffer.reshape(1, -1), 1))
-        call = None
-    else:
-        out = f(struct)
-        pair = grad is None
-        if pair:
-            out, grad = _split(out)
-        array_valued = isinstance(out, np.ndarray)
-        call = _engine.caller(f, struct, pair=pair, array_valued=array_valued)
-        f0, loss_dtype = _loss_value(out)
-    if not np.isfinite(f0):
-        raise ValueError(f"`f(params)` must be finite to check a gradient there, got {f0!r}")
-    if callable(grad):
-        grad = grad(struct)
-    analytic = layout.flatten(grad, what="grad")
+    first = _first_call(f, layout, struct, buffer, grad, batched)
+    call, f0, loss_dtype = first.call, first.f0, first.loss_dtype
+    analytic = layout.flatten(first.grad, what="grad")
     _unchanged(layout, buffer, pristine, "f or grad")
+    nfev = 1
+    how = {"pair": first.pair, "array_valued": first.array_valued}
 
     seed = int(np.random.default_rng().integers(2**63)) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
@@ -187,26 +173,16 @@ def check(
 
     dtype = _plan.coarser(buffer.dtype, loss_dtype)
     rounding = noise_level(f0, dtype)
-    measured = None
-    if noise:
-        measured = _noise.measure(evaluate, buffer, f0, rounding, rng)
-        nfev += measured.evaluations
-    # The first call's time, for the progress bar's guess (it may include a JIT compile).
-    first_call = time.perf_counter() - first_started
+    measured = _noise.measure(evaluate, buffer, f0, rounding, rng) if noise else None
+    nfev += measured.evaluations if measured else 0
+    noise_f = measured.level if measured else rounding
     per_call = None
     if budget is not None:
         # The middle of three timings: one call alone can catch a cold cache or a hiccup.
         per_call = sorted(_time_one(call, f, layout, buffer) for _ in range(3))[1]
         nfev += 3
-    if budget is not None:
         sample, directions = _fit_budget(budget, per_call, layout, sample, directions)
-    if sample is not None:
-        take = _plan.sample_sizes(np.diff(layout.offsets), sample)
-        idx = _plan.draw_sample(layout.offsets, take, rng)
-    elif directions is not None:
-        idx = np.empty(0, dtype=np.int64)
-    else:
-        idx = np.arange(layout.n, dtype=np.int64)
+    idx = _coordinates(layout, sample, directions, rng)
     plan = _plan.make(buffer, idx, method=method, eps=eps, loss_dtype=loss_dtype, seed=seed)
     if eps is not None:
         collapsed = _plan.collapsed(plan)
@@ -218,34 +194,25 @@ def check(
             )
 
     expected = plan.values.size + 2 * (directions or 0) * len(layout.blocks)
-    show = _show_progress(progress, per_call or first_call, expected)
+    show = _show_progress(progress, per_call or first.seconds, expected)
     chosen, timing_calls = _choose_engine(engine, batched, f, layout, buffer, plan, per_call)
     nfev += timing_calls
+    run = functools.partial(_evaluate, chosen, f, call, layout, buffer, client=client, how=how)
     notes: list[str] = []
     with _progress_bar(show, plan.idx.size) as tick:
         if method == "complex":
             evaluations, self_test = _complex_step(
-                f, layout, buffer, plan, analytic, pair, array_valued, tick, notes
+                f, layout, buffer, plan, analytic, how, tick, notes
             )
             nfev += self_test
         else:
-            evaluations = _evaluate(
-                chosen,
-                f,
-                call,
-                layout,
-                buffer,
-                plan,
-                client=client,
-                tick=tick,
-                how={"pair": pair, "array_valued": array_valued},
-            )
+            evaluations = run(plan, tick=tick)
     nfev += evaluations.size
     _unchanged(layout, buffer, pristine, "f")
 
     est = estimate(plan, evaluations, f0)
-    noise_f = measured.level if measured else rounding
-    result = compare(
+    judge = functools.partial(
+        compare,
         layout,
         plan,
         est,
@@ -255,64 +222,24 @@ def check(
         tol=tol,
         noise_f=noise_f,
     )
+    result = judge()
     kinks: list[_refine.Kink] = []
     if method != "complex" and plan.idx.size:
-        # Entries that disagree are looked at again at smaller steps: kinks or bugs?
-        score = scores(analytic[plan.idx], est.gradapprox, noise_f * est.sensitivity, dtype)
-        score[est.bad] = 0.0
-        flagged = _refine.flagged_positions(plan, layout.offsets, score)
-        if flagged.size:
-
-            def rerun(sub):
-                return _evaluate(
-                    chosen,
-                    f,
-                    call,
-                    layout,
-                    buffer,
-                    sub,
-                    client=client,
-                    tick=None,
-                    how={"pair": pair, "array_valued": array_valued},
-                )
-
-            mask, kinds, spent = _refine.examine(
-                rerun,
-                buffer,
-                plan,
-                est,
-                analytic[plan.idx],
-                flagged,
-                f0=f0,
-                loss_dtype=loss_dtype,
-                noise_f=noise_f,
-                eps=eps,
-            )
-            nfev += spent
-            _unchanged(layout, buffer, pristine, "f")
-            if mask.any():
-                result = compare(
-                    layout,
-                    plan,
-                    est,
-                    analytic[plan.idx],
-                    f0=f0,
-                    loss_dtype=loss_dtype,
-                    tol=tol,
-                    noise_f=noise_f,
-                    kinks=mask,
-                )
-                kinks = [
-                    _refine.Kink(
-                        layout.entry_name(int(plan.idx[pos])),
-                        kind,
-                        float(analytic[plan.idx[pos]]),
-                        float(est.gradapprox[pos]),
-                        float(est.one_sided[pos, 0]),
-                        float(est.one_sided[pos, 1]),
-                    )
-                    for pos, kind in kinds
-                ]
+        result, kinks, spent = _look_again(
+            run,
+            judge,
+            layout,
+            buffer,
+            plan,
+            est,
+            analytic,
+            result,
+            f0=f0,
+            loss_dtype=loss_dtype,
+            eps=eps,
+        )
+        nfev += spent
+        _unchanged(layout, buffer, pristine, "f")
     if measured and measured.spread > 0:
         notes.append(
             f"inconclusive: f is not deterministic: f(params) changed by {measured.spread:.3g} "
@@ -321,9 +248,8 @@ def check(
         )
     if directions:
         rel_step = _plan.relative_step(method, buffer.dtype, loss_dtype)
-        found = []
-        for block in layout.blocks:
-            r = _directions.check_block(
+        found = [
+            _directions.check_block(
                 evaluate,
                 buffer,
                 analytic,
@@ -334,21 +260,23 @@ def check(
                 rng=rng,
                 tol=result.tol,
                 adaptive=result.adaptive,
-                noise_f=result.noise_f,
+                noise_f=noise_f,
                 localize=localize,
             )
-            nfev += r.evaluations
-            found.append(r)
+            for block in layout.blocks
+        ]
+        nfev += sum(r.evaluations for r in found)
         _unchanged(layout, buffer, pristine, "f")
         result = with_directions(result, layout, found, directions)
 
     full = np.full(layout.n, np.nan)
     full[plan.idx] = est.gradapprox
     full.flags.writeable = False
+    rel_step = _plan.relative_step(method, buffer.dtype, loss_dtype)
     step = (
         f"absolute step eps={eps!r}"
         if eps is not None
-        else f"relative step {_plan.relative_step(method, buffer.dtype, loss_dtype):.3g}*max(1,|x|)"
+        else f"relative step {rel_step:.3g}*max(1,|x|)"
     )
     verdict = result.verdict
     if verdict in ("pass", "warn") and any(n.startswith("inconclusive") for n in notes):
@@ -375,6 +303,89 @@ def check(
         notes=tuple(notes),
         kinks=tuple(kinks),
     )
+
+
+@dataclass(frozen=True)
+class _First:
+    """What the first call of f at params tells: the loss, its dtype, how to call f."""
+
+    f0: float
+    loss_dtype: np.dtype
+    call: Callable[[], Any] | None  # f at the buffer's views, reduced to the loss
+    grad: Any
+    pair: bool
+    array_valued: bool
+    seconds: float  # how long it took (a JIT compile included)
+
+
+def _first_call(f, layout, struct, buffer, grad, batched) -> _First:
+    started = time.perf_counter()
+    if batched:
+        if grad is None:
+            raise ValueError("with batched=True, pass `grad`: a batched `f` returns losses only")
+        f0, loss_dtype = _loss_value(_engine.batch_values(f, layout, buffer.reshape(1, -1), 1))
+        call, pair, array_valued = None, False, False
+    else:
+        out = f(struct)
+        pair = grad is None
+        if pair:
+            out, grad = _split(out)
+        array_valued = isinstance(out, np.ndarray)
+        call = _engine.caller(f, struct, pair=pair, array_valued=array_valued)
+        f0, loss_dtype = _loss_value(out)
+    seconds = time.perf_counter() - started
+    if not np.isfinite(f0):
+        raise ValueError(f"`f(params)` must be finite to check a gradient there, got {f0!r}")
+    if callable(grad):
+        grad = grad(struct)
+    return _First(f0, loss_dtype, call, grad, pair, array_valued, seconds)
+
+
+def _coordinates(layout, sample, directions, rng) -> np.ndarray:
+    """The flat indices to check one by one: a stratified sample, none, or all."""
+    if sample is not None:
+        take = _plan.sample_sizes(np.diff(layout.offsets), sample)
+        return _plan.draw_sample(layout.offsets, take, rng)
+    if directions is not None:
+        return np.empty(0, dtype=np.int64)
+    return np.arange(layout.n, dtype=np.int64)
+
+
+def _look_again(run, judge, layout, buffer, plan, est, analytic, result, *, f0, loss_dtype, eps):
+    """Evaluate disagreeing entries again at smaller steps: kinks leave the verdicts."""
+    dtype = _plan.coarser(buffer.dtype, loss_dtype)
+    a = analytic[plan.idx]
+    score = scores(a, est.gradapprox, result.noise_f * est.sensitivity, dtype)
+    score[est.bad] = 0.0
+    flagged = _refine.flagged_positions(plan, layout.offsets, score)
+    if not flagged.size:
+        return result, [], 0
+    mask, kinds, spent = _refine.examine(
+        run,
+        buffer,
+        plan,
+        est,
+        a,
+        flagged,
+        f0=f0,
+        loss_dtype=loss_dtype,
+        noise_f=result.noise_f,
+        eps=eps,
+    )
+    if not mask.any():
+        return result, [], spent
+    kinks = [
+        _refine.Kink(
+            layout.entry_name(int(plan.idx[pos])),
+            kind,
+            float(a[pos]),
+            float(est.gradapprox[pos]),
+            float(est.one_sided[pos, 0]),
+            float(est.one_sided[pos, 1]),
+        )
+        for pos, kind in kinds
+    ]
+    return judge(kinks=mask), kinks, spent
 
 
 def assert_gradient(f: Callable[..., Any], params: Any, grad: Any = None, **options) -> Report:
@@ -511,7 +522,7 @@ def _choose_engine(engine, batched, f, layout, buffer, plan, per_call) -> tuple[
     return ("numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"), extra
 
 
-def _evaluate(chosen, f, call, layout, buffer, plan, *, client, tick, how) -> np.ndarray:
+def _evaluate(chosen, f, call, layout, buffer, plan, *, client, how, tick=None) -> np.ndarray:
     if chosen == "batched":
         return _engine.batched_engine(f, layout, buffer, plan.idx, plan.values, tick)
     if chosen == "numba":
@@ -532,10 +543,10 @@ def _evaluate(chosen, f, call, layout, buffer, plan, *, client, tick, how) -> np
     return _engine.python_engine(call, buffer, plan.idx, plan.values, tick)
 
 
-def _complex_step(f, layout, buffer, plan, analytic, pair, array_valued, tick, notes):
+def _complex_step(f, layout, buffer, plan, analytic, how, tick, notes):
     """Im f(x + ih) for each planned coordinate, after checking f is complex-safe."""
     cbuffer = buffer.astype(np.complex128 if buffer.dtype == np.float64 else np.complex64)
-    call = _engine.caller(f, layout.structure(cbuffer), pair=pair, array_valued=array_valued)
+    call = _engine.caller(f, layout.structure(cbuffer), **how)
     steps = plan.values[:, 0]
     values = _engine.complex_engine(call, cbuffer, plan.idx, steps, tick)
     if values.dtype.kind != "c" or (not values.imag.any() and analytic[plan.idx].any()):
