@@ -18,9 +18,10 @@ from . import workloads
 BLAS_THREADS = int(os.environ.get("GRADCHECK_BENCH_BLAS_THREADS", "1"))
 threadpool_limits(BLAS_THREADS, user_api="blas")
 
-# Seconds: a peer or the course loop that would take longer than SUBSET_SECONDS on a whole
-# workload is timed on a part of its run and scaled; each benchmark aims at ROUND_SECONDS
-# of timed rounds in all.
+# Seconds: a peer or the course loop whose whole check would take longer than FULL_UP_TO is
+# timed on about SUBSET_SECONDS of its run and scaled; each benchmark aims at ROUND_SECONDS
+# of timed rounds in all. The normal test run (disabled) only needs every body to run once.
+FULL_UP_TO = {"enabled": 20.0, "disabled": 0.05}
 SUBSET_SECONDS = {"enabled": 5.0, "disabled": 0.02}
 ROUND_SECONDS = 5.0
 MAX_ROUNDS = 30
@@ -40,7 +41,8 @@ def mode(request):
 
 @pytest.fixture(scope="session")
 def subset_seconds(mode):
-    return SUBSET_SECONDS[mode]
+    """(whole check up to, else subset of): see FULL_UP_TO and SUBSET_SECONDS."""
+    return FULL_UP_TO[mode], SUBSET_SECONDS[mode]
 
 
 @pytest.fixture(scope="session")
@@ -82,10 +84,17 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
     machine_info["gradcheck"] = gradcheck.__version__
     machine_info["numba_threads"] = numba.get_num_threads()
-    machine_info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    try:  # the layer numba actually chose, once a parallel kernel has run
+        machine_info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:
+        machine_info["numba_threading_layer"] = numba.config.THREADING_LAYER
     machine_info["blas_threads"] = BLAS_THREADS
     machine_info["blas"] = sorted(
-        {f"{i['internal_api']} {i['version']}" for i in threadpool_info() if i["user_api"] == "blas"}
+        {
+            f"{i['internal_api']} {i['version']}"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        }
     )
     machine_info["cpu_count"] = os.cpu_count()
     machine_info["platform"] = platform.platform()

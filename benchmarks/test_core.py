@@ -1,6 +1,6 @@
 """Core figures: the Python engine's overhead per coordinate and the numba engine's threads.
 
-Run for real with ``pytest benchmarks --benchmark-enable -p no:doctest``; in the normal test
+Run for real with ``pytest benchmarks --benchmark-enable``; in the normal test
 run each body runs once (``--benchmark-disable``), so the benchmarks never rot.
 """
 
