@@ -9,6 +9,7 @@ True
 
 from ._check import assert_gradient, check
 from ._compare import relative_change, relative_difference
+from ._monitor import GradientAlert, GradientError, Monitor
 from ._report import Report
 from ._sweep import StepSweep, step_sweep
 
@@ -16,6 +17,9 @@ __version__ = "0.1.0"
 
 # The public API: everything else is private and may change.
 __all__ = [
+    "GradientAlert",
+    "GradientError",
+    "Monitor",
     "Report",
     "StepSweep",
     "assert_gradient",

@@ -1,12 +1,38 @@
-"""Command line: ``python -m gradcheck demo``."""
+"""Command line: ``python -m gradcheck demo | info | bench | check module:function``.
+
+Exit status: 0 when the command ran and (for ``check``) the gradient passes or warns, 1 when
+it fails or is inconclusive, 2 when the check could not run: a usage error (bad arguments, a
+module that cannot be imported, a missing function) or an exception in the user's code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import statistics
 import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from . import _demo
-from ._check import check
+from ._check import ENGINES, check
+from ._plan import METHODS
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: reported in one line, exit status 2."""
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -23,21 +49,340 @@ def demo(args: argparse.Namespace) -> int:
         print(f"== hand-written backward pass, {title} ==")
         print(report)
         print()
-    return 0
+    return EXIT_PASS
 
 
+# ------------------------------------------------------------------------------------ info
+def info(args: argparse.Namespace) -> int:
+    """Print the versions and the numba set-up gradcheck runs with."""
+    import numba
+    import scipy
+
+    from . import __version__, _jit
+
+    rows = [
+        ("gradcheck", f"{__version__} ({Path(__file__).resolve().parent})"),
+        (
+            "python",
+            f"{platform.python_version()} ({platform.python_implementation()}, {sys.platform})",
+        ),
+        ("numpy", np.__version__),
+        ("scipy", scipy.__version__),
+        ("numba", numba.__version__),
+        ("cpus", str(os.cpu_count())),
+        (
+            "numba threads",
+            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+        ),
+        ("threading layer", _threading_layer(numba)),
+        ("numba cache", _cache_location(numba, _jit)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return EXIT_PASS
+
+
+def _threading_layer(numba) -> str:
+    """The layer numba's parallel kernels run on (known only once one has run)."""
+    requested = numba.config.THREADING_LAYER
+
+    @numba.njit(parallel=True, cache=False)
+    def probe(n):  # pragma: no cover - compiled by numba
+        total = 0.0
+        for i in numba.prange(n):
+            total += i
+        return total
+
+    try:
+        probe(4)
+        return f"{numba.threading_layer()} (requested: {requested})"
+    except Exception as exc:  # no usable layer: say why rather than fail
+        return f"unavailable ({type(exc).__name__}: {exc}); requested: {requested}"
+
+
+def _cache_location(numba, _jit) -> str:
+    """Where gradcheck's compiled kernels are cached on disk."""
+    if not _jit.CACHE:
+        return "off (GRADCHECK_NUMBA_CACHE=0)"
+    try:
+        kernel = _jit.compiled("segment_norms")
+        path = kernel._cache._cache_path  # numba's cache locator decides it
+    except Exception as exc:
+        path = f"not writable here ({type(exc).__name__}); kernels compile in every process"
+    where = str(path)
+    if numba.config.CACHE_DIR:
+        where += f" (NUMBA_CACHE_DIR={numba.config.CACHE_DIR})"
+    return where
+
+
+# ----------------------------------------------------------------------------------- bench
+def bench(args: argparse.Namespace) -> int:
+    """Time a course-style loop against gradcheck's engines on two built-in workloads."""
+    rows = []
+    X, Y, params = _demo.example()
+    _, cache = _demo.forward(X, Y, params)
+    grads = _demo.backward(X, Y, cache)
+
+    def demo_loss(p):
+        return _demo.loss(X, Y, p)
+
+    n_demo = sum(p.size for p in params.values())
+    workload = f"demo network, {n_demo} params"
+    rows += _contenders(
+        workload,
+        args.repeats,
+        {
+            "course loop (copies theta per coordinate)": lambda: _course_loop(
+                demo_loss, params, grads, eps=1e-7
+            ),
+            "gradcheck, python engine": lambda: check(
+                demo_loss, params, grads, eps=1e-7, engine="python", seed=0
+            ),
+        },
+    )
+
+    flat_f, x, g = _flat_workload(args.size)
+    workload = f"jitted flat loss, {args.size:,} params"
+    started = time.perf_counter()
+    check(flat_f, x, g, engine="numba", seed=0)  # compile, or load from numba's cache
+    first = time.perf_counter() - started
+    rows += _contenders(
+        workload,
+        args.repeats,
+        {
+            "course loop (copies theta per coordinate)": lambda: _course_loop(flat_f, x, g),
+            "gradcheck, python engine": lambda: check(flat_f, x, g, engine="python", seed=0),
+            "gradcheck, numba engine": lambda: check(flat_f, x, g, engine="numba", seed=0),
+        },
+    )
+    _print_table(rows)
+    print(
+        f"\nMedian of {args.repeats} runs each (time.perf_counter), on {os.cpu_count()} CPUs. "
+        f"The numba engine's first call in this process took {first:.2f} s (compiling its "
+        "kernel, or loading it from numba's cache); it is not in the table."
+    )
+    return EXIT_PASS
+
+
+def _contenders(workload: str, repeats: int, runs: dict[str, Callable[[], Any]]) -> list:
+    rows = []
+    baseline = None
+    for name, run in runs.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            result = run()
+            times.append(time.perf_counter() - started)
+        seconds = statistics.median(times)
+        baseline = baseline or seconds
+        difference = result if isinstance(result, float) else result.difference
+        rows.append((workload, name, seconds, baseline / seconds, difference))
+    return rows
+
+
+def _print_table(rows) -> None:
+    table = [("workload", "contender", "median s", "vs loop", "difference")]
+    table += [(w, c, f"{s:.4g}", f"{x:.2f}x", f"{d:.3e}") for w, c, s, x, d in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for k, row in enumerate(table):
+        cells = [
+            cell.rjust(widths[i]) if i >= 2 else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ]
+        print("  ".join(cells).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _course_loop(f, params, grad, eps: float = 1e-7) -> float:
+    """The classic exercise: a fresh copy of theta for every perturbed coordinate."""
+    if isinstance(params, dict):
+        keys = list(params)
+        shapes = [params[k].shape for k in keys]
+        theta = np.concatenate([params[k].reshape(-1) for k in keys])
+        analytic = np.concatenate([grad[f"d{k}"].reshape(-1) for k in keys])
+        bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+
+        def unflatten(v):
+            parts = zip(keys, shapes, itertools.pairwise(bounds), strict=True)
+            return {k: v[a:b].reshape(s) for k, s, (a, b) in parts}
+    else:
+        theta, analytic = params.astype(np.float64), np.asarray(grad, dtype=np.float64)
+
+        def unflatten(v):
+            return v
+
+    approx = np.empty_like(theta)
+    for i in range(theta.size):
+        plus = np.copy(theta)
+        plus[i] += eps
+        minus = np.copy(theta)
+        minus[i] -= eps
+        approx[i] = (f(unflatten(plus)) - f(unflatten(minus))) / (2 * eps)
+    num = np.linalg.norm(analytic - approx)
+    return float(num / (np.linalg.norm(analytic) + np.linalg.norm(approx)))
+
+
+def _flat_workload(n: int):
+    """A jitted loss of one flat vector: a chain of springs in a quartic well."""
+    import numba
+
+    @numba.njit(cache=False)
+    def f(x):  # pragma: no cover - compiled by numba
+        total = 0.0
+        for i in range(1, x.size):
+            d = x[i] - x[i - 1]
+            total += 0.5 * d * d
+        for i in range(x.size):
+            total += 0.25 * x[i] ** 4
+        return total
+
+    x = np.random.default_rng(0).standard_normal(n)
+    d = np.diff(x)
+    g = x**3
+    g[1:] += d
+    g[:-1] -= d
+    f(x)
+    return f, x, g
+
+
+# ----------------------------------------------------------------------------------- check
+def check_command(args: argparse.Namespace) -> int:
+    """Import ``module:function``, call it for ``(f, params, grad)`` and check."""
+    f, params, grad = _load(args.target)
+    options = {
+        "eps": args.eps,
+        "method": args.method,
+        "seed": args.seed,
+        "engine": args.engine,
+        "sample": args.sample,
+        "directions": args.directions,
+        "budget": args.budget,
+        "tol": args.tol,
+    }
+    try:
+        report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{args.target}: {exc}") from exc
+    except Exception as exc:  # the user's f raised: show where, and say it did not run
+        traceback.print_exc()
+        raise UsageError(f"{args.target}: the check could not run: {exc!r}") from exc
+    status = EXIT_PASS if report.passed else EXIT_FAIL
+    try:
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report, flush=True)
+    except BrokenPipeError:  # piped into head: the verdict still sets the status
+        _quiet_stdout()
+    return status
+
+
+def _load(target: str) -> tuple[Any, Any, Any]:
+    module_name, sep, function_name = target.partition(":")
+    if not sep or not module_name or not function_name:
+        raise UsageError(
+            f"the target must be module:function (or path/to/file.py:function), got {target!r}"
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # find the user's modules where the command runs
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise FileNotFoundError(f"no file {str(path)!r}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(
+            f"cannot import {module_name!r} (from {cwd}): {type(exc).__name__}: {exc}"
+        ) from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        found = "none" if function is None else f"{type(function).__name__}, not a function"
+        raise UsageError(
+            f"{module_name!r} has no function {function_name!r} (found: {found}); it should "
+            "return (f, params, grad)"
+        )
+    try:
+        result = function()
+    except Exception as exc:
+        traceback.print_exc()
+        raise UsageError(f"{target}() raised {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(result, (tuple, list)) and len(result) == 3):
+        raise UsageError(
+            f"{target}() must return (f, params, grad), got {type(result).__name__}: {result!r:.80}"
+        )
+    return tuple(result)
+
+
+# ----------------------------------------------------------------------------- arguments
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _sample(text: str) -> int | float:
+    """An int (how many coordinates) or a fraction in (0, 1]."""
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or a fraction in (0, 1], got {text!r}"
+        )
+    return value
+
+
+def _tol(text: str) -> float | tuple[float, float]:
+    """One threshold, or ``pass,fail``."""
+    parts = [_positive_float(p) for p in text.split(",")]
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2 and parts[0] <= parts[1]:
+        return (parts[0], parts[1])
+    raise argparse.ArgumentTypeError(
+        f"must be one number or pass,fail with pass <= fail, got {text!r}"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck", description="Check hand-written gradients against finite differences."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
     p = commands.add_parser("demo", help="check the built-in 3-layer network, buggy and fixed")
     p.add_argument(
         "--eps",
@@ -46,8 +391,61 @@ def main(argv: list[str] | None = None) -> int:
         help="absolute step (the classic exercise uses 1e-7); default: automatic",
     )
     p.set_defaults(run=demo)
+
+    p = commands.add_parser("info", help="versions, numba threads, threading layer and cache")
+    p.set_defaults(run=info)
+
+    p = commands.add_parser(
+        "bench", help="time a course-style loop against the python and numba engines"
+    )
+    p.add_argument("--repeats", type=_positive_int, default=5, help="runs per contender (5)")
+    p.add_argument(
+        "--size", type=_positive_int, default=2000, help="parameters of the flat loss (2000)"
+    )
+    p.set_defaults(run=bench)
+
+    p = commands.add_parser(
+        "check",
+        help="check module:function, which returns (f, params, grad)",
+        description="Import MODULE (from the current directory too), call FUNCTION() for "
+        "(f, params, grad) and check the gradient. Exit status 0: pass or warn; 1: fail or "
+        "inconclusive; 2: the check could not run (usage or import error, an exception).",
+    )
+    p.add_argument("target", metavar="module:function", help="e.g. mymodel:gradient_problem")
+    p.add_argument("--eps", type=_positive_float, help="absolute step; default: automatic")
+    p.add_argument("--method", choices=sorted(METHODS), help="difference formula (central)")
+    p.add_argument("--seed", type=_seed, help="seed of the plan (recorded in the report)")
+    p.add_argument(
+        "--engine", choices=[e for e in ENGINES if e not in ("batched", "dask")], help="(auto)"
+    )
+    p.add_argument(
+        "--sample", type=_sample, help="coordinates to check: a count, or a fraction in (0, 1]"
+    )
+    p.add_argument("--directions", type=_positive_int, help="random directions per block")
+    p.add_argument("--budget", type=_positive_float, help="seconds to spend")
+    p.add_argument("--tol", type=_tol, help="threshold, or pass,fail thresholds")
+    p.add_argument("--json", action="store_true", help="print report.to_dict() as JSON")
+    p.set_defaults(run=check_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"gradcheck {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # output piped into head and the like: stop quietly
+        _quiet_stdout()
+        return EXIT_PASS
+
+
+def _quiet_stdout() -> None:
+    """Send what is left of stdout to devnull, so the interpreter's flush at exit is quiet."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

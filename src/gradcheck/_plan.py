@@ -130,7 +130,8 @@ def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
     sizes = np.asarray(sizes, dtype=np.int64)
     n = int(sizes.sum())
     total = int(np.ceil(sample * n)) if isinstance(sample, float) else int(sample)
-    take = np.minimum(sizes, WHOLE_BLOCK)
+    # Small blocks whole; every other block at least one entry, the rest by share.
+    take = np.where(sizes <= WHOLE_BLOCK, sizes, np.minimum(sizes, 1))
     for _ in range(sizes.size + 1):
         # Water-filling: share what is left in proportion to what each block still has.
         room = sizes - take

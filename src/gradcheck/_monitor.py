@@ -1,0 +1,588 @@
+"""Monitor: budgeted spot checks of one parameter block at a time, inside a training loop.
+
+Every ``every`` steps the monitor checks a few coordinates and random directions of one block
+(round robin), times itself against the training time it sees between its calls, and alerts
+when the same block fails two consecutive checks (a single failure may be a kink crossing).
+See reference/numerics.md section 6.4.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import logging
+import math
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from . import _plan
+from ._check import check
+from ._report import Report
+
+__all__ = ["GradientAlert", "GradientError", "Monitor"]
+
+logger = logging.getLogger("gradcheck")
+
+ALERTS = ("log", "warn", "raise")
+# A block alerts after this many consecutive failed checks.
+ALERT_AFTER = 2
+# A check runs only when the budget's unspent credit covers its estimated cost times this.
+SAFETY = 2.0
+# Evaluations of f a check spends besides its coordinates and directions (the first call,
+# the noise probe, the refinement of flagged entries), for the estimate before any check ran.
+EXTRA_EVALUATIONS = 24
+# Before any check is measured: one evaluation of f is taken to cost this many training
+# steps, and a check this many seconds besides its evaluations.
+FIRST_STEPS_PER_EVAL = 0.5
+FIXED_SECONDS = 0.005
+# Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (its
+# sub-problems call f with one block replaced, not with stacks).
+_CHECK_OPTIONS = frozenset(inspect.signature(check).parameters) - {
+    "f",
+    "params",
+    "grad",
+    "sample",
+    "directions",
+    "seed",
+    "budget",
+    "batched",
+}
+_HISTORY_FIELDS = (
+    "step",
+    "block",
+    "difference",
+    "verdict",
+    "seconds",
+    "checked",
+    "directions",
+    "nfev",
+    "reduced",
+    "seed",
+)
+
+
+class GradientAlert(UserWarning):
+    """Warned by :class:`Monitor` (``on_alert="warn"``) when a block fails twice in a row."""
+
+
+class GradientError(AssertionError):
+    """Raised by :class:`Monitor` (``on_alert="raise"``) when a block fails twice in a row.
+
+    Attributes
+    ----------
+    block : str
+        The failing block.
+    step : int
+        The training step of the second failed check.
+    report : Report
+        That check's report; the message is its table.
+    """
+
+    def __init__(self, message: str, *, block: str, step: int, report: Report):
+        super().__init__(message)
+        self.block = block
+        self.step = step
+        self.report = report
+
+
+class Monitor:
+    """Spot-check a hand-written gradient every few hundred steps of a training run.
+
+    Call :meth:`step` once per training step with the loss, the parameters and the gradient
+    just computed. Every ``every`` steps the monitor checks one parameter block, in rotation,
+    on ``sample`` coordinates and ``directions`` random directions, and keeps its own cost
+    under ``budget`` times the training time it measures between its calls. When the same
+    block fails two consecutive checks it alerts (a block that fails once is checked again at
+    the next check, so an alert comes at most one interval after the first failure).
+
+    Parameters
+    ----------
+    every : int
+        Steps between checks: the first is due at the first multiple of ``every`` at or
+        after the first step seen, each next one ``every`` steps after the previous check
+        (later when the budget is short).
+    budget : float or None
+        The monitor's time as a fraction of the training time (0.01: 1%). A check runs only
+        when the time budgeted so far, less what the monitor already spent, covers its
+        estimated cost; when the configured check does not fit, a reduced one (one random
+        direction, no coordinates) runs if that fits, and otherwise the check waits for a
+        later step. None: no limit.
+    sample : int or float or None
+        Coordinates of the block to check one by one (see :func:`gradcheck.check`; blocks of
+        up to 32 entries are checked whole).
+    directions : int or None
+        Random directions per block (2 evaluations of ``f`` each, whatever its size).
+    on_alert : {"log", "warn", "raise"} or callable
+        What to do when a block fails twice in a row: log an error on the ``"gradcheck"``
+        logger, warn with :class:`GradientAlert`, raise :class:`GradientError` (its message
+        is the report's table), or call ``on_alert(block_name, report)``.
+    seed : int, optional
+        Seeds the sequence of checks (each check's own seed is in the history).
+    **options
+        Other keyword arguments of :func:`gradcheck.check` (``eps``, ``method``, ``tol``,
+        ``noise``, ``engine``, ...), passed to every check. ``localize`` defaults to 0 here:
+        the search for the wrong entries of a failing block costs about ``4 log2(n)``
+        evaluations per entry, and an alert needs only the verdict.
+
+    Attributes
+    ----------
+    checks : int
+        Checks run so far.
+    deferred : int
+        Due checks the budget put off to a later step.
+    alerts : list of dict
+        One entry (``step``, ``block``, ``difference``) per alert raised.
+    last_report : Report or None
+        The report of the latest check.
+
+    Notes
+    -----
+    The check runs on the minibatch ``f`` closes over, with the gradient computed for it; it
+    must be deterministic (fix dropout masks and the batch-norm mode) or the check says
+    "inconclusive". The parameters and gradients are copied by the check and never modified.
+    What a check costs, in training steps: on ``examples/train_with_monitor.py`` (an MLP,
+    minibatches of 256) a check of 16 coordinates and 2 directions cost about 45 training
+    steps and a reduced one about 8, so a 1% budget allows a reduced check about every
+    thousand steps. Failing checks cost more (flagged entries are evaluated again).
+
+    Examples
+    --------
+    >>> import numpy as np, gradcheck
+    >>> X = np.arange(12.0).reshape(4, 3) / 10
+    >>> y = np.array([1.0, 0.0, 2.0, 1.0])
+    >>> params = {"w": np.zeros(3), "b": np.zeros(1)}
+    >>> monitor = gradcheck.Monitor(every=10, budget=None, sample=3, directions=1, seed=0)
+    >>> for step in range(1, 41):
+    ...     r = X @ params["w"] + params["b"] - y
+    ...     grads = {"w": X.T @ r / 4, "b": np.array([r.mean()])}
+    ...     def loss(p):
+    ...         e = X @ p["w"] + p["b"] - y
+    ...         return 0.5 * e @ e / 4
+    ...     _ = monitor.step(step, loss, params, grads)
+    ...     params = {k: v - 0.1 * grads[k] for k, v in params.items()}
+    >>> [(h["step"], h["block"], h["verdict"]) for h in monitor.history()]
+    [(10, 'w', 'pass'), (20, 'b', 'pass'), (30, 'w', 'pass'), (40, 'b', 'pass')]
+    """
+
+    def __init__(
+        self,
+        every: int = 500,
+        budget: float | None = 0.01,
+        sample: int | float | None = 16,
+        directions: int | None = 2,
+        *,
+        on_alert: str | Callable[[str, Report], Any] = "warn",
+        seed: int | None = None,
+        **options: Any,
+    ):
+        if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
+            raise ValueError(f"`every` must be a positive integer (steps), got {every!r}")
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, Real) or not 0 < budget < math.inf
+        ):
+            raise ValueError(
+                f"`budget` must be a positive fraction of the training time or None, got {budget!r}"
+            )
+        if sample is not None:
+            is_int = isinstance(sample, Integral) and not isinstance(sample, bool) and sample > 0
+            if not is_int and not (isinstance(sample, float) and 0 < sample <= 1):
+                raise ValueError(
+                    f"`sample` must be a positive int, a float in (0, 1] or None, got {sample!r}"
+                )
+        if directions is not None and (
+            isinstance(directions, bool) or not isinstance(directions, Integral) or directions < 1
+        ):
+            raise ValueError(f"`directions` must be a positive integer or None, got {directions!r}")
+        if not callable(on_alert) and on_alert not in ALERTS:
+            raise ValueError(
+                f"`on_alert` must be one of {ALERTS} or a callable(block, report), got {on_alert!r}"
+            )
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0
+        ):
+            raise ValueError(f"`seed` must be a non-negative integer or None, got {seed!r}")
+        unknown = sorted(set(options) - _CHECK_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {unknown}: Monitor passes on only these keyword arguments "
+                f"of gradcheck.check: {sorted(_CHECK_OPTIONS)}"
+            )
+        self.every = int(every)
+        self.budget = None if budget is None else float(budget)
+        self.sample = sample
+        self.directions = None if directions is None else int(directions)
+        self.on_alert = on_alert
+        # No directional search for the wrong entries by default: it costs about
+        # 4 log2(n) evaluations per entry, and an alert only needs the verdict.
+        self.options = {"localize": 0, **options}
+        self.checks = 0
+        self.deferred = 0
+        self.alerts: list[dict[str, Any]] = []
+        self.last_report: Report | None = None
+        self._rng = np.random.default_rng(seed)
+        self._records: list[dict[str, Any]] = []
+        self._train = 0.0  # seconds between calls of step(): the training
+        self._spent = 0.0  # seconds inside step()
+        self._last_exit: float | None = None
+        self._next_due: int | None = None
+        self._deferring = False
+        self._turn = 0  # index of the next block in the rotation
+        self._pinned: str | None = None  # a block that failed once: checked again next
+        self._streak: dict[str, int] = {}
+        # Recent checks' cost in training steps, per (configuration, block), and the most
+        # any check cost per evaluation of f.
+        self._costs: dict[tuple, deque] = {}
+        self._steps_per_eval: float | None = None
+        self._calls = 0  # training steps timed
+        self._calls_since = 0  # ... since the last check
+        self._train_since = 0.0
+
+    # ---------------------------------------------------------------- the training loop
+    def step(self, step: int, f: Callable[[Any], Any], params: Any, grad: Any = None):
+        """Record one training step, and check one block when a check is due.
+
+        Parameters
+        ----------
+        step : int
+            The training step (increasing; need not start at 0 or be consecutive).
+        f : callable
+            The loss at this step as a function of the parameters (same minibatch as
+            ``grad``), or a function returning ``(loss, grads)`` when ``grad`` is None.
+        params : ndarray, or dict / list / tuple of ndarrays
+            The current parameters; a dict's or sequence's top-level items are the blocks
+            checked in rotation, a single array is one block. Never modified.
+        grad : same structure as ``params``, callable, or None
+            The gradient under test (``dW1``-style keys accepted), as for
+            :func:`gradcheck.check`. Never modified.
+
+        Returns
+        -------
+        Report or None
+            The report of the check run at this step, if one ran.
+
+        Raises
+        ------
+        GradientError
+            With ``on_alert="raise"``, when a block has failed two consecutive checks.
+        ValueError, TypeError
+            A bad ``step``, or parameters or gradients that :func:`gradcheck.check` refuses.
+        """
+        entered = time.perf_counter()
+        if self._last_exit is not None:
+            self._train += entered - self._last_exit
+            self._train_since += entered - self._last_exit
+            self._calls += 1
+            self._calls_since += 1
+        try:
+            return self._step(step, f, params, grad, entered)
+        finally:
+            self._last_exit = time.perf_counter()
+            self._spent += self._last_exit - entered
+
+    def _step(self, step, f, params, grad, entered):
+        if isinstance(step, bool) or not isinstance(step, Integral):
+            raise TypeError(f"`step` must be an integer, got {type(step).__name__}: {step!r}")
+        step = int(step)
+        if self._next_due is None:
+            self._next_due = -(-step // self.every) * self.every  # a multiple, at or after
+        if step < self._next_due:
+            return None
+        names = _block_names(params)
+        name = self._pinned if self._pinned in names else names[self._turn % len(names)]
+        config, wait = self._choose(name, _size(_block(params, name)), entered)
+        if config is None:
+            if not self._deferring:
+                self.deferred += 1
+                self._deferring = True
+            self._next_due = step + wait  # look again when the credit should suffice
+            return None
+        self._deferring = False
+        started = time.perf_counter()
+        sub_f, sub_params, sub_grad = _sub_problem(f, params, grad, name)
+        sample, directions = config
+        seed = int(self._rng.integers(2**63))
+        report = check(
+            sub_f,
+            sub_params,
+            sub_grad,
+            sample=sample,
+            directions=directions,
+            seed=seed,
+            **self.options,
+        )
+        seconds = time.perf_counter() - started
+        self._learn(config, name, seconds, report.nfev)
+        self.checks += 1
+        self.last_report = report
+        self._next_due = step + self.every
+        reduced = config != (self.sample, self.directions)
+        self._records.append(
+            {
+                "step": step,
+                "block": name,
+                "difference": float(report.difference),
+                "verdict": report.verdict,
+                "seconds": seconds,
+                "checked": int(report.checked),
+                "directions": int(report.directions),
+                "nfev": int(report.nfev),
+                "reduced": reduced,
+                "seed": seed,
+            }
+        )
+        self._after(step, name, report, names)
+        return report
+
+    # ---------------------------------------------------------------- budget
+    def _choose(self, name, size, entered):
+        """``(config, 0)``: the (sample, directions) to run now; or ``(None, steps)``: wait."""
+        full = (self.sample, self.directions)
+        if self.budget is None:
+            return full, 0
+        credit = self.budget * self._train - (self._spent + time.perf_counter() - entered)
+        unit = self._step_seconds()
+        needed = math.inf
+        for config in dict.fromkeys((full, (None, 1))):
+            needed = SAFETY * self._estimate(config, name, size, unit)
+            if credit >= needed:
+                return config, 0
+        # Each training step adds budget * unit seconds of credit.
+        steps = (needed - credit) / (self.budget * unit) if unit > 0 else 1
+        return None, int(min(max(1, math.ceil(steps)), self.every))
+
+    def _step_seconds(self) -> float:
+        """Training seconds per step, over the steps since the last check."""
+        if self._calls_since:
+            return self._train_since / self._calls_since
+        return self._train / max(self._calls, 1)
+
+    def _estimate(self, config, name, size, unit) -> float:
+        """Seconds a check of ``config`` on block ``name`` should cost, when a training step
+        costs ``unit`` seconds.
+
+        Costs are remembered in training steps, so that a machine that slows down (other
+        processes, a throttled CPU) slows the estimate with it.
+        """
+        recent = self._costs.get((config, name))
+        if recent:
+            return max(recent) * unit
+        nominal = _evaluations(config, size, self.options)
+        if self._steps_per_eval is not None:  # scale what other checks cost per evaluation
+            return self._steps_per_eval * nominal * unit
+        # Nothing measured yet: suppose one evaluation of f costs half a training step
+        # (a forward pass and a backward pass cost about three), plus the check's own work.
+        return FIRST_STEPS_PER_EVAL * nominal * unit + FIXED_SECONDS
+
+    def _learn(self, config, name, seconds: float, nfev: int) -> None:
+        """Remember what a check of ``config`` on ``name`` cost, in training steps."""
+        unit = self._step_seconds()
+        if unit > 0:
+            steps = seconds / unit
+            self._costs.setdefault((config, name), deque(maxlen=3)).append(steps)
+            if nfev:
+                self._steps_per_eval = max(self._steps_per_eval or 0.0, steps / nfev)
+        self._train_since = 0.0
+        self._calls_since = 0
+
+    # ---------------------------------------------------------------- alerts
+    def _after(self, step, name, report, names) -> None:
+        if report.verdict == "fail":
+            self._streak[name] = self._streak.get(name, 0) + 1
+        else:
+            self._streak[name] = 0
+        streak = self._streak[name]
+        if 0 < streak < ALERT_AFTER:
+            self._pinned = name  # look again at the next check
+            return
+        self._pinned = None
+        self._turn = names.index(name) + 1
+        if streak == ALERT_AFTER:
+            self._alert(step, name, report)
+
+    def _alert(self, step, name, report) -> None:
+        steps = [r["step"] for r in self._records if r["block"] == name][-ALERT_AFTER:]
+        self.alerts.append({"step": step, "block": name, "difference": report.difference})
+        headline = (
+            f"gradcheck monitor: block {name} failed {ALERT_AFTER} consecutive checks "
+            f"(steps {', '.join(map(str, steps))}); difference {report.difference:.3g}"
+        )
+        if callable(self.on_alert):
+            self.on_alert(name, report)
+        elif self.on_alert == "log":
+            logger.error("%s\n%s", headline, report)
+        elif self.on_alert == "warn":
+            warnings.warn(f"{headline}\n{report}", GradientAlert, stacklevel=5)
+        else:
+            raise GradientError(f"{headline}\n{report}", block=name, step=step, report=report)
+
+    # ---------------------------------------------------------------- results
+    @property
+    def training_seconds(self) -> float:
+        """Wall time spent between calls of :meth:`step`: the training."""
+        return self._train
+
+    @property
+    def monitor_seconds(self) -> float:
+        """Wall time spent inside :meth:`step`, checks included."""
+        return self._spent
+
+    @property
+    def overhead(self) -> float:
+        """``monitor_seconds / training_seconds`` (nan before any training time)."""
+        return self._spent / self._train if self._train > 0 else math.nan
+
+    def history(self, block: str | None = None) -> list[dict[str, Any]]:
+        """The checks run so far, oldest first.
+
+        Parameters
+        ----------
+        block : str, optional
+            Only this block's checks.
+
+        Returns
+        -------
+        list of dict
+            One dict per check: ``step``, ``block``, ``difference``, ``verdict``,
+            ``seconds``, ``checked`` (coordinates), ``directions``, ``nfev``, ``reduced``
+            (the budget shrank the check) and ``seed`` (replays it).
+        """
+        return [dict(r) for r in self._records if block is None or r["block"] == block]
+
+    def to_csv(self, path: str | os.PathLike) -> str | os.PathLike:
+        """Write :meth:`history` to a CSV file, one row per check, with a header.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write; overwritten.
+
+        Returns
+        -------
+        str or path-like
+            ``path``.
+        """
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_HISTORY_FIELDS)
+            writer.writeheader()
+            for record in self._records:
+                writer.writerow(
+                    {k: repr(v) if isinstance(v, float) else v for k, v in record.items()}
+                )
+        return path
+
+    def __repr__(self) -> str:
+        return (
+            f"Monitor(every={self.every}, budget={self.budget}, sample={self.sample}, "
+            f"directions={self.directions}, checks={self.checks}, alerts={len(self.alerts)})"
+        )
+
+
+def _block_names(params: Any) -> list[str]:
+    if isinstance(params, Mapping):
+        if not params:
+            raise ValueError(f"`params` holds no blocks: {params!r}")
+        return [str(key) for key in params]
+    if isinstance(params, (list, tuple)):
+        if not params:
+            raise ValueError(f"`params` holds no blocks: {params!r}")
+        fields = getattr(params, "_fields", None)
+        return [fields[i] if fields else f"[{i}]" for i in range(len(params))]
+    return ["params"]
+
+
+def _block(params, name):
+    if isinstance(params, Mapping):
+        return params[next(k for k in params if str(k) == name)]
+    if isinstance(params, (list, tuple)):
+        return params[_block_names(params).index(name)]
+    return params
+
+
+def _sub_problem(f, params, grad, name):
+    """``(f, params, grad)`` restricted to block ``name``; the others stay fixed."""
+    if grad is None:
+        _, grad = _split(f(params))
+
+        def full(p):
+            return _split(f(p))[0]
+
+    else:
+        full = f
+        if callable(grad):
+            grad = grad(params)
+    if isinstance(params, Mapping):
+        key = next(k for k in params if str(k) == name)
+        block_grad = _grad_entry(grad, key)
+
+        def sub_f(sub):
+            return full({**params, **sub})
+
+        return sub_f, {key: params[key]}, {key: block_grad}
+    if isinstance(params, (list, tuple)):
+        names = _block_names(params)
+        i = names.index(name)
+        if not isinstance(grad, (list, tuple)) or len(grad) != len(params):
+            raise ValueError(
+                f"`grad` must mirror `params` ({type(params).__name__} of {len(params)}), "
+                f"got {type(grad).__name__}: {grad!r:.80}"
+            )
+
+        def sub_f(x):
+            items = [*params[:i], x, *params[i + 1 :]]
+            if hasattr(params, "_fields"):
+                return full(type(params)(*items))
+            return full(type(params)(items))
+
+        return sub_f, params[i], grad[i]
+    return full, params, grad
+
+
+def _grad_entry(grad, key):
+    if not isinstance(grad, Mapping):
+        raise TypeError(
+            f"`grad` must be a mapping like `params`, got {type(grad).__name__}: {grad!r:.80}"
+        )
+    if key in grad:
+        return grad[key]
+    if isinstance(key, str) and f"d{key}" in grad:
+        return grad[f"d{key}"]
+    raise ValueError(
+        f"`grad` has no entry {key!r}"
+        + (f" or {'d' + key!r}" if isinstance(key, str) else "")
+        + f"; its keys are {sorted(map(str, grad))}"
+    )
+
+
+def _split(out):
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            "with grad=None, `f` must return (loss, grads); it returned "
+            f"{type(out).__name__}: {out!r:.80}"
+        )
+    return out
+
+
+def _size(tree) -> int:
+    if isinstance(tree, Mapping):
+        return sum(_size(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(_size(v) for v in tree)
+    return int(np.size(tree))
+
+
+def _evaluations(config, size: int, options) -> int:
+    """Evaluations of f a check of ``config`` on ``size`` entries should take, roughly."""
+    sample, directions = config
+    if sample is None:
+        coords = 0 if directions else size
+    else:
+        coords = int(_plan.sample_sizes(np.array([size]), sample)[0])
+    noise = EXTRA_EVALUATIONS if options.get("noise", True) else 4
+    return 1 + noise + 2 * coords + 2 * (directions or 0)
