@@ -221,3 +221,30 @@ def test_import_gradcheck_does_not_import_matplotlib():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_step_sweep_plot_draws_the_curve_and_marks_the_best_step(tmp_path):
+    # float32: the smallest steps are below the parameters' resolution (NaN) and not drawn.
+    x = np.linspace(-1.5, 2.0, 12).astype(np.float32)
+    sweep = gradcheck.step_sweep(lambda x: np.sum(np.sin(x)), x, np.cos(x), seed=0)
+    shown = np.isfinite(sweep.differences) & (sweep.differences > 0)
+    assert 0 < shown.sum() < sweep.steps.size
+    _, axes = plt.subplots(1, 2)
+    ax = sweep.plot(ax=axes[1])
+    assert ax is axes[1]
+    assert not axes[0].lines
+    curve, best = ax.get_lines()
+    np.testing.assert_array_equal(curve.get_xdata(), sweep.steps[shown])
+    np.testing.assert_array_equal(curve.get_ydata(), sweep.differences[shown])
+    assert list(best.get_xdata()) == [sweep.best_step]
+    assert list(best.get_ydata()) == [sweep.best_difference]
+    assert best.get_marker() == "*"
+    assert sweep.best_difference == np.nanmin(sweep.differences)
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert ax.get_xlabel() == "step h"
+    assert ax.get_ylabel() == "relative difference"
+    assert "rounding" in ax.get_title()
+    assert "truncation" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["central", f"best: h = {sweep.best_step:.1e}"]
+    assert _saved(ax, tmp_path, "sweep.png") > 1000

@@ -309,7 +309,7 @@ def diagnose(block, idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> str | None
         return f"the analytic gradient of {block.name} is zero: a missing term?"
     scale = ab / bb
     residual = math.sqrt(max(aa - 2 * scale * ab + scale * scale * bb, 0.0) / aa)
-    if residual < 0.05:
+    if residual < 0.05 and abs(scale - 1) > 0.01:
         if abs(scale + 1) < 0.05:
             return f"sign flipped: {block.name} = -1.00 x numeric"
         return f"{block.name} = {scale:.2f} x numeric (a wrong factor)"

@@ -124,14 +124,23 @@ def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
     """How many coordinates of each block a sample of ``sample`` checks.
 
     An int is a total, a float in (0, 1] a fraction of all coordinates. Blocks of up to
-    WHOLE_BLOCK entries (biases) are checked whole, whatever the total; the rest of the total
-    is shared in proportion to the blocks' sizes, so no block goes unchecked.
+    WHOLE_BLOCK entries (biases) are checked whole, whatever the total; larger blocks get
+    WHOLE_BLOCK entries each, or an equal part of what the total leaves when it is smaller,
+    and the rest of the total is shared in proportion to their sizes, so no block goes
+    unchecked and a 100-entry bias is not left with its 1-in-10,000 share.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     n = int(sizes.sum())
     total = int(np.ceil(sample * n)) if isinstance(sample, float) else int(sample)
-    # Small blocks whole; every other block at least one entry, the rest by share.
-    take = np.where(sizes <= WHOLE_BLOCK, sizes, np.minimum(sizes, 1))
+    # Small blocks whole; every other block starts with WHOLE_BLOCK entries, fewer (down to
+    # one) when the total cannot pay for that, and the rest goes by share.
+    small = sizes <= WHOLE_BLOCK
+    take = np.where(small, sizes, WHOLE_BLOCK)
+    big = np.flatnonzero(~small)
+    excess = int(take.sum()) - total
+    if excess > 0 and big.size:
+        floor = max(1, (total - int(sizes[small].sum())) // big.size)
+        take[big] = min(WHOLE_BLOCK, floor)
     for _ in range(sizes.size + 1):
         # Water-filling: share what is left in proportion to what each block still has.
         room = sizes - take

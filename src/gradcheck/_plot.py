@@ -258,7 +258,7 @@ def _axes(ax: Any) -> Any:
     return ax
 
 
-def plot_step_sweep(sweep: Any, ax: Any = None) -> Any:
+def plot_step_sweep(sweep: Any, ax: Any = None, label: str | None = None) -> Any:
     """Draw the relative difference against the step, log-log, the best step marked.
 
     Parameters
@@ -267,6 +267,8 @@ def plot_step_sweep(sweep: Any, ax: Any = None) -> Any:
         The result of :func:`gradcheck.step_sweep`.
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure when None.
+    label : str, optional
+        The curve's legend entry; default: the method.
 
     Returns
     -------
@@ -274,7 +276,7 @@ def plot_step_sweep(sweep: Any, ax: Any = None) -> Any:
     """
     ax = _axes(ax)
     shown = np.isfinite(sweep.differences) & (sweep.differences > 0)
-    ax.loglog(sweep.steps[shown], sweep.differences[shown], "o-", label=sweep.method)
+    ax.loglog(sweep.steps[shown], sweep.differences[shown], "o-", label=label or sweep.method)
     ax.loglog(
         [sweep.best_step],
         [sweep.best_difference],

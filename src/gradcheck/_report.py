@@ -240,11 +240,11 @@ def format_report(r: Report) -> str:
 
 
 def _coverage(r: Report) -> str:
-    blocks = len(r.blocks)
+    blocks = f"{len(r.blocks)} block{'s' if len(r.blocks) > 1 else ''}"
     if r.checked == r.n:
-        text = f"all {r.n:,} coordinates in {blocks} block{'s' if blocks > 1 else ''}"
+        text = f"all {r.n:,} coordinates in {blocks}"
     else:
-        text = f"checked {r.checked:,} of {r.n:,} coordinates in {blocks} blocks"
+        text = f"checked {r.checked:,} of {r.n:,} coordinates in {blocks}"
     if r.directions:
         text += f", {r.directions} random direction{'s' if r.directions > 1 else ''} per block"
     return text

@@ -33,13 +33,15 @@ class StepSweep:
     def best_difference(self) -> float:
         return float(self.differences[self.best])
 
-    def plot(self, ax: Any = None) -> Any:
+    def plot(self, ax: Any = None, label: str | None = None) -> Any:
         """Plot the V-shaped curve of difference against step, best step marked.
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
-            Where to draw; a new figure when None.
+            Where to draw; a new figure when None. Several sweeps can share one.
+        label : str, optional
+            The curve's legend entry; default: the method.
 
         Returns
         -------
@@ -47,7 +49,7 @@ class StepSweep:
         """
         from ._plot import plot_step_sweep
 
-        return plot_step_sweep(self, ax=ax)
+        return plot_step_sweep(self, ax=ax, label=label)
 
 
 def step_sweep(
