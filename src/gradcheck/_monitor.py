@@ -35,13 +35,15 @@ ALERTS = ("log", "warn", "raise")
 ALERT_AFTER = 2
 # A check runs only when the budget's unspent credit covers its estimated cost times this.
 SAFETY = 2.0
+# A deferred check looks again once this many times the steps the credit needs have passed.
+MARGIN = 1.25
 # Evaluations of f a check spends besides its coordinates and directions (the first call,
 # the noise probe, the refinement of flagged entries), for the estimate before any check ran.
 EXTRA_EVALUATIONS = 24
 # Before any check is measured: one evaluation of f is taken to cost this many training
 # steps, and a check this many seconds besides its evaluations.
 FIRST_STEPS_PER_EVAL = 0.5
-FIXED_SECONDS = 0.005
+FIXED_SECONDS = 0.002
 # Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (its
 # sub-problems call f with one block replaced, not with stacks).
 _CHECK_OPTIONS = frozenset(inspect.signature(check).parameters) - {
@@ -240,6 +242,7 @@ class Monitor:
         # any check cost per evaluation of f.
         self._costs: dict[tuple, deque] = {}
         self._steps_per_eval: float | None = None
+        self._nominal: dict[tuple, int] = {}  # evaluations per (configuration, block size)
         self._calls = 0  # training steps timed
         self._calls_since = 0  # ... since the last check
         self._train_since = 0.0
@@ -353,9 +356,13 @@ class Monitor:
             needed = SAFETY * self._estimate(config, name, size, unit)
             if credit >= needed:
                 return config, 0
-        # Each training step adds budget * unit seconds of credit.
-        steps = (needed - credit) / (self.budget * unit) if unit > 0 else 1
-        return None, int(min(max(1, math.ceil(steps)), self.every))
+        # Each training step adds budget * unit seconds of credit. Wait a little past the
+        # point where the credit should suffice, and never less than a tenth of the
+        # period: looking costs time too, and polling every step or two just as the credit
+        # comes near the need would spend it as fast as training adds it.
+        steps = MARGIN * (needed - credit) / (self.budget * unit) if unit > 0 else 1
+        floor = max(1, self.every // 10)
+        return None, int(min(max(floor, math.ceil(steps)), self.every))
 
     def _step_seconds(self) -> float:
         """Training seconds per step, over the steps since the last check."""
@@ -373,7 +380,9 @@ class Monitor:
         recent = self._costs.get((config, name))
         if recent:
             return max(recent) * unit
-        nominal = _evaluations(config, size, self.options)
+        nominal = self._nominal.get((config, size))
+        if nominal is None:
+            nominal = self._nominal[(config, size)] = _evaluations(config, size, self.options)
         if self._steps_per_eval is not None:  # scale what other checks cost per evaluation
             return self._steps_per_eval * nominal * unit
         # Nothing measured yet: suppose one evaluation of f costs half a training step
