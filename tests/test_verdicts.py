@@ -118,6 +118,47 @@ def test_a_nondeterministic_f_is_inconclusive_and_says_why():
     assert "not deterministic" in str(r)
 
 
+def test_a_spread_of_a_few_roundings_is_noise_not_nondeterminism():
+    # Threaded reductions sum in varying order: f(params) moves in its last bits.
+    calls = iter(range(10**6))
+    x = np.array([1.0, 2.0, 3.0])
+
+    def f(x):
+        return x @ x * (1 + 4e-16 * (next(calls) % 3))
+
+    r = gradcheck.check(f, x, 2 * x, seed=0)
+    assert r.passed
+    assert not r.notes
+
+
+def test_coarsest_is_the_difference_a_five_percent_error_makes():
+    from gradcheck import _compare
+
+    g = np.linspace(1.0, 2.0, 7)
+    assert gradcheck.relative_difference(g, 1.05 * g) == pytest.approx(_compare.COARSEST)
+    # Thresholds raised to 0.03 would let that error through: the verdict cannot be "pass".
+    e_pred = 0.03 / _compare.RESOLVE
+    tol = _compare.adapt(_compare.THRESHOLDS[np.dtype(np.float64)], e_pred)
+    assert _compare.judge(_compare.COARSEST, tol, e_pred) == "inconclusive"
+
+
+def test_the_noise_probe_starts_at_the_loss_dtype_resolution():
+    from gradcheck import _noise
+
+    x = np.linspace(0.5, 1.5, 40)  # float64 parameters, a float32 loss
+
+    def evaluate(points):
+        return np.array([np.float32(0.5) * (v.astype(np.float32) ** 2).sum() for _, _, v in points])
+
+    f0 = float(evaluate([(0, x.size, x)])[0])
+    rounding = gradcheck._compare.noise_level(f0, np.dtype(np.float32))
+    rng = np.random.default_rng(0)
+    found = _noise.measure(evaluate, x, f0, rounding, rng, np.dtype(np.float32))
+    # The repeats, one line at the float32 spacing and its finer twin: no retries.
+    assert found.evaluations == 2 + 8 + 8
+    assert rounding <= found.level < 1e3 * rounding
+
+
 def _jitter(x, level):
     """Deterministic noise of size ``level``: the same x always gives the same value, any
     other x an unrelated one, as an inner solver stopped at a tolerance does."""
@@ -182,26 +223,92 @@ def test_a_real_bug_next_to_kinks_still_fails():
     assert "params[1]" not in {k.name for k in r.kinks}
 
 
-def test_relu_network_with_dead_and_zero_units_passes():
+def _zero_sample_relu_net():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((4, 8))
     X[:, 0] = 0.0  # a zero sample: every first-layer unit sits exactly on its kink
     p = {"W1": rng.standard_normal((6, 4)), "b1": np.zeros(6), "w2": rng.standard_normal(6)}
 
     def f(p):
-        return np.sum(p["w2"] @ np.maximum(p["W1"] @ X + p["b1"][:, None], 0) ** 1)
+        return np.sum(p["w2"] @ np.maximum(p["W1"] @ X + p["b1"][:, None], 0))
 
     def grad(p):
         z = p["W1"] @ X + p["b1"][:, None]
         mask = (z > 0) * p["w2"][:, None]
         return {"W1": mask @ X.T, "b1": mask.sum(axis=1), "w2": np.maximum(z, 0).sum(axis=1)}
 
-    r = gradcheck.check(f, p, grad(p))
-    assert r.passed
-    assert r.kinks  # the zero column puts b1's entries on their kinks
+    return f, p, grad
+
+
+def test_relu_network_with_a_zero_sample_passes_where_f_is_smooth():
+    f, p, grad = _zero_sample_relu_net()
+    r = gradcheck.check(f, p, grad(p), seed=0)
+    assert r.blocks["W1"].verdict == r.blocks["w2"].verdict == "pass"
+    # Every entry of b1 sits on a kink: lying between the one-sided slopes is all its
+    # values show, so b1 is not called right.
+    assert {k.name: k.kind for k in r.kinks} == {f"b1[{i}]": "at" for i in range(6)}
+    assert r.blocks["b1"].verdict == "inconclusive"
+    assert "sits on a kink" in r.blocks["b1"].diagnosis
+    assert not r.failing
     wrong = grad(p)
     wrong["w2"] = wrong["w2"] * 1.1
-    assert gradcheck.check(f, p, wrong).failing == ("w2",)
+    assert gradcheck.check(f, p, wrong, seed=0).failing == ("w2",)
+
+
+def test_a_wrong_value_between_the_slopes_of_a_kink_is_not_passed():
+    f, p, grad = _zero_sample_relu_net()
+    wrong = grad(p)
+    r = gradcheck.check(f, p, wrong, seed=0)
+    left = np.array([k.left for k in r.kinks])
+    right = np.array([k.right for k in r.kinks])
+    # Neither one-sided derivative, nor their mean (which the central difference gives).
+    wrong["b1"] = 0.8 * left + 0.2 * right
+    r = gradcheck.check(f, p, wrong, seed=0)
+    assert r.blocks["b1"].verdict == "inconclusive"
+    assert not r.passed
+
+
+def test_a_block_whose_entries_only_crossed_kinks_passes():
+    x = np.array([3e-7, -1e-7, 2e-7])
+
+    def f(x):
+        return np.abs(x).sum()
+
+    b = np.array([1.0, 2.0])
+    r = gradcheck.check(
+        lambda p: f(p["a"]) + p["b"] @ p["b"], {"a": x, "b": b}, {"a": np.sign(x), "b": 2 * b}
+    )
+    assert {k.kind for k in r.kinks} == {"crossed"}
+    assert r.blocks["a"].kinks == 3
+    assert r.verdict == "pass"
+
+
+def test_a_small_bug_that_persists_at_smaller_steps_is_no_crossed_kink():
+    # 3e-5 off: just over the entry tolerance, the same at h/10 and h/100.
+    x = np.linspace(0.5, 2.0, 8)
+    g = x.copy()
+    g[3] *= 1 + 3e-5
+    r = gradcheck.check(lambda x: 0.5 * x @ x, x, g, seed=0)
+    assert not r.kinks
+    assert r.worst[0].name == "params[3]"
+
+
+def test_a_correct_relu_layer_with_more_crossings_than_one_round_passes(monkeypatch):
+    from gradcheck import _refine
+
+    monkeypatch.setattr(_refine, "PER_BLOCK", 4)
+    rng = np.random.default_rng(0)
+    x = rng.choice([-1, 1], 40) * rng.uniform(1e-7, 4e-6, 40)  # within the step of 0
+
+    def f(x):
+        return np.maximum(x, 0).sum() + 0.5 * x @ x
+
+    r = gradcheck.check(f, x, (x > 0) + x, seed=0)
+    assert len(r.kinks) > 4
+    assert r.passed
+    g = (x > 0) + x
+    g[np.argmax(np.abs(x) > 2e-6)] += 0.5  # one wrong entry among the crossings
+    assert gradcheck.check(f, x, g, seed=0).failing == ("params",)
 
 
 # ---------------------------------------------------------------- float32

@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from types import MappingProxyType
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _directions, _engine, _jit, _layout, _noise, _plan, _refine
-from ._compare import compare, noise_level, scores, with_directions
+from ._compare import THRESHOLDS, compare, noise_level, scores, with_directions
 from ._estimate import estimate
 from ._report import Report
 
@@ -161,7 +161,11 @@ def check(
     how = {"pair": first.pair, "array_valued": first.array_valued}
 
     seed = int(np.random.default_rng().integers(2**63)) if seed is None else int(seed)
-    rng = np.random.default_rng(seed)
+    # One stream each for the noise probe, the sample and the directions, so that turning
+    # one of them on or off leaves what the others draw unchanged.
+    noise_rng, sample_rng, direction_rng = map(
+        np.random.default_rng, np.random.SeedSequence(seed).spawn(3)
+    )
     if batched:
 
         def evaluate(points):
@@ -173,7 +177,7 @@ def check(
 
     dtype = _plan.coarser(buffer.dtype, loss_dtype)
     rounding = noise_level(f0, dtype)
-    measured = _noise.measure(evaluate, buffer, f0, rounding, rng) if noise else None
+    measured = _noise.measure(evaluate, buffer, f0, rounding, noise_rng, dtype) if noise else None
     nfev += measured.evaluations if measured else 0
     noise_f = measured.level if measured else rounding
     per_call = None
@@ -181,8 +185,10 @@ def check(
         # The middle of three timings: one call alone can catch a cold cache or a hiccup.
         per_call = sorted(_time_one(call, f, layout, buffer) for _ in range(3))[1]
         nfev += 3
-        sample, directions = _fit_budget(budget, per_call, layout, sample, directions)
-    idx = _coordinates(layout, sample, directions, rng)
+        sample, directions = _fit_budget(
+            budget, per_call, layout, sample, directions, method=method, spent=nfev
+        )
+    idx = _coordinates(layout, sample, directions, sample_rng)
     plan = _plan.make(buffer, idx, method=method, eps=eps, loss_dtype=loss_dtype, seed=seed)
     if eps is not None:
         collapsed = _plan.collapsed(plan)
@@ -240,14 +246,19 @@ def check(
         )
         nfev += spent
         _unchanged(layout, buffer, pristine, "f")
-    if measured and measured.spread > 0:
+    if measured and measured.spread > NONDETERMINISTIC * rounding:
         notes.append(
             f"inconclusive: f is not deterministic: f(params) changed by {measured.spread:.3g} "
             "across 3 calls (dropout, random batches, nondeterministic kernels?); fix its "
             "randomness before checking"
         )
     if directions:
-        rel_step = _plan.relative_step(method, buffer.dtype, loss_dtype)
+        # Directions are central differences whatever the method: a complex or one-sided
+        # step, or its thresholds, would misjudge them.
+        rel_step = _plan.relative_step("central", buffer.dtype, loss_dtype)
+        real_tol = result.tol
+        if result.adaptive and method == "complex":
+            real_tol = THRESHOLDS[_plan.coarser(buffer.dtype, loss_dtype)]
         found = [
             _directions.check_block(
                 evaluate,
@@ -257,8 +268,8 @@ def check(
                 block.offset + block.size,
                 k=directions,
                 rel_step=rel_step,
-                rng=rng,
-                tol=result.tol,
+                rng=direction_rng,
+                tol=real_tol,
                 adaptive=result.adaptive,
                 noise_f=noise_f,
                 localize=localize,
@@ -266,6 +277,11 @@ def check(
             for block in layout.blocks
         ]
         nfev += sum(r.evaluations for r in found)
+        found, search_kinks, spent = _confirm(
+            run, layout, buffer, analytic, found, rel_step, noise_f, f0=f0, loss_dtype=loss_dtype
+        )
+        kinks += [k for k in search_kinks if k.name not in {j.name for j in kinks}]
+        nfev += spent
         _unchanged(layout, buffer, pristine, "f")
         result = with_directions(result, layout, found, directions)
 
@@ -357,24 +373,79 @@ def _look_again(run, judge, layout, buffer, plan, est, analytic, result, *, f0, 
     a = analytic[plan.idx]
     score = scores(a, est.gradapprox, result.noise_f * est.sensitivity, dtype)
     score[est.bad] = 0.0
-    flagged = _refine.flagged_positions(plan, layout.offsets, score)
-    if not flagged.size:
-        return result, [], 0
-    mask, kinds, spent = _refine.examine(
+    per_block = _refine.flagged_positions(plan, layout.offsets, score)
+    examine = functools.partial(
+        _refine.examine,
         run,
         buffer,
         plan,
         est,
         a,
-        flagged,
         f0=f0,
         loss_dtype=loss_dtype,
         noise_f=result.noise_f,
         eps=eps,
     )
+    first = [p[: _refine.PER_BLOCK] for p in per_block]
+    mask, kinds, spent = examine(np.sort(np.concatenate(first)))
+    rest = [
+        p[_refine.PER_BLOCK :]
+        for p, head in zip(per_block, first, strict=True)
+        if p.size > head.size and mask[head].all()
+    ]
+    if rest:
+        more, more_kinds, more_spent = examine(np.sort(np.concatenate(rest)))
+        mask |= more
+        kinds = sorted(kinds + more_kinds)
+        spent += more_spent
     if not mask.any():
         return result, [], spent
-    kinks = [
+    kinks = _kinks(layout, plan, est, a, kinds)
+    on_kink = np.zeros_like(mask)
+    on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
+    return judge(kinks=mask, on_kink=on_kink), kinks, spent
+
+
+def _confirm(run, layout, buffer, analytic, found, rel_step, noise_f, *, f0, loss_dtype):
+    """Keep, of the entries the directional search found, those a coordinate check of their
+    own and a look at smaller steps still call wrong: ``(results, kinks, evaluations)``.
+
+    A search direction that straddles a kink disagrees just as a bug does. A block whose
+    directions failed but whose search found only such entries is "inconclusive": the
+    disagreement is explained by kinks as far as the search went.
+    """
+    idx = np.array(sorted(i for r in found for i in r.found), dtype=np.int64)
+    if not idx.size:
+        return found, [], 0
+    plan = _plan.make(
+        buffer, idx, method="central", eps=None, loss_dtype=loss_dtype, seed=0, rel_step=rel_step
+    )
+    values = run(plan)
+    est = estimate(plan, values, f0)
+    dtype = _plan.coarser(buffer.dtype, loss_dtype)
+    a = analytic[idx]
+    score = scores(a, est.gradapprox, noise_f * est.sensitivity, dtype)
+    flagged = np.flatnonzero(score > 1)
+    flagged = flagged[~est.bad[flagged]]
+    kink, kinds, spent = _refine.examine(
+        run, buffer, plan, est, a, flagged, f0=f0, loss_dtype=loss_dtype, noise_f=noise_f, eps=None
+    )
+    wrong = set(idx[flagged[~kink[flagged]]].tolist())
+    confirmed = []
+    for r in found:
+        kept = tuple(i for i in r.found if i in wrong)
+        if r.found and not kept and r.verdict == "fail":
+            note = (
+                "the directions disagree, but each entry the search pinned down sits at or "
+                "near a kink of f; check coordinates (sample=) to judge the block"
+            )
+            r = replace(r, verdict="inconclusive", note=note)
+        confirmed.append(replace(r, found=kept))
+    return confirmed, _kinks(layout, plan, est, a, kinds), values.size + spent
+
+
+def _kinks(layout, plan, est, a, kinds) -> list[_refine.Kink]:
+    return [
         _refine.Kink(
             layout.entry_name(int(plan.idx[pos])),
             kind,
@@ -385,7 +456,6 @@ def _look_again(run, judge, layout, buffer, plan, est, analytic, result, *, f0, 
         )
         for pos, kind in kinds
     ]
-    return judge(kinks=mask), kinks, spent
 
 
 def assert_gradient(f: Callable[..., Any], params: Any, grad: Any = None, **options) -> Report:
@@ -545,6 +615,8 @@ def _evaluate(chosen, f, call, layout, buffer, plan, *, client, how, tick=None) 
 
 def _complex_step(f, layout, buffer, plan, analytic, how, tick, notes):
     """Im f(x + ih) for each planned coordinate, after checking f is complex-safe."""
+    if not plan.idx.size:  # directions only: nothing to take the complex step on
+        return np.empty((0, 1)), 0
     cbuffer = buffer.astype(np.complex128 if buffer.dtype == np.float64 else np.complex64)
     call = _engine.caller(f, layout.structure(cbuffer), **how)
     steps = plan.values[:, 0]
@@ -597,21 +669,30 @@ def _time_one(call, f, layout, buffer) -> float:
     return max(time.perf_counter() - started, 1e-9)
 
 
-def _fit_budget(budget, per_call, layout, sample, directions):
-    """Choose ``sample`` and ``directions`` (where None) so the check takes ``budget`` s."""
-    affordable = int(budget / per_call)
+def _fit_budget(budget, per_call, layout, sample, directions, *, method, spent):
+    """Choose ``sample`` and ``directions`` (where None) so the check takes ``budget`` s.
+
+    ``spent`` evaluations (the first call, the noise probe, the timing) are already paid;
+    a coordinate costs as many evaluations as ``method`` has points.
+    """
+    affordable = int(budget / per_call) - spent
+    per_coordinate = len(_plan.METHODS[method].offsets)
     blocks = len(layout.blocks)
-    if sample is None and directions is None and 2 * layout.n <= affordable:
+    if sample is None and directions is None and per_coordinate * layout.n <= affordable:
         return None, None  # a full check fits
     if directions is None:
         # Up to 4 directions per block, on at most half the budget; at least one.
         directions = int(min(4, max(1, affordable // (4 * blocks))))
     if sample is None:
         left = affordable - 2 * directions * blocks
-        sample = int(left // 2) if left >= 2 * blocks else None
+        fits = left // per_coordinate
+        sample = int(fits) if fits >= blocks else None
     return sample, directions
 
 
+# f(params) repeated may move by this many times its rounding u |f0| before the check calls
+# f nondeterministic; below, the spread is noise like any other (the thresholds follow it).
+NONDETERMINISTIC = 100.0
 # Show a progress bar by default when a check should take longer than this.
 PROGRESS_SECONDS = 3.0
 

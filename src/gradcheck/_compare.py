@@ -25,9 +25,10 @@ COMPLEX_THRESHOLDS = {np.dtype(np.float64): (1e-10, 1e-8), np.dtype(np.float32):
 RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3}
 NOISE = 10.0
 # The fail threshold is at least RESOLVE times the rounding-only difference e_pred; when that
-# exceeds COARSEST (a 5% error could pass), a block that does not fail is "inconclusive".
+# exceeds COARSEST, the difference a 5% error in every entry makes (0.05 / 2.05), such an
+# error could pass and a block that does not fail is "inconclusive".
 RESOLVE = 100.0
-COARSEST = 0.05
+COARSEST = 0.05 / 2.05
 # How many of the worst entries a report keeps.
 WORST = 10
 # Up to this many entries, norms run as plain Python rather than through numba.
@@ -192,11 +193,14 @@ def compare(
     tol,
     noise_f: float | None = None,
     kinks: np.ndarray | None = None,
+    on_kink: np.ndarray | None = None,
 ) -> Comparison:
     """Judge ``analytic`` (aligned with ``plan.idx``) against the finite differences.
 
     ``kinks`` (bool, aligned with ``plan.idx``) marks entries shown to sit at or across a
-    kink: they count in the global difference but not in any verdict.
+    kink: they count in the global difference but not in any verdict. ``on_kink`` marks
+    those of them that sit on one, whose analytic value was only seen to lie between the
+    one-sided slopes; the others agreed at a smaller step.
     """
     dtype = coarser(layout.dtype, loss_dtype)
     adaptive = tol is None
@@ -228,6 +232,7 @@ def compare(
         skipped = plan.idx[mine][est.bad[mine]]
         kinked = 0 if kinks is None else int((kinks[mine] & ok[mine]).sum())
         block_tol = tol
+        note = None
         if hi > lo:
             d = diffs[k]
             e_pred = resolution(fd_norms[k], na, nb)
@@ -238,10 +243,19 @@ def compare(
         elif skipped.size:
             d, verdict = math.nan, "inconclusive"  # every point was non-finite
         elif kinked:
-            d, verdict = math.nan, "pass"  # every entry disagreed only at a kink
+            d, verdict = math.nan, "pass"  # every entry agreed once the step missed the kink
+            if on_kink is not None and on_kink[mine][ok[mine]].sum() == kinked:
+                # Lying between the one-sided slopes is all a value on a kink can show.
+                verdict = "inconclusive"
+                note = (
+                    "every checked entry sits on a kink of f; its analytic values lie between "
+                    "the one-sided slopes, which does not test them: check at another point"
+                )
         else:
             # Not checked by coordinates: an empty block passes; otherwise directions judge.
             d, verdict = (0.0, "pass") if block.size == 0 else (math.nan, UNTESTED)
+        if verdict == "fail":
+            note = diagnose(block, idx[lo:hi], a[lo:hi], b[lo:hi])
         at = None
         max_err = math.nan
         if hi > lo:
@@ -264,9 +278,7 @@ def compare(
                 tol=block_tol,
                 kinks=kinked,
                 untested=int(untested[lo:hi].sum()),
-                diagnosis=diagnose(block, idx[lo:hi], a[lo:hi], b[lo:hi])
-                if verdict == "fail"
-                else None,
+                diagnosis=note,
             )
         )
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
@@ -359,6 +371,7 @@ def with_directions(comparison: Comparison, layout: Layout, results: list, k: in
                 directions=k,
                 direction_difference=r.difference,
                 localized=tuple(layout.entry_name(i) for i in r.found),
+                diagnosis=block.diagnosis or r.note,
             )
         )
     verdict = worst_verdict(b.verdict for b in blocks)

@@ -31,7 +31,6 @@ FIRST_SPACING = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-3}
 @dataclass(frozen=True)
 class Noise:
     level: float  # the noise of f used for the error model: max(estimate, u |f0|)
-    estimated: float | None  # what ECnoise found, or None when it found nothing usable
     spread: float  # max - min of repeated f(params)
     evaluations: int
 
@@ -42,8 +41,12 @@ def measure(
     f0: float,
     rounding: float,
     rng: np.random.Generator,
+    dtype: np.dtype,
 ) -> Noise:
-    """Probe f around ``buffer``; ``evaluate(points)`` as for the directional checks."""
+    """Probe f around ``buffer``; ``evaluate(points)`` as for the directional checks.
+
+    ``dtype`` is the coarser of the parameters' and the loss's: it sets the first spacing.
+    """
     n = buffer.size
     repeats = evaluate([(0, n, buffer), (0, n, buffer)])
     values = np.append(repeats, f0)
@@ -52,7 +55,7 @@ def measure(
     direction = rng.standard_normal(n)
     direction /= np.linalg.norm(direction)
     x = buffer.astype(np.float64)
-    spacing = FIRST_SPACING.get(buffer.dtype, 1e-9) * max(1.0, float(np.abs(x).max()))
+    spacing = FIRST_SPACING.get(np.dtype(dtype), 1e-9) * max(1.0, float(np.abs(x).max()))
 
     def on_line(spacing):
         offsets = (np.arange(POINTS) - POINTS // 2) * spacing
@@ -70,14 +73,18 @@ def measure(
         estimated = None
     if estimated is not None:
         # Noise keeps its level at a spacing 100 times smaller; a kink on the line (ReLU
-        # units at 0 at params) or an unresolved trend shrinks with the spacing. Keep the
-        # smaller reading, and none when the finer line is flat (noise below rounding).
+        # units at 0 at params) or an unresolved trend shrinks with the spacing, and leaves
+        # no plateau there ("too large"): keep the smaller reading. A finer line that is
+        # flat ("too small") shows f moving in steps, which is what the coarse line read.
         line, count = on_line(spacing / 100)
         spent += count
         finer, verdict = ecnoise(line)
-        estimated = min(estimated, finer) if verdict == "ok" else None
+        if verdict == "ok":
+            estimated = min(estimated, finer)
+        elif verdict == "too large":
+            estimated = None
     level = max(rounding, estimated or 0.0, spread)
-    return Noise(level, estimated, spread, spent)
+    return Noise(level, spread, spent)
 
 
 def ecnoise(values) -> tuple[float | None, str]:

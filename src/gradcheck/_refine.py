@@ -27,8 +27,8 @@ from ._plan import Plan
 
 # Smaller steps, as fractions of the first one.
 SHRINK = (0.1, 0.01)
-# At most this many entries of one block are looked at again (4 evaluations each); a block
-# with more disagreeing entries than that has a bug, not kinks.
+# The worst this many disagreeing entries of a block are looked at first (4 evaluations
+# each); the rest only if every one of them was a kink: one bug already fails the block.
 PER_BLOCK = 64
 
 
@@ -70,7 +70,7 @@ def examine(
     first_error = np.abs(a - est.gradapprox[flagged])
     agrees = np.zeros(flagged.size, dtype=bool)
     spent = 0
-    sides = []
+    sides, slacks = [], []
     for factor in SHRINK:
         sub = _plan.make(
             buffer,
@@ -85,22 +85,30 @@ def examine(
         spent += values.size
         smaller = estimate(sub, values, f0)
         b = smaller.gradapprox
-        allowed = rtol * (np.abs(a) + np.abs(b)) + NOISE * noise_f * smaller.sensitivity
-        # Agreement counts only where the smaller step still resolves a tenth of the first
-        # error: below that, noise in f would make any gradient agree.
-        agrees |= (np.abs(a - b) <= allowed) & (allowed <= 0.1 * first_error)
+        err = np.abs(a - b)
+        noise = NOISE * noise_f * smaller.sensitivity
+        # A smaller step tells only while the noise it amplifies stays below a tenth of the
+        # first error; the finest step that still tells decides. "Agrees" asks the error to
+        # fall within tolerance and to a tenth of what it was: an entry just over the
+        # tolerance whose error stays put is a small bug, not a kink.
+        resolves = noise <= 0.1 * first_error
+        fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= 0.1 * first_error)
+        agrees = np.where(resolves, fits, agrees)
         sides.append(smaller.one_sided)
+        span = np.abs(sub.values[:, 0] - sub.base)
+        slacks.append(rtol * np.abs(smaller.one_sided).sum(axis=1) + NOISE * 2 * noise_f / span)
     kinds = []
     # On a kink the left and right slopes differ by its jump at any step; on a smooth f
-    # they differ by about f'' h, ten times less at a tenth of the step.
+    # they differ by about f'' h, ten times less at a tenth of the step. The analytic value
+    # must lie between them at both smaller steps.
     left, right = est.one_sided[flagged, 0], est.one_sided[flagged, 1]
     gap = np.abs(right - left)
-    near = sides[0]
-    low, high = np.minimum(near[:, 0], near[:, 1]), np.maximum(near[:, 0], near[:, 1])
-    span = plan.values[flagged, 0] - plan.base[flagged]
-    slack = rtol * (np.abs(low) + np.abs(high)) + NOISE * 2 * noise_f / np.abs(SHRINK[0] * span)
-    persists = (high - low > 0.5 * gap) & (high - low > 10 * slack)
-    at = (~agrees) & persists & (a >= low - slack) & (a <= high + slack)
+    at = ~agrees
+    for k, (near, slack) in enumerate(zip(sides, slacks, strict=True)):
+        low, high = np.minimum(near[:, 0], near[:, 1]), np.maximum(near[:, 0], near[:, 1])
+        at &= (a >= low - slack) & (a <= high + slack)
+        if k == 0:
+            at &= (high - low > 0.5 * gap) & (high - low > 10 * slack)
     for pos, crossed, on in zip(flagged.tolist(), agrees.tolist(), at.tolist(), strict=True):
         if crossed or on:
             mask[pos] = True
@@ -108,14 +116,12 @@ def examine(
     return mask, kinds, spent
 
 
-def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Positions in ``plan`` whose score exceeds 1, at most PER_BLOCK per block."""
+def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:
+    """Per block, the positions in ``plan`` whose score exceeds 1, worst first."""
     bounds = np.searchsorted(plan.idx, offsets)
-    chosen = []
+    flagged = []
     for k in range(bounds.size - 1):
         lo, hi = bounds[k], bounds[k + 1]
         over = lo + np.flatnonzero(score[lo:hi] > 1)
-        if over.size:
-            worst_first = over[np.argsort(-score[over], kind="stable")][:PER_BLOCK]
-            chosen.append(np.sort(worst_first))
-    return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+        flagged.append(over[np.argsort(-score[over], kind="stable")])
+    return flagged
