@@ -280,3 +280,44 @@ def test_directions_use_central_steps_whatever_the_method(method):
     g = 3 * x**2
     g[7] *= 1.05
     assert gradcheck.check(f, x, g, method=method, directions=3, seed=0).failing == ("params",)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_search_stopped_by_kinks_still_fails_the_bug_behind_them(seed):
+    # Twelve near-kink entries before the bug: the search stops at its 8 before reaching it.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 2, 4096) * rng.choice([-1, 1], 4096)
+    near = np.arange(100, 1300, 100)
+    x[near] = rng.choice([-1, 1], near.size) * 1e-7
+
+    def f(x):
+        return np.maximum(x, 0).sum() + 0.5 * x @ x
+
+    g = (x > 0) + x
+    g[3000] += 1.0
+    r = gradcheck.check(f, x, g, directions=4, seed=seed)
+    assert r.failing == ("params",)
+    assert "raise localize=" in r.blocks["params"].diagnosis
+    found = gradcheck.check(f, x, g, directions=4, seed=seed, localize=32)
+    assert "params[3000]" in found.blocks["params"].localized
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_search_confirms_entries_by_the_tolerance_the_user_gave(seed):
+    x = np.linspace(0.5, 2.0, 64)
+    g = np.exp(x)
+    g[10] *= 1 + 2e-6
+    f = lambda x: np.sum(np.exp(x))  # noqa: E731
+    r = gradcheck.check(f, x, g, tol=(1e-9, 1e-8), directions=4, seed=seed)
+    assert r.failing == ("params",)
+    assert r.blocks["params"].localized == ("params[10]",)
+
+
+def test_directions_of_a_complex_step_check_are_held_to_real_thresholds():
+    # A 3e-8 relative error: within the central thresholds (warn at most), far outside the
+    # complex step's 1e-8. Directions take central steps, so they must judge like them.
+    x = np.linspace(0.5, 2.0, 50)
+    g = 3 * x**2 * (1 + 3e-8)
+    r = gradcheck.check(lambda x: np.sum(x**3), x, g, method="complex", directions=3, seed=0)
+    assert r.checked == 0
+    assert r.passed

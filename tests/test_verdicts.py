@@ -293,6 +293,57 @@ def test_a_small_bug_that_persists_at_smaller_steps_is_no_crossed_kink():
     assert r.worst[0].name == "params[3]"
 
 
+def test_a_wrong_value_between_the_slopes_at_h10_but_not_at_h100_fails():
+    # A kink 3e-7 to the right of 0: the step h ~ 6e-6 and h/10 cross it, h/100 does not.
+    # 0.3 lies between the slopes over h/10 (0 and 0.5) but the true derivative is 0.
+    x = np.array([0.0, 1.0, 2.0])
+
+    def f(x):
+        return max(x[0] - 3e-7, 0.0) + 0.5 * x[1:] @ x[1:]
+
+    r = gradcheck.check(f, x, np.array([0.3, 1.0, 2.0]), seed=0)
+    assert r.failing == ("params",)
+    assert not r.kinks
+    assert gradcheck.check(f, x, np.array([0.0, 1.0, 2.0]), seed=0).passed
+
+
+def test_an_error_that_shrinks_less_than_tenfold_is_no_kink():
+    # exp(k x) with a large k: the central difference at h is off by ~2e-5 (truncation),
+    # at h/10 by ~2e-7. A bug of -1.5e-5 stays: within the entry tolerance at h/10, but the
+    # error did not fall tenfold, so it is no kink and its block fails.
+    k = 1800.0
+    p = {"a": np.array([1e-3]), "b": np.array([0.5, 1.5])}
+
+    def f(p):
+        return np.exp(k * p["a"][0]) / k**2 + 0.5 * p["b"] @ p["b"]
+
+    g = {"a": np.exp(k * p["a"]) / k * (1 - 1.5e-5), "b": p["b"].copy()}
+    r = gradcheck.check(f, p, g, seed=0)
+    assert not r.kinks
+    assert r.failing == ("a",)
+
+
+def test_an_infinite_analytic_entry_is_a_bug_not_a_kink():
+    x = np.linspace(0.5, 2.0, 8)
+    g = x.copy()
+    g[3] = np.inf
+    r = gradcheck.check(lambda x: 0.5 * x @ x, x, g, seed=0)
+    assert r.failing == ("params",)
+    assert not r.kinks
+
+
+def test_a_user_step_that_vanishes_at_h100_still_tells_a_kink():
+    # ulp(1e8) is 1.5e-8: eps/10 still moves x[0], eps/100 rounds away.
+    x = np.array([1e8, 1.0, 2.0])
+
+    def f(x):
+        return 3.0 * max(x[0] - 1e8, 0.0) + 0.5 * x[1:] @ x[1:]
+
+    r = gradcheck.check(f, x, np.array([0.0, 1.0, 2.0]), eps=1e-7, seed=0, noise=False)
+    assert r.passed
+    assert [(k.name, k.kind) for k in r.kinks] == [("params[0]", "at")]
+
+
 def test_a_correct_relu_layer_with_more_crossings_than_one_round_passes(monkeypatch):
     from gradcheck import _refine
 

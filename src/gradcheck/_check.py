@@ -278,7 +278,17 @@ def check(
         ]
         nfev += sum(r.evaluations for r in found)
         found, search_kinks, spent = _confirm(
-            run, layout, buffer, analytic, found, rel_step, noise_f, f0=f0, loss_dtype=loss_dtype
+            run,
+            layout,
+            buffer,
+            analytic,
+            found,
+            rel_step,
+            _directions.disagreement(real_tol, result.adaptive, noise_f),
+            noise_f=noise_f,
+            f0=f0,
+            loss_dtype=loss_dtype,
+            localize=localize,
         )
         kinks += [k for k in search_kinks if k.name not in {j.name for j in kinks}]
         nfev += spent
@@ -406,15 +416,19 @@ def _look_again(run, judge, layout, buffer, plan, est, analytic, result, *, f0, 
     return judge(kinks=mask, on_kink=on_kink), kinks, spent
 
 
-def _confirm(run, layout, buffer, analytic, found, rel_step, noise_f, *, f0, loss_dtype):
+def _confirm(
+    run, layout, buffer, analytic, found, rel_step, disagree, *, noise_f, f0, loss_dtype, localize
+):
     """Keep, of the entries the directional search found, those a coordinate check of their
-    own and a look at smaller steps still call wrong: ``(results, kinks, evaluations)``.
+    own (by the search's rule) and a look at smaller steps still call wrong:
+    ``(results, kinks, evaluations)``.
 
-    A search direction that straddles a kink disagrees just as a bug does. A block whose
-    directions failed but whose search found only such entries is "inconclusive": the
-    disagreement is explained by kinks as far as the search went.
+    A search direction that straddles a kink disagrees just as a bug does. A failing block
+    becomes "inconclusive" only when its search ran out of ranges before its limit and every
+    entry it found turned out to be a kink; otherwise it still fails, and says why nothing
+    was named.
     """
-    idx = np.array(sorted(i for r in found for i in r.found), dtype=np.int64)
+    idx = np.array(sorted({i for r in found for i in r.found}), dtype=np.int64)
     if not idx.size:
         return found, [], 0
     plan = _plan.make(
@@ -422,24 +436,35 @@ def _confirm(run, layout, buffer, analytic, found, rel_step, noise_f, *, f0, los
     )
     values = run(plan)
     est = estimate(plan, values, f0)
-    dtype = _plan.coarser(buffer.dtype, loss_dtype)
     a = analytic[idx]
-    score = scores(a, est.gradapprox, noise_f * est.sensitivity, dtype)
-    flagged = np.flatnonzero(score > 1)
-    flagged = flagged[~est.bad[flagged]]
+    numeric = values[:, 0] - values[:, 1]
+    predicted = a * (plan.values[:, 0] - plan.values[:, 1])
+    disagrees = np.array(
+        [bool(np.isfinite(n) and disagree(n, p)) for n, p in zip(numeric, predicted, strict=True)]
+    )
+    flagged = np.flatnonzero(disagrees)
     kink, kinds, spent = _refine.examine(
         run, buffer, plan, est, a, flagged, f0=f0, loss_dtype=loss_dtype, noise_f=noise_f, eps=None
     )
-    wrong = set(idx[flagged[~kink[flagged]]].tolist())
+    wrong = set(idx[disagrees & ~kink].tolist())
+    at_kinks = set(idx[kink].tolist())
     confirmed = []
     for r in found:
         kept = tuple(i for i in r.found if i in wrong)
         if r.found and not kept and r.verdict == "fail":
-            note = (
-                "the directions disagree, but each entry the search pinned down sits at or "
-                "near a kink of f; check coordinates (sample=) to judge the block"
-            )
-            r = replace(r, verdict="inconclusive", note=note)
+            if len(r.found) < localize and at_kinks.issuperset(r.found):
+                note = (
+                    "the directions disagree, but each entry the search pinned down sits at "
+                    "or near a kink of f; check coordinates (sample=) to judge the block"
+                )
+                r = replace(r, verdict="inconclusive", note=note)
+            else:
+                note = (
+                    f"the directional search pinned down {len(r.found)} entries, none of "
+                    "which a coordinate check confirms (kinks of f, or points where f is not "
+                    "finite); raise localize= or check coordinates (sample=) to find the bug"
+                )
+                r = replace(r, note=note)
         confirmed.append(replace(r, found=kept))
     return confirmed, _kinks(layout, plan, est, a, kinds), values.size + spent
 

@@ -70,7 +70,7 @@ def check_block(
         verdict = "inconclusive"
     found, spent = (), 0
     if verdict == "fail" and localize > 0:
-        disagree = _disagreement(tol, adaptive, noise_f)
+        disagree = disagreement(tol, adaptive, noise_f)
         found, spent = _search(
             evaluate, buffer, analytic, lo, hi, rel_step, rng, disagree, localize
         )
@@ -97,7 +97,7 @@ def _one_direction(evaluate, buffer, analytic, lo, hi, rel_step, rng) -> tuple[f
     return float(f_plus - f_minus), float(analytic[lo:hi] @ span)
 
 
-def _disagreement(tol, adaptive, noise_f) -> Callable[[float, float], bool]:
+def disagreement(tol, adaptive, noise_f) -> Callable[[float, float], bool]:
     """Whether one directional pair (numeric, predicted) fails, by the block's rules."""
 
     def disagree(numeric: float, predicted: float) -> bool:

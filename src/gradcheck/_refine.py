@@ -70,7 +70,8 @@ def examine(
     first_error = np.abs(a - est.gradapprox[flagged])
     agrees = np.zeros(flagged.size, dtype=bool)
     spent = 0
-    sides, slacks = [], []
+    finite = np.isfinite(a)  # an infinite or NaN analytic value is wrong, never a kink
+    sides, slacks, valid = [], [], []
     for factor in SHRINK:
         sub = _plan.make(
             buffer,
@@ -83,32 +84,39 @@ def examine(
         )
         values = evaluate(sub)
         spent += values.size
-        smaller = estimate(sub, values, f0)
-        b = smaller.gradapprox
-        err = np.abs(a - b)
-        noise = NOISE * noise_f * smaller.sensitivity
-        # A smaller step tells only while the noise it amplifies stays below a tenth of the
-        # first error; the finest step that still tells decides. "Agrees" asks the error to
-        # fall within tolerance and to a tenth of what it was: an entry just over the
-        # tolerance whose error stays put is a small bug, not a kink.
-        resolves = noise <= 0.1 * first_error
-        fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= 0.1 * first_error)
-        agrees = np.where(resolves, fits, agrees)
+        # A step the user gave may vanish at a tenth or a hundredth of itself (x + h == x):
+        # such a step neither decides nor needs to show anything.
+        spans = (sub.width != 0).all(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            smaller = estimate(sub, values, f0)
+            b = smaller.gradapprox
+            err = np.abs(a - b)
+            noise = NOISE * noise_f * smaller.sensitivity
+            # A smaller step tells only while the noise it amplifies stays below a tenth of
+            # the first error; the finest step that still tells decides. "Agrees" asks the
+            # error to fall within tolerance and to a tenth of what it was: an entry just
+            # over the tolerance whose error stays put is a small bug, not a kink.
+            resolves = spans & (noise <= 0.1 * first_error)
+            fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= 0.1 * first_error)
+            span = np.abs(sub.values[:, 0] - sub.base)
+            slack = rtol * np.abs(smaller.one_sided).sum(axis=1) + NOISE * 2 * noise_f / span
+        agrees = np.where(resolves, fits & finite, agrees)
         sides.append(smaller.one_sided)
-        span = np.abs(sub.values[:, 0] - sub.base)
-        slacks.append(rtol * np.abs(smaller.one_sided).sum(axis=1) + NOISE * 2 * noise_f / span)
+        slacks.append(slack)
+        valid.append(spans)
     kinds = []
     # On a kink the left and right slopes differ by its jump at any step; on a smooth f
     # they differ by about f'' h, ten times less at a tenth of the step. The analytic value
-    # must lie between them at both smaller steps.
+    # must lie between them at h/10, and at h/100 too unless that step vanished.
     left, right = est.one_sided[flagged, 0], est.one_sided[flagged, 1]
     gap = np.abs(right - left)
-    at = ~agrees
-    for k, (near, slack) in enumerate(zip(sides, slacks, strict=True)):
+    at = ~agrees & finite & valid[0]
+    for k, (near, slack, ok) in enumerate(zip(sides, slacks, valid, strict=True)):
         low, high = np.minimum(near[:, 0], near[:, 1]), np.maximum(near[:, 0], near[:, 1])
-        at &= (a >= low - slack) & (a <= high + slack)
+        straddles = (a >= low - slack) & (a <= high + slack)
         if k == 0:
-            at &= (high - low > 0.5 * gap) & (high - low > 10 * slack)
+            straddles &= (high - low > 0.5 * gap) & (high - low > 10 * slack)
+        at &= straddles | ~ok
     for pos, crossed, on in zip(flagged.tolist(), agrees.tolist(), at.tolist(), strict=True):
         if crossed or on:
             mask[pos] = True
