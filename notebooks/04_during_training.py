@@ -145,27 +145,17 @@ print(alerts[0])
 # ## The history
 #
 # `monitor.history()` lists every check: its step, block, difference, verdict and cost
-# (`monitor.to_csv(path)` writes the same as a CSV file). Each block's difference against
-# the step:
+# (`monitor.to_csv(path)` writes the same as a CSV file). `monitor.plot()` draws each
+# block's difference against the step, failed checks crossed, the fail threshold dashed and
+# the alert dotted; we add where the bug switched on:
 
 # %%
 history = monitor.history()
 fig, ax = plt.subplots(figsize=(9, 4.5))
-for name in init_params():
-    rows = [h for h in history if h["block"] == name]
-    steps = np.array([h["step"] for h in rows])
-    diffs = np.maximum([h["difference"] for h in rows], 1e-17)  # log axis: no zero
-    failed = np.array([h["verdict"] == "fail" for h in rows])
-    ax.semilogy(steps, diffs, "o-", label=name)
-    ax.semilogy(steps[failed], diffs[failed], "x", color="black", markersize=10)
-tol_fail = monitor.last_report.tol[1]
-ax.axhline(tol_fail, color="tab:red", ls="--", label=f"fail > {tol_fail:g}")
+monitor.plot(ax=ax)
 ax.axvline(BREAK_AT, color="gray", ls=":", label=f"switch at step {BREAK_AT}")
-alert = monitor.alerts[0]
-ax.axvline(alert["step"], color="tab:red", ls=":", label=f"alert at step {alert['step']}")
-ax.set_xlabel("training step")
-ax.set_ylabel("relative difference (x: failed)")
 ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+alert = monitor.alerts[0]
 fig.tight_layout()
 
 # %% [markdown]

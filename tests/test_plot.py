@@ -248,3 +248,33 @@ def test_step_sweep_plot_draws_the_curve_and_marks_the_best_step(tmp_path):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["central", f"best: h = {sweep.best_step:.1e}"]
     assert _saved(ax, tmp_path, "sweep.png") > 1000
+
+
+def test_monitor_plot_draws_each_block_over_the_steps_with_failures_and_alerts(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4)), rng.standard_normal(30)
+
+    def loss(p):
+        r = X @ p["w"] + p["b"] - y
+        return 0.5 * r @ r / len(y)
+
+    params = {"w": np.linspace(-1, 1, 4), "b": np.array([0.2])}
+    monitor = gradcheck.Monitor(every=2, budget=None, sample=None, directions=None, seed=0)
+    monitor.on_alert = "log"
+    for step in range(1, 21):
+        r = X @ params["w"] + params["b"] - y
+        grads = {"w": X.T @ r / len(y) * (2.0 if step > 10 else 1.0), "b": np.array([r.mean()])}
+        monitor.step(step, loss, params, grads)
+    assert monitor.alerts
+    ax = monitor.plot()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert {"w", "b"} <= set(lines)
+    assert list(lines["w"].get_xdata()) == [h["step"] for h in monitor.history("w")]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert sum(len(line.get_xdata()) for line in crosses) == sum(
+        h["verdict"] == "fail" for h in monitor.history()
+    )
+    assert any(label.startswith("alert: w") for label in lines)
+    assert _saved(ax, tmp_path, "monitor.png") > 0
+    empty = gradcheck.Monitor(every=5).plot()
+    assert "0 checks" in empty.get_title()

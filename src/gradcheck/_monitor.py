@@ -464,6 +464,29 @@ class Monitor:
         """
         return [dict(r) for r in self._records if block is None or r["block"] == block]
 
+    def plot(self, ax: Any = None) -> Any:
+        """Draw each block's difference against the training step (needs matplotlib).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            One line per block on a log scale, failed checks marked with a cross, the fail
+            threshold dashed and each alert a dotted vertical line.
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed: ``pip install "gradcheck[plot]"``.
+        """
+        from ._plot import plot_monitor
+
+        return plot_monitor(self, ax=ax)
+
     def to_csv(self, path: str | os.PathLike) -> str | os.PathLike:
         """Write :meth:`history` to a CSV file, one row per check, with a header.
 

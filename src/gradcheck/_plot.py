@@ -290,3 +290,43 @@ def plot_step_sweep(sweep: Any, ax: Any = None, label: str | None = None) -> Any
     ax.set_title("rounding (left) against truncation (right)")
     ax.legend()
     return ax
+
+
+def plot_monitor(monitor: Any, ax: Any = None) -> Any:
+    """Draw each block's difference against the training step, failures and alerts marked.
+
+    Parameters
+    ----------
+    monitor : Monitor
+        A monitor that has run checks.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _axes(ax)
+    history = monitor.history()
+    # Exact agreement has no place on a log axis: draw it at the bottom of what is shown.
+    positive = [h["difference"] for h in history if h["difference"] > 0]
+    floor = min(positive) / 10 if positive else 1e-17
+    for name in dict.fromkeys(h["block"] for h in history):
+        rows = [h for h in history if h["block"] == name]
+        steps = np.array([h["step"] for h in rows])
+        diffs = np.array([h["difference"] for h in rows], dtype=float)
+        diffs = np.where(np.isfinite(diffs) & (diffs > 0), diffs, floor)
+        failed = np.array([h["verdict"] == "fail" for h in rows])
+        ax.semilogy(steps, diffs, "o-", label=name)
+        ax.semilogy(steps[failed], diffs[failed], "x", color="black", markersize=10)
+    if history and monitor.last_report is not None:
+        fail = monitor.last_report.tol[1]
+        ax.axhline(fail, color=COLORS["fail"], ls="--", label=f"fail > {fail:.3g}")
+    for alert in monitor.alerts:
+        ax.axvline(alert["step"], color=COLORS["fail"], ls=":", label=f"alert: {alert['block']}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("relative difference (x: failed)")
+    ax.set_title(f"gradcheck monitor: {len(history)} checks, {len(monitor.alerts)} alerts")
+    if history:
+        ax.legend(fontsize="small")
+    return ax
