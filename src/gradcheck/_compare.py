@@ -339,17 +339,20 @@ def _worst(layout, idx, a, b, err, score) -> tuple[Entry, ...]:
         return ()
     top = np.argpartition(-score, k - 1)[:k] if score.size > k else np.arange(score.size)
     top = top[np.argsort(-score[top], kind="stable")]
-    return tuple(
-        Entry(
-            name=layout.entry_name(int(idx[j])),
-            block=layout.block_of(int(idx[j])).name,
-            analytic=float(a[j]),
-            numeric=float(b[j]),
-            abs_error=float(err[j]),
-            score=float(score[j]),
+    entries = []
+    for j in top.tolist():
+        block = layout.block_of(int(idx[j]))
+        entries.append(
+            Entry(
+                name=block.entry_name(int(idx[j])),
+                block=block.name,
+                analytic=float(a[j]),
+                numeric=float(b[j]),
+                abs_error=float(err[j]),
+                score=float(score[j]),
+            )
         )
-        for j in top
-    )
+    return tuple(entries)
 
 
 def worst_verdict(verdicts) -> str:

@@ -7,6 +7,8 @@ arrays are copied once and never written to.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
@@ -30,16 +32,21 @@ class Block:
     offset: int
     dtype: np.dtype
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     def entry_name(self, flat_index: int) -> str:
         """``"W1[3, 2]"`` for the entry at ``flat_index`` of the whole buffer."""
         if not self.shape:
             return self.name
-        where = np.unravel_index(flat_index - self.offset, self.shape)
-        return f"{self.name}[{', '.join(str(int(i)) for i in where)}]"
+        # C order, as np.unravel_index gives, in plain integers: a report names ten entries
+        # and numpy's per-call cost would dominate.
+        rest, where = int(flat_index) - self.offset, []
+        for extent in reversed(self.shape):
+            rest, i = divmod(rest, extent)
+            where.append(i)
+        return f"{self.name}[{', '.join(map(str, reversed(where)))}]"
 
 
 @dataclass(frozen=True)
