@@ -290,7 +290,8 @@ def check(
             loss_dtype=loss_dtype,
             localize=localize,
         )
-        kinks += [k for k in search_kinks if k.name not in {j.name for j in kinks}]
+        seen = {k.name for k in kinks}
+        kinks += [k for k in search_kinks if k.name not in seen]
         nfev += spent
         _unchanged(layout, buffer, pristine, "f")
         result = with_directions(result, layout, found, directions)
@@ -396,18 +397,7 @@ def _look_again(run, judge, layout, buffer, plan, est, analytic, result, *, f0, 
         noise_f=result.noise_f,
         eps=eps,
     )
-    first = [p[: _refine.PER_BLOCK] for p in per_block]
-    mask, kinds, spent = examine(np.sort(np.concatenate(first)))
-    rest = [
-        p[_refine.PER_BLOCK :]
-        for p, head in zip(per_block, first, strict=True)
-        if p.size > head.size and mask[head].all()
-    ]
-    if rest:
-        more, more_kinds, more_spent = examine(np.sort(np.concatenate(rest)))
-        mask |= more
-        kinds = sorted(kinds + more_kinds)
-        spent += more_spent
+    mask, kinds, spent = _refine.in_rounds(examine, per_block)
     if not mask.any():
         return result, [], spent
     kinks = _kinks(layout, plan, est, a, kinds)

@@ -131,7 +131,7 @@ def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     n = int(sizes.sum())
-    # Rounded before the ceiling: 0.1 * 30 is 3.0000000000000004 in binary, not 4 coordinates.
+    # Rounded before the ceiling: 0.07 * 300 is 21.000000000000004 in binary, not 22 entries.
     total = math.ceil(round(sample * n, 6)) if isinstance(sample, float) else int(sample)
     # Small blocks whole; every other block starts with WHOLE_BLOCK entries, fewer (down to
     # one) when the total cannot pay for that, and the rest goes by share.

@@ -124,6 +124,28 @@ def examine(
     return mask, kinds, spent
 
 
+def in_rounds(examine, per_block: list[np.ndarray]):
+    """Run ``examine(positions)`` on the worst PER_BLOCK flagged entries of each block, then
+    on the rest of the blocks whose examined entries were all kinks: one bug already fails a
+    block, and a correct ReLU layer may cross more kinks than one round takes.
+
+    Returns what ``examine`` does, for all the entries examined: (mask, kinds, nfev).
+    """
+    first = [p[:PER_BLOCK] for p in per_block]
+    mask, kinds, spent = examine(np.sort(np.concatenate(first)))
+    rest = [
+        p[PER_BLOCK:]
+        for p, head in zip(per_block, first, strict=True)
+        if p.size > head.size and mask[head].all()
+    ]
+    if rest:
+        more, more_kinds, more_spent = examine(np.sort(np.concatenate(rest)))
+        mask |= more
+        kinds = sorted(kinds + more_kinds)
+        spent += more_spent
+    return mask, kinds, spent
+
+
 def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:
     """Per block, the positions in ``plan`` whose score exceeds 1, worst first."""
     bounds = np.searchsorted(plan.idx, offsets)
