@@ -132,30 +132,31 @@ def test_a_spread_of_a_few_roundings_is_noise_not_nondeterminism():
 
 
 def test_coarsest_is_the_difference_a_five_percent_error_makes():
-    from gradcheck import _compare
+    from gradcheck import _compare, _policy
 
     g = np.linspace(1.0, 2.0, 7)
-    assert gradcheck.relative_difference(g, 1.05 * g) == pytest.approx(_compare.COARSEST)
+    assert gradcheck.relative_difference(g, 1.05 * g) == pytest.approx(_policy.COARSEST)
     # Thresholds raised to 0.03 would let that error through: the verdict cannot be "pass".
-    e_pred = 0.03 / _compare.RESOLVE
-    tol = _compare.adapt(_compare.THRESHOLDS[np.dtype(np.float64)], e_pred)
-    assert _compare.judge(_compare.COARSEST, tol, e_pred) == "inconclusive"
+    e_pred = 0.03 / _policy.RESOLVE
+    tol = _compare.adapt(_policy.THRESHOLDS[np.dtype(np.float64)], e_pred)
+    assert _compare.judge(_policy.COARSEST, tol, e_pred) == "inconclusive"
 
 
 def test_the_noise_probe_starts_at_the_loss_dtype_resolution():
-    from gradcheck import _noise
+    from gradcheck import _engine, _noise, _problem
 
     x = np.linspace(0.5, 1.5, 40)  # float64 parameters, a float32 loss
 
-    def evaluate(points):
-        return np.array([np.float32(0.5) * (v.astype(np.float32) ** 2).sum() for _, _, v in points])
+    def f(v):
+        return np.float32(0.5) * (v.astype(np.float32) ** 2).sum()
 
-    f0 = float(evaluate([(0, x.size, x)])[0])
-    rounding = gradcheck._compare.noise_level(f0, np.dtype(np.float32))
-    rng = np.random.default_rng(0)
-    found = _noise.measure(evaluate, x, f0, rounding, rng, np.dtype(np.float32))
+    problem = _problem.build(f, x, x, batched=False)
+    assert problem.dtype == np.float32
+    evaluator = _engine.Evaluator(problem)
+    rounding = _noise.rounding(problem.f0, np.dtype(np.float32))
+    found = _noise.measure(problem, evaluator, np.random.default_rng(0))
     # The repeats, one line at the float32 spacing and its finer twin: no retries.
-    assert found.evaluations == 2 + 8 + 8
+    assert evaluator.nfev - 1 == 2 + 8 + 8
     assert rounding <= found.level < 1e3 * rounding
 
 
@@ -335,9 +336,9 @@ def test_a_user_step_that_vanishes_at_h100_still_tells_a_kink():
 
 
 def test_a_correct_relu_layer_with_more_crossings_than_one_round_passes(monkeypatch):
-    from gradcheck import _refine
+    from gradcheck import _policy
 
-    monkeypatch.setattr(_refine, "PER_BLOCK", 4)
+    monkeypatch.setattr(_policy, "PER_BLOCK", 4)
     rng = np.random.default_rng(0)
     x = rng.choice([-1, 1], 40) * rng.uniform(1e-7, 4e-6, 40)  # within the step of 0
 

@@ -8,8 +8,8 @@ True
 """
 
 from ._check import assert_gradient, check
-from ._compare import relative_change, relative_difference
 from ._monitor import GradientAlert, GradientError, Monitor
+from ._norms import relative_change, relative_difference
 from ._report import Report
 from ._sweep import StepSweep, step_sweep
 

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from . import _demo
-from ._check import ENGINES, check
+from ._check import check
+from ._options import ENGINES
 from ._plan import METHODS
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2

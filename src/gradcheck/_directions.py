@@ -4,21 +4,24 @@ A direction check compares ``v . grad`` with ``(f(x + h v) - f(x - h v)) / 2h`` 
 Gaussian ``v`` supported on one block: two evaluations, whatever the block's size. When a
 block fails, its coordinate range is halved and each half tested with a direction of its
 own, recursively, down to single coordinates: about 4 log2(n) evaluations per wrong
-coordinate, where a coordinate check of the block would cost 2n.
+coordinate, where a coordinate check of the block would cost 2n. The entries the search
+pins down are confirmed by a coordinate check of their own and a look for kinks before the
+report names them. The one entry point is :func:`directions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from . import _plan
-from ._compare import adapt, judge, resolution, segment_differences
-
-# evaluate(points) -> f at each point, a point being (lo, hi, values of buffer[lo:hi]).
-Evaluate = Callable[[list], np.ndarray]
+from . import _plan, _policy
+from ._compare import Comparison, adapt, judge, resolution, with_directions
+from ._estimate import estimate
+from ._norms import segment_differences
+from ._refine import examine, kinks_of
+from ._results import Kink, Verdict
 
 
 @dataclass(frozen=True)
@@ -26,96 +29,116 @@ class DirectionResult:
     difference: float  # relative difference of the k directional derivatives
     verdict: str
     found: tuple[int, ...]  # flat indices the search pinned down
-    evaluations: int
     numeric: np.ndarray  # (finite) directional differences of f ...
     predicted: np.ndarray  # ... and what the analytic gradient predicts for them
     tol: tuple[float, float]  # the thresholds applied
     note: str | None = None  # why the verdict is what it is, when not plain
 
 
-def check_block(
-    evaluate: Evaluate,
-    buffer: np.ndarray,
-    analytic: np.ndarray,
-    lo: int,
-    hi: int,
-    *,
-    k: int,
-    rel_step: float,
-    rng: np.random.Generator,
-    tol: tuple[float, float],
-    adaptive: bool,
-    noise_f: float,
-    localize: int,
-) -> DirectionResult:
+@dataclass(frozen=True)
+class Directed:
+    """The comparison with the directions folded in, and kinks the confirmation met."""
+
+    comparison: Comparison
+    kinks: tuple[Kink, ...]
+
+
+@dataclass(frozen=True)
+class Search:
+    """What every direction of one check shares."""
+
+    problem: Any
+    evaluator: Any
+    rel_step: float  # the coordinate step, relative to max(1, |x|)
+    rng: np.random.Generator
+    tol: tuple[float, float]
+    adaptive: bool  # thresholds rise to what the noise of f lets a comparison resolve
+    noise_f: float
+    localize: int  # at most this many wrong entries searched for per block
+
+
+def directions(
+    problem: Any, evaluator: Any, options: Any, so_far: Comparison, rng, scope: tuple[int, ...]
+) -> Directed:
+    """Check each block in ``scope`` along ``options.directions`` random directions.
+
+    Directions are central differences whatever the method: a complex or one-sided step,
+    or its thresholds, would misjudge them.
+    """
+    tol = so_far.tol
+    if so_far.adaptive and options.method == "complex":
+        tol = _policy.THRESHOLDS[problem.dtype]
+    search = Search(
+        problem,
+        evaluator,
+        _plan.relative_step("central", problem.theta.dtype, problem.loss_dtype),
+        rng,
+        tol,
+        so_far.adaptive,
+        so_far.noise_f,
+        options.localize,
+    )
+    layout = problem.layout
+    found = {
+        k: check_block(search, layout.offsets[k], layout.offsets[k + 1], options.directions)
+        for k in scope
+    }
+    found, kinks = _confirm(search, found)
+    return Directed(with_directions(so_far, layout, found, options.directions), kinks)
+
+
+def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
     """Check block [lo, hi) of the flat buffer along ``k`` directions; search if it fails.
 
-    ``noise_f`` is the rounding noise of f: a difference of two values of f is uncertain by
-    about twice that, whatever the direction. With ``adaptive``, thresholds rise to what
-    that noise lets the comparison resolve.
+    A difference of two values of f is uncertain by about twice its noise, whatever the
+    direction.
     """
+    lo, hi = int(lo), int(hi)
     numeric, predicted = np.empty(k), np.empty(k)
     for j in range(k):
-        numeric[j], predicted[j] = _one_direction(evaluate, buffer, analytic, lo, hi, rel_step, rng)
+        numeric[j], predicted[j] = _one_direction(s, lo, hi)
     ok = np.isfinite(numeric)
     if not ok.any():
         empty = numeric[:0]
-        return DirectionResult(np.nan, "inconclusive", (), 2 * k, empty, empty, tol)
+        return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.tol)
     norms, diffs = segment_differences(predicted[ok], numeric[ok], np.array([0, int(ok.sum())]))
     d = float(diffs[0])
-    e_pred = resolution(2 * noise_f * np.sqrt(ok.sum()), norms[0, 0], norms[0, 1])
-    block_tol = adapt(tol, e_pred) if adaptive else tol
+    e_pred = resolution(2 * s.noise_f * np.sqrt(ok.sum()), norms[0, 0], norms[0, 1])
+    block_tol = adapt(s.tol, e_pred) if s.adaptive else s.tol
     verdict = judge(d, block_tol, e_pred)
-    if verdict != "fail" and not ok.all():
-        verdict = "inconclusive"
-    found, spent = (), 0
-    if verdict == "fail" and localize > 0:
-        disagree = disagreement(tol, adaptive, noise_f)
-        found, spent = _search(
-            evaluate, buffer, analytic, lo, hi, rel_step, rng, disagree, localize
-        )
-    return DirectionResult(
-        d,
-        verdict,
-        found,
-        2 * k + spent,
-        numeric[ok],
-        predicted[ok],
-        block_tol,
-    )
+    if verdict != Verdict.FAIL and not ok.all():
+        verdict = Verdict.INCONCLUSIVE
+    found = ()
+    if verdict == Verdict.FAIL and s.localize > 0:
+        found = _search(s, lo, hi)
+    return DirectionResult(d, verdict, found, numeric[ok], predicted[ok], block_tol)
 
 
-def _one_direction(evaluate, buffer, analytic, lo, hi, rel_step, rng) -> tuple[float, float]:
+def _one_direction(s: Search, lo: int, hi: int) -> tuple[float, float]:
     """(numeric, analytic) derivative along one random direction over buffer[lo:hi].
 
     Both are measured over the displacement the stored points actually span, so rounding of
     the points to the storage dtype cancels out of the comparison.
     """
-    plus, minus = _plan.direction(buffer[lo:hi], rel_step, rng)
-    f_plus, f_minus = evaluate([(lo, hi, plus), (lo, hi, minus)])
+    plus, minus = _plan.direction(s.problem.theta[lo:hi], s.rel_step, s.rng)
+    f_plus, f_minus = s.evaluator.segments([(lo, hi, plus), (lo, hi, minus)])
     span = plus.astype(np.float64) - minus.astype(np.float64)
-    return float(f_plus - f_minus), float(analytic[lo:hi] @ span)
+    return float(f_plus - f_minus), float(s.problem.analytic[lo:hi] @ span)
 
 
-def disagreement(tol, adaptive, noise_f) -> Callable[[float, float], bool]:
+def disagrees(s: Search, numeric: float, predicted: float) -> bool:
     """Whether one directional pair (numeric, predicted) fails, by the block's rules."""
-
-    def disagree(numeric: float, predicted: float) -> bool:
-        norms, diffs = segment_differences(
-            np.array([predicted]), np.array([numeric]), np.array([0, 1])
-        )
-        e_pred = resolution(2 * noise_f, norms[0, 0], norms[0, 1])
-        return judge(float(diffs[0]), adapt(tol, e_pred) if adaptive else tol) == "fail"
-
-    return disagree
+    norms, diffs = segment_differences(np.array([predicted]), np.array([numeric]), np.array([0, 1]))
+    e_pred = resolution(2 * s.noise_f, norms[0, 0], norms[0, 1])
+    tol = adapt(s.tol, e_pred) if s.adaptive else s.tol
+    return judge(float(diffs[0]), tol) == Verdict.FAIL
 
 
-def _search(evaluate, buffer, analytic, lo, hi, rel_step, rng, disagree, limit):
-    """Depth-first halving of [lo, hi) towards wrong coordinates; at most ``limit`` found."""
+def _search(s: Search, lo: int, hi: int) -> tuple[int, ...]:
+    """Depth-first halving of [lo, hi) towards wrong coordinates; at most ``localize``."""
     found: list[int] = []
-    spent = 0
     pending = [(lo, hi)]
-    while pending and len(found) < limit:
+    while pending and len(found) < s.localize:
         a, b = pending.pop()
         if b - a == 1:
             found.append(a)  # a one-entry range is only pushed after it failed on its own
@@ -125,15 +148,64 @@ def _search(evaluate, buffer, analytic, lo, hi, rel_step, rng, disagree, limit):
         # One random direction can miss (the error nearly orthogonal to it); when neither
         # half fails although their union did, look once more with fresh directions.
         for _ in range(2):
-            failing = []
-            for c, d in halves:
-                numeric, predicted = _one_direction(evaluate, buffer, analytic, c, d, rel_step, rng)
-                spent += 2
-                # A half where f is not finite counts as failing: it may hold the bug too,
-                # and the coordinate check of what the search finds drops such entries.
-                if disagree(numeric, predicted):
-                    failing.append((c, d))
+            # A half where f is not finite counts as failing: it may hold the bug too, and
+            # the coordinate check of what the search finds drops such entries.
+            failing = [(c, d) for c, d in halves if disagrees(s, *_one_direction(s, c, d))]
             if failing:
                 break
         pending.extend(reversed(failing))
-    return tuple(found), spent
+    return tuple(found)
+
+
+def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...]]:
+    """Keep, of the entries the search found, those a coordinate check of their own (by
+    the search's rule) and a look at smaller steps still call wrong.
+
+    A search direction that straddles a kink disagrees just as a bug does. A failing block
+    becomes "inconclusive" only when its search ran out of ranges before its limit and every
+    entry it found turned out to be a kink; otherwise it still fails, and says why nothing
+    was named.
+    """
+    idx = np.array(sorted({i for r in found.values() for i in r.found}), dtype=np.int64)
+    if not idx.size:
+        return found, ()
+    problem = s.problem
+    plan = _plan.make(problem.theta, idx, method="central", eps=None,
+                      loss_dtype=problem.loss_dtype, seed=0, rel_step=s.rel_step)  # fmt: skip
+    values = s.evaluator.run(plan)
+    est = estimate(plan, values, problem.f0)
+    numeric = values[:, 0] - values[:, 1]
+    predicted = problem.analytic[idx] * (plan.values[:, 0] - plan.values[:, 1])
+    wrong_pair = np.array(
+        [
+            bool(np.isfinite(n) and disagrees(s, n, p))
+            for n, p in zip(numeric, predicted, strict=True)
+        ]
+    )
+    seen = examine(problem, s.evaluator, plan, est, np.flatnonzero(wrong_pair),
+                   noise_f=s.noise_f, eps=None)  # fmt: skip
+    wrong = set(idx[wrong_pair & ~seen.mask].tolist())
+    at_kinks = set(idx[seen.mask].tolist())
+    return (
+        {k: _kept(r, wrong, at_kinks, s.localize) for k, r in found.items()},
+        kinks_of(problem, plan, est, seen.kinds),
+    )
+
+
+def _kept(r: DirectionResult, wrong: set, at_kinks: set, localize: int) -> DirectionResult:
+    kept = tuple(i for i in r.found if i in wrong)
+    if r.found and not kept and r.verdict == Verdict.FAIL:
+        if len(r.found) < localize and at_kinks.issuperset(r.found):
+            note = (
+                "the directions disagree, but each entry the search pinned down sits at "
+                "or near a kink of f; check coordinates (sample=) to judge the block"
+            )
+            r = replace(r, verdict=Verdict.INCONCLUSIVE, note=note)
+        else:
+            note = (
+                f"the directional search pinned down {len(r.found)} entries, none of "
+                "which a coordinate check confirms (kinks of f, or points where f is not "
+                "finite); raise localize= or check coordinates (sample=) to find the bug"
+            )
+            r = replace(r, note=note)
+    return replace(r, found=kept)

@@ -1,4 +1,4 @@
-"""Engines: evaluate f at every perturbed point of a plan; nothing else.
+"""Engines and the evaluator: evaluate f at every perturbed point of a plan; nothing else.
 
 - ``python``: any callable. Perturbs the shared flat buffer in place, one entry at a time, and
   writes back the saved value (bitwise); f sees views of that buffer in the user's structure.
@@ -7,12 +7,16 @@
 - ``batched``: ``f`` takes a stack of parameter vectors; a kernel builds the stacks in chunks
   sized by a memory budget.
 
-Engines return the raw values ``F[j, k]``; they decide no verdicts.
+- ``dask``: slices of the plan on the workers of a ``dask.distributed`` client (``_dask``).
+
+Engines return the raw values ``F[j, k]``; they decide no verdicts. The ``Evaluator`` holds
+the check's one mutable buffer, sends every evaluation to the chosen engine and counts them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +24,7 @@ import numpy as np
 
 from . import _jit
 from ._layout import Layout
+from ._problem import Call, FunctionOutputError, batch_values, is_scalar, unchanged
 
 # Coordinates per Python-level batch: bounds the engine's temporary lists and sets how
 # often a progress bar moves.
@@ -32,10 +37,6 @@ BATCH_BYTES = 64 << 20
 Progress = Callable[[int], None] | None
 
 _BOOLS = frozenset((bool, np.bool_))
-
-
-class FunctionOutputError(TypeError):
-    """f returned something that is not one real number (or one per row, batched)."""
 
 
 def python_engine(
@@ -120,13 +121,13 @@ def batched_segment_engine(f, layout: Layout, buffer: np.ndarray, points: list) 
     return batch_values(f, layout, stack, len(points)).astype(np.float64)
 
 
-def caller(f, struct, *, pair: bool, array_valued: bool) -> Callable[[], Any]:
+def caller(f, struct, call: Call) -> Callable[[], Any]:
     """``f(struct)`` reduced to the loss, in the cheapest form the first call allows."""
-    if pair and array_valued:
+    if call.pair and call.array_valued:
         return lambda: _item(f(struct)[0])
-    if pair:
+    if call.pair:
         return lambda: f(struct)[0]
-    if array_valued:
+    if call.array_valued:
         return lambda: _item(f(struct))
     return lambda: f(struct)
 
@@ -151,16 +152,10 @@ def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:
         and not _BOOLS & set(map(type, results))  # numpy would read True as 1.0
     ):
         return arr.astype(np.float64, copy=False)
-    pos, r = next((p, r) for p, r in enumerate(results) if not _is_scalar(r))
+    pos, r = next((p, r) for p, r in enumerate(results) if not is_scalar(r))
     raise FunctionOutputError(
         f"`f` must return one real number, but at perturbation {start + pos // n_values} "
         f"it returned {type(r).__name__}: {r!r:.80}"
-    )
-
-
-def _is_scalar(r: Any) -> bool:
-    return isinstance(r, (int, float, np.integer, np.floating)) and not isinstance(
-        r, (bool, np.bool_)
     )
 
 
@@ -216,65 +211,155 @@ def batched_engine(
     return out.reshape(m, n_values)
 
 
-def dask_engine(
-    client: Any,
-    f: Any,
-    layout: Layout,
-    buffer: np.ndarray,
-    idx: np.ndarray,
-    values: np.ndarray,
-    *,
-    how: dict,
-    progress: Progress = None,
-) -> np.ndarray:
-    """Send slices of the plan to the workers of a ``dask.distributed`` client.
-
-    theta is scattered once; each task runs the serial Python or numba engine on its slice
-    (``how`` says which, and how to call f) and the results are put back in plan order.
-    """
-    from distributed import as_completed
-
-    # hash=False: a key of its own, so a later scatter of the same values cannot release it.
-    theta = client.scatter(buffer, broadcast=True, hash=False)
-    workers = max(1, sum(client.nthreads().values()))
-    m = idx.size
-    pieces = max(1, min(m, 4 * workers))
-    bounds = [(p * m // pieces, (p + 1) * m // pieces) for p in range(pieces)]
-    futures = {
-        client.submit(_dask_task, f, layout, theta, idx[lo:hi], values[lo:hi], how, pure=False): (
-            lo,
-            hi,
-        )
-        for lo, hi in bounds
-        if hi > lo
-    }
-    out = np.empty(values.shape)
-    for future in as_completed(futures):
-        lo, hi = futures[future]
-        out[lo:hi] = future.result()
-        if progress:
-            progress(hi - lo)
+def numba_segment_engine(f: Any, buffer: np.ndarray, points: list) -> np.ndarray:
+    """As ``segment_engine``, for a jitted flat ``f``: one parallel kernel call for all."""
+    rows = np.repeat(buffer[None, :], len(points), axis=0)
+    for row, (lo, hi, v) in enumerate(points):
+        rows[row, lo:hi] = v
+    out = np.empty(len(points))
+    parallel = threading.current_thread() is threading.main_thread()
+    _jit.compiled("evaluate_rows", parallel=parallel)(f, rows, out)
     return out
 
 
-def _dask_task(f, layout, theta, idx, values, how):
-    # Runs on a worker: perturb a private copy of the scattered theta, never theta itself.
-    buffer = theta.copy()
-    if how["engine"] == "numba":
-        return numba_engine(f, buffer, idx, values)
-    struct = layout.structure(buffer)
-    call = caller(f, struct, pair=how["pair"], array_valued=how["array_valued"])
-    return python_engine(call, buffer, idx, values)
+# engine="auto" compiles the numba kernel only when the Python engine would take longer than
+# a first compile costs here (1-2 s), unless the kernel is already compiled in this process.
+AUTO_NUMBA_SECONDS = 1.0
 
 
-def batch_values(f: Callable[[Any], Any], layout: Layout, stack: np.ndarray, count: int):
-    """Call the batched ``f`` on ``stack`` (count, n) and check it gave ``count`` numbers."""
-    result = f(layout.structure(stack, batch=count))
-    arr = np.asarray(result)
-    if arr.dtype.kind not in "iuf" or arr.size != count or arr.ndim > 2:
-        raise FunctionOutputError(
-            f"with batched=True, `f` must return {count} real numbers (one per row of its "
-            f"(B, ...) input), but returned {type(result).__name__} of shape "
-            f"{getattr(arr, 'shape', None)} and dtype {arr.dtype}"
-        )
-    return arr.reshape(count)
+class Evaluator:
+    """The one mutable part of a check: the buffer f is evaluated on, and the count.
+
+    Every evaluation of f after the first call goes through ``run`` (a plan),
+    ``segments`` (points that replace a range of the buffer), ``complex`` or ``time_one``,
+    each with the engine chosen for the check, and each adds the points it evaluated to
+    ``nfev``: the count is exact by construction. ``verify`` checks that f left its input
+    as it was, bit for bit.
+    """
+
+    def __init__(self, problem: Any, *, client: Any = None):
+        self.problem = problem
+        self.buffer = problem.theta.copy()
+        self.nfev = 1  # the first call, which built the problem
+        self.engine = "batched" if problem.call.batched else "python"
+        self.client = client
+        self.tick: Progress = None  # the progress bar's update, while one is shown
+        layout = problem.layout
+        self._call = None
+        self._cbuffer = self._ccall = None  # the complex step's buffer, made when needed
+        if not problem.call.batched:
+            self._call = caller(problem.f, layout.structure(self.buffer), problem.call)
+
+    # ------------------------------------------------------------- choosing
+    def choose(self, requested: str, plan: Any, per_call: float | None) -> str:
+        """Pick the engine for ``requested`` ("auto" or a name) and use it from now on."""
+        self.engine = self._pick(requested, plan, per_call)
+        return self.engine
+
+    def _pick(self, requested, plan, per_call) -> str:
+        if plan.method == "complex":
+            return "python"  # the options were checked up front
+        if self.problem.call.batched:
+            if requested == "dask":
+                raise ValueError("engine='dask' runs one point per call: use batched=False")
+            return "batched"
+        if requested in ("python", "dask"):
+            return requested
+        unsuitable = numba_unsuitable(self.problem, self.buffer)
+        if requested == "numba":
+            if unsuitable:
+                raise ValueError(f"engine='numba' needs {unsuitable}")
+            return "numba"
+        if unsuitable or plan.idx.size == 0:
+            return "python"
+        if _jit.is_compiled("evaluate_flat", parallel=True):
+            return "numba"
+        if per_call is None:
+            per_call = self.time_one()
+        return "numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"
+
+    # ------------------------------------------------------------- evaluating
+    def run(self, plan: Any) -> np.ndarray:
+        """``F[j, k]``: f with coordinate ``plan.idx[j]`` set to ``plan.values[j, k]``."""
+        engine, f, buffer = self.engine, self.problem.f, self.buffer
+        if engine == "batched":
+            values = batched_engine(
+                f, self.problem.layout, buffer, plan.idx, plan.values, self.tick
+            )
+        elif engine == "numba":
+            values = numba_engine(f, buffer, plan.idx, plan.values, self.tick)
+        elif engine == "dask":
+            from . import _dask
+
+            values = _dask.run(self._client(), self.problem, buffer, plan, self.tick)
+        else:
+            values = python_engine(self._call, buffer, plan.idx, plan.values, self.tick)
+        self.nfev += plan.values.size
+        return values
+
+    def segments(self, points: list) -> np.ndarray:
+        """F at each point ``(lo, hi, v)``: the buffer with ``[lo:hi]`` replaced by ``v``."""
+        if not points:
+            return np.empty(0)
+        engine = self.engine
+        if engine == "batched":
+            values = batched_segment_engine(
+                self.problem.f, self.problem.layout, self.buffer, points
+            )
+        elif engine == "numba":
+            values = numba_segment_engine(self.problem.f, self.buffer, points)
+        elif engine == "dask":
+            from . import _dask
+
+            values = _dask.segments(self._client(), self.problem, self.buffer, points)
+        else:
+            values = segment_engine(self._call, self.buffer, points)
+        self.nfev += len(points)
+        return values
+
+    def complex(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """F at ``x + i h_j e_j`` for each coordinate ``idx[j]`` (complex when f kept it)."""
+        if self._cbuffer is None:
+            kind = np.complex128 if self.buffer.dtype == np.float64 else np.complex64
+            self._cbuffer = self.buffer.astype(kind)
+            struct = self.problem.layout.structure(self._cbuffer)
+            self._ccall = caller(self.problem.f, struct, self.problem.call)
+        values = complex_engine(self._ccall, self._cbuffer, idx, steps, self.tick)
+        self.nfev += int(idx.size)
+        return values
+
+    def time_one(self) -> float:
+        """Seconds one evaluation of f takes, at params."""
+        started = time.perf_counter()
+        if self._call is None:
+            batch_values(self.problem.f, self.problem.layout, self.buffer.reshape(1, -1), 1)
+        else:
+            self._call()
+        self.nfev += 1
+        return max(time.perf_counter() - started, 1e-9)
+
+    def verify(self, who: str = "f") -> None:
+        """Raise ``ValueError`` if f changed its input (bitwise) since the check began."""
+        unchanged(self.problem.layout, self.buffer, self.problem.theta, who)
+
+    def _client(self):
+        from . import _dask
+
+        self.client = _dask.client(self.client)
+        return self.client
+
+
+def numba_unsuitable(problem: Any, buffer: np.ndarray) -> str | None:
+    """Why the numba engine cannot run this check on (writable) ``buffer``, or None."""
+    f, layout = problem.f, problem.layout
+    block = layout.blocks[0]
+    if not _jit.is_jitted(f):
+        return f"`f` jitted with numba (numba.njit), got {type(f).__name__} {f!r:.60}"
+    if len(layout.blocks) > 1 or block.path != () or len(block.shape) != 1:
+        return f"`params` to be one 1-D array, got blocks {[b.name for b in layout.blocks]}"
+    if buffer.dtype != np.float64 or block.dtype != np.float64:
+        return f"`params` of dtype float64, got {block.dtype}"
+    returns = _jit.return_type_name(f, buffer)
+    if returns != "float64":
+        return f"`f(params)` to return a float64 (and `grad` given separately), got {returns}"
+    return None

@@ -1,12 +1,56 @@
-"""Estimate: turn the engine's raw evaluations into finite-difference derivatives."""
+"""Estimate: evaluate a plan and turn the raw values into finite-difference derivatives."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from . import _policy
 from ._plan import METHODS, Plan
+from ._results import Note, Verdict
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """The first pass: the plan's derivatives, and what evaluating them showed."""
+
+    est: Estimate
+    notes: tuple[Note, ...]
+
+
+def run(problem: Any, evaluator: Any, plan: Plan) -> Estimated:
+    """Evaluate ``plan`` with the check's engine and estimate the derivatives."""
+    if plan.method != "complex":
+        return Estimated(estimate(plan, evaluator.run(plan), problem.f0), ())
+    if not plan.idx.size:  # directions only: nothing to take the complex step on
+        return Estimated(estimate(plan, np.empty((0, 1)), problem.f0), ())
+    values = evaluator.complex(plan.idx, plan.step)
+    analytic = problem.analytic[plan.idx]
+    if values.dtype.kind != "c" or (not values.imag.any() and analytic.any()):
+        raise ValueError(
+            "method='complex' needs f to carry complex input through to its result, but f "
+            "returned no imaginary part: it drops it somewhere (np.abs, float(), .real, "
+            "np.vdot or conjugation, a real-only kernel); use method='central'"
+        )
+    # Self-test: a complex-safe f gives the same Im f / h at a much smaller step.
+    shrink, rtol, count = _policy.COMPLEX_SELF_TEST
+    probe = np.argsort(-np.abs(analytic), kind="stable")[:count]
+    again = evaluator.complex(plan.idx[probe], plan.step[probe] * shrink)
+    first = values.imag[probe] / plan.step[probe]
+    second = again.imag / (plan.step[probe] * shrink)
+    notes = ()
+    if not np.allclose(first, second, rtol=rtol, atol=0):
+        notes = (
+            Note(
+                "inconclusive: f is not complex-safe (Im f(x + ih) / h changes with h); "
+                "a non-analytic operation (abs, conjugation, comparisons on complex values) "
+                "breaks the complex step: use method='central'",
+                floor=Verdict.INCONCLUSIVE,
+            ),
+        )
+    return Estimated(estimate(plan, values.imag[:, None], problem.f0), notes)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,26 @@ class Layout:
         return out
 
 
+def leaves(tree: Any) -> list[tuple[str, Path, np.ndarray]]:
+    """``(name, path, array)`` for each array of ``tree``, in layout order; nothing copied.
+
+    Raises ``TypeError`` for a leaf that is not a float array (see ``build``).
+    """
+    found: list[tuple[str, Path, np.ndarray]] = []
+    _walk(tree, "", (), found)
+    return found
+
+
+def lookup(tree: Any, path: Path, *, what: str) -> Any:
+    """The node at ``path`` of ``tree`` (which mirrors the parameters); ``dW1`` for ``W1``."""
+    return _lookup(tree, path, what=what)
+
+
+def as_real_array(value: Any, *, what: str) -> np.ndarray:
+    """``value`` as a real array (ints allowed), or a ``TypeError`` naming ``what``."""
+    return _as_real_array(value, what=what, allow_int=True)
+
+
 def build(params: Any) -> tuple[Layout, np.ndarray]:
     """Validate ``params`` and return its layout and a new flat buffer holding a copy."""
     leaves: list[tuple[str, Path, np.ndarray]] = []

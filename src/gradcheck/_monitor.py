@@ -9,7 +9,6 @@ See reference/numerics.md section 6.4.
 from __future__ import annotations
 
 import csv
-import inspect
 import logging
 import math
 import os
@@ -17,13 +16,13 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-from . import _plan
-from ._check import check
+from . import _check, _layout, _options, _plan
 from ._report import Report
 
 __all__ = ["GradientAlert", "GradientError", "Monitor"]
@@ -46,16 +45,7 @@ FIRST_STEPS_PER_EVAL = 0.5
 FIXED_SECONDS = 0.002
 # Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (its
 # sub-problems call f with one block replaced, not with stacks).
-_CHECK_OPTIONS = frozenset(inspect.signature(check).parameters) - {
-    "f",
-    "params",
-    "grad",
-    "sample",
-    "directions",
-    "seed",
-    "budget",
-    "batched",
-}
+_CHECK_OPTIONS = _options.NAMES - {"sample", "directions", "seed", "budget", "batched"}
 _HISTORY_FIELDS = (
     "step",
     "block",
@@ -192,37 +182,26 @@ class Monitor:
             raise ValueError(
                 f"`budget` must be a positive fraction of the training time or None, got {budget!r}"
             )
-        if sample is not None:
-            is_int = isinstance(sample, Integral) and not isinstance(sample, bool) and sample > 0
-            if not is_int and not (isinstance(sample, float) and 0 < sample <= 1):
-                raise ValueError(
-                    f"`sample` must be a positive int, a float in (0, 1] or None, got {sample!r}"
-                )
-        if directions is not None and (
-            isinstance(directions, bool) or not isinstance(directions, Integral) or directions < 1
-        ):
-            raise ValueError(f"`directions` must be a positive integer or None, got {directions!r}")
         if not callable(on_alert) and on_alert not in ALERTS:
             raise ValueError(
                 f"`on_alert` must be one of {ALERTS} or a callable(block, report), got {on_alert!r}"
             )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0
-        ):
-            raise ValueError(f"`seed` must be a non-negative integer or None, got {seed!r}")
         unknown = sorted(set(options) - _CHECK_OPTIONS)
         if unknown:
             raise TypeError(
                 f"unknown option(s) {unknown}: Monitor passes on only these keyword arguments "
                 f"of gradcheck.check: {sorted(_CHECK_OPTIONS)}"
             )
+        # No directional search for the wrong entries by default: it costs about
+        # 4 log2(n) evaluations per entry, and an alert only needs the verdict.
+        self._options = _options.validate(
+            sample=sample, directions=directions, seed=seed, **{"localize": 0, **options}
+        )
         self.every = int(every)
         self.budget = None if budget is None else float(budget)
         self.sample = sample
         self.directions = None if directions is None else int(directions)
         self.on_alert = on_alert
-        # No directional search for the wrong entries by default: it costs about
-        # 4 log2(n) evaluations per entry, and an alert only needs the verdict.
         self.options = {"localize": 0, **options}
         self.checks = 0
         self.deferred = 0
@@ -297,9 +276,10 @@ class Monitor:
             self._next_due = -(-step // self.every) * self.every  # a multiple, at or after
         if step < self._next_due:
             return None
-        names = _block_names(params)
+        scopes = _scopes(params)
+        names = list(scopes)
         name = self._pinned if self._pinned in names else names[self._turn % len(names)]
-        config, wait = self._choose(name, _size(_block(params, name)), entered)
+        config, wait = self._choose(name, scopes[name][1], entered)
         if config is None:
             if not self._deferring:
                 self.deferred += 1
@@ -308,18 +288,12 @@ class Monitor:
             return None
         self._deferring = False
         started = time.perf_counter()
-        sub_f, sub_params, sub_grad = _sub_problem(f, params, grad, name)
         sample, directions = config
         seed = int(self._rng.integers(2**63))
-        report = check(
-            sub_f,
-            sub_params,
-            sub_grad,
-            sample=sample,
-            directions=directions,
-            seed=seed,
-            **self.options,
-        )
+        options = replace(self._options, sample=sample, directions=directions, seed=seed)
+        # The same passes as any check, over the whole problem, limited to one block's
+        # entries: the other blocks stay as they are.
+        report = _check.run(f, params, grad, options, blocks=scopes[name][0])
         seconds = time.perf_counter() - started
         self._learn(config, name, seconds, report.nfev)
         self.checks += 1
@@ -516,97 +490,27 @@ class Monitor:
         )
 
 
-def _block_names(params: Any) -> list[str]:
+def _scopes(params: Any) -> dict[str, tuple[tuple[int, ...], int]]:
+    """The blocks a monitor rotates over: each top-level item of ``params`` (a single array
+    is one), by name, with the indices of its arrays in the layout and its size.
+    """
+    leaves = _layout.leaves(params)
     if isinstance(params, Mapping):
-        if not params:
-            raise ValueError(f"`params` holds no blocks: {params!r}")
-        return [str(key) for key in params]
-    if isinstance(params, (list, tuple)):
-        if not params:
-            raise ValueError(f"`params` holds no blocks: {params!r}")
+        tops = {key: str(key) for key in params}
+    elif isinstance(params, (list, tuple)):
         fields = getattr(params, "_fields", None)
-        return [fields[i] if fields else f"[{i}]" for i in range(len(params))]
-    return ["params"]
-
-
-def _block(params, name):
-    if isinstance(params, Mapping):
-        return params[next(k for k in params if str(k) == name)]
-    if isinstance(params, (list, tuple)):
-        return params[_block_names(params).index(name)]
-    return params
-
-
-def _sub_problem(f, params, grad, name):
-    """``(f, params, grad)`` restricted to block ``name``; the others stay fixed."""
-    if grad is None:
-        _, grad = _split(f(params))
-
-        def full(p):
-            return _split(f(p))[0]
-
+        tops = {i: fields[i] if fields else f"[{i}]" for i in range(len(params))}
     else:
-        full = f
-        if callable(grad):
-            grad = grad(params)
-    if isinstance(params, Mapping):
-        key = next(k for k in params if str(k) == name)
-        block_grad = _grad_entry(grad, key)
-
-        def sub_f(sub):
-            return full({**params, **sub})
-
-        return sub_f, {key: params[key]}, {key: block_grad}
-    if isinstance(params, (list, tuple)):
-        names = _block_names(params)
-        i = names.index(name)
-        if not isinstance(grad, (list, tuple)) or len(grad) != len(params):
-            raise ValueError(
-                f"`grad` must mirror `params` ({type(params).__name__} of {len(params)}), "
-                f"got {type(grad).__name__}: {grad!r:.80}"
-            )
-
-        def sub_f(x):
-            items = [*params[:i], x, *params[i + 1 :]]
-            if hasattr(params, "_fields"):
-                return full(type(params)(*items))
-            return full(type(params)(items))
-
-        return sub_f, params[i], grad[i]
-    return full, params, grad
-
-
-def _grad_entry(grad, key):
-    if not isinstance(grad, Mapping):
-        raise TypeError(
-            f"`grad` must be a mapping like `params`, got {type(grad).__name__}: {grad!r:.80}"
-        )
-    if key in grad:
-        return grad[key]
-    if isinstance(key, str) and f"d{key}" in grad:
-        return grad[f"d{key}"]
-    raise ValueError(
-        f"`grad` has no entry {key!r}"
-        + (f" or {'d' + key!r}" if isinstance(key, str) else "")
-        + f"; its keys are {sorted(map(str, grad))}"
-    )
-
-
-def _split(out):
-    if not (isinstance(out, tuple) and len(out) == 2):
-        raise TypeError(
-            "with grad=None, `f` must return (loss, grads); it returned "
-            f"{type(out).__name__}: {out!r:.80}"
-        )
-    return out
-
-
-def _size(tree) -> int:
-    if isinstance(tree, Mapping):
-        return sum(_size(v) for v in tree.values())
-    if isinstance(tree, (list, tuple)):
-        return sum(_size(v) for v in tree)
-    return int(np.size(tree))
+        tops = {None: "params"}
+    if not tops:
+        raise ValueError(f"`params` holds no blocks: {params!r}")
+    found: dict[str, tuple[list[int], int]] = {name: ([], 0) for name in tops.values()}
+    for k, (_, path, arr) in enumerate(leaves):
+        name = tops[path[0] if path else None]
+        indices, size = found[name]
+        found[name] = ([*indices, k], size + arr.size)
+    # A top-level item without arrays (an empty dict) has nothing to check.
+    return {name: (tuple(ks), size) for name, (ks, size) in found.items() if ks}
 
 
 def _evaluations(config, size: int, options) -> int:

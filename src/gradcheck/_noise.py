@@ -2,7 +2,7 @@
 
 The finite-difference error of each coordinate is at least the noise of f over the step;
 thresholds that ignore it fail correct gradients of noisy losses (inner solvers, long sums,
-float32). Two probes, about twenty evaluations in all:
+float32). Two probes, about twenty evaluations in all, through the check's engine:
 
 - repeat: f(params) twice more; any change means f is not deterministic (dropout, data
   order, atomics), and no finite difference of it can be trusted.
@@ -17,74 +17,80 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-# Points on the line (the middle one is params itself) and attempts at a usable spacing.
-POINTS = 9
-ATTEMPTS = 3
-FIRST_SPACING = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-3}
+from . import _policy
+from ._results import Note, Verdict
 
 
 @dataclass(frozen=True)
 class Noise:
-    level: float  # the noise of f used for the error model: max(estimate, u |f0|)
+    """What the probe found."""
+
+    level: float  # the noise of f used for the error model: max(estimate, u |f0|, spread)
     spread: float  # max - min of repeated f(params)
-    evaluations: int
+    note: Note | None = None  # f is not deterministic: no finite difference can be trusted
 
 
-def measure(
-    evaluate: Callable[[list], np.ndarray],
-    buffer: np.ndarray,
-    f0: float,
-    rounding: float,
-    rng: np.random.Generator,
-    dtype: np.dtype,
-) -> Noise:
-    """Probe f around ``buffer``; ``evaluate(points)`` as for the directional checks.
+def rounding(f0: float, dtype: np.dtype) -> float:
+    """How far rounding alone can move a computed value of f near ``f0``: u |f0|."""
+    return float(np.finfo(dtype).eps / 2 * abs(f0))
 
-    ``dtype`` is the coarser of the parameters' and the loss's: it sets the first spacing.
+
+def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0, hi=None):
+    """Probe f around params through ``evaluator.segments``; the line lies in [lo, hi).
+
+    The problem's coarser dtype sets the first spacing and the rounding floor.
     """
-    n = buffer.size
-    repeats = evaluate([(0, n, buffer), (0, n, buffer)])
-    values = np.append(repeats, f0)
+    u_f = rounding(problem.f0, problem.dtype)
+    buffer = evaluator.buffer
+    hi = buffer.size if hi is None else hi
+    whole = buffer[lo:hi].copy()
+    repeats = evaluator.segments([(lo, hi, whole), (lo, hi, whole)])
+    values = np.append(repeats, problem.f0)
     spread = float(values.max() - values.min()) if np.isfinite(values).all() else np.inf
-    spent = 2
-    direction = rng.standard_normal(n)
+    direction = rng.standard_normal(hi - lo)
     direction /= np.linalg.norm(direction)
-    x = buffer.astype(np.float64)
-    spacing = FIRST_SPACING.get(np.dtype(dtype), 1e-9) * max(1.0, float(np.abs(x).max()))
+    x = whole.astype(np.float64)
+    first = _policy.NOISE_FIRST_SPACING.get(np.dtype(problem.dtype), 1e-9)
+    spacing = first * max(1.0, float(np.abs(x).max()))
+    respace = _policy.NOISE_RESPACE
+    points = _policy.NOISE_POINTS
 
     def on_line(spacing):
-        offsets = (np.arange(POINTS) - POINTS // 2) * spacing
-        points = [(0, n, (x + t * direction).astype(buffer.dtype)) for t in offsets if t != 0]
-        return np.insert(evaluate(points), POINTS // 2, f0), len(points)
+        offsets = (np.arange(points) - points // 2) * spacing
+        line = [(lo, hi, (x + t * direction).astype(buffer.dtype)) for t in offsets if t != 0]
+        return np.insert(evaluator.segments(line), points // 2, problem.f0)
 
     estimated = None
-    for _ in range(ATTEMPTS):
-        line, count = on_line(spacing)
-        spent += count
-        estimated, verdict = ecnoise(line)
+    for _ in range(_policy.NOISE_ATTEMPTS):
+        estimated, verdict = ecnoise(on_line(spacing))
         if verdict == "ok":
             break
-        spacing = spacing * 100 if verdict == "too small" else spacing / 100
+        spacing = spacing * respace if verdict == "too small" else spacing / respace
         estimated = None
     if estimated is not None:
-        # Noise keeps its level at a spacing 100 times smaller; a kink on the line (ReLU
-        # units at 0 at params) or an unresolved trend shrinks with the spacing, and leaves
-        # no plateau there ("too large"): keep the smaller reading. A finer line that is
-        # flat ("too small") shows f moving in steps, which is what the coarse line read.
-        line, count = on_line(spacing / 100)
-        spent += count
-        finer, verdict = ecnoise(line)
+        # Noise keeps its level at a spacing NOISE_RESPACE times smaller; a kink on the line
+        # (ReLU units at 0 at params) or an unresolved trend shrinks with the spacing, and
+        # leaves no plateau there ("too large"): keep the smaller reading. A finer line that
+        # is flat ("too small") shows f moving in steps, which is what the coarse line read.
+        finer, verdict = ecnoise(on_line(spacing / respace))
         if verdict == "ok":
             estimated = min(estimated, finer)
         elif verdict == "too large":
             estimated = None
-    level = max(rounding, estimated or 0.0, spread)
-    return Noise(level, spread, spent)
+    note = None
+    if spread > _policy.NONDETERMINISTIC * u_f:
+        note = Note(
+            f"inconclusive: f is not deterministic: f(params) changed by {spread:.3g} "
+            "across 3 calls (dropout, random batches, nondeterministic kernels?); fix its "
+            "randomness before checking",
+            floor=Verdict.INCONCLUSIVE,
+        )
+    return Noise(max(u_f, estimated or 0.0, spread), spread, note)
 
 
 def ecnoise(values) -> tuple[float | None, str]:
@@ -101,7 +107,7 @@ def ecnoise(values) -> tuple[float | None, str]:
     # Work relative to the largest value (an exact power of two), so squares cannot overflow.
     scale = math.ldexp(1.0, math.frexp(scale)[1])
     values = [v / scale for v in values]
-    if max(values) - min(values) > 0.1 * max(abs(v) for v in values):
+    if max(values) - min(values) > _policy.ECNOISE_FLAT * max(abs(v) for v in values):
         return None, "too large"  # f changes too much along the line: not noise
     table = [b - a for a, b in itertools.pairwise(values)]
     if sum(d == 0.0 for d in table) > len(table) / 2:
@@ -113,10 +119,10 @@ def ecnoise(values) -> tuple[float | None, str]:
         levels.append(math.sqrt(gamma * sum(d * d for d in table) / len(table)))
         signs_change.append(max(table) > 0 > min(table))
         table = [b - a for a, b in itertools.pairwise(table)]
-    # The first order from which three levels agree within a factor of 4 and the differences
+    # The first order from which three levels agree within ECNOISE_AGREE and the differences
     # change sign: smooth trends have died out and what remains is noise.
     for k in range(len(levels) - 2):
         trio = levels[k : k + 3]
-        if max(trio) <= 4 * min(trio) and signs_change[k]:
+        if max(trio) <= _policy.ECNOISE_AGREE * min(trio) and signs_change[k]:
             return levels[k] * scale, "ok"
     return None, "too large"

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from . import _policy
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,19 @@ METHODS = {
     "richardson": Method((1.0, -1.0, 0.5, -0.5), ((0, 1), (2, 3)), 1 / 5),
     "complex": Method((1.0,), ((0, None),), math.nan),
 }
-# The complex step takes no difference, so it can be tiny: small enough that h^2 terms
-# vanish, large enough that the imaginary parts stay clear of underflow.
-COMPLEX_STEP = {np.dtype(np.float64): 1e-20, np.dtype(np.float32): 1e-10}
+
+
+class StepTooSmall(ValueError):
+    """A step the user gave vanishes at some parameter: ``x + eps`` rounds to ``x - eps``."""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What the engines evaluate: f at theta with theta[idx[j]] set to values[j, k]."""
+    """What the engines evaluate: f at theta with theta[idx[j]] set to values[j, k].
+
+    For the complex step ``values`` is the real part of the one point, ``base``, and the
+    imaginary part is ``step``.
+    """
 
     method: str
     idx: np.ndarray  # int64 (m,): flat indices of the checked coordinates
@@ -60,7 +68,7 @@ def relative_step(method: str, dtype: np.dtype, loss_dtype: np.dtype) -> float:
     """The relative step r of h_i = r * max(1, |x_i|), from the coarser dtype's epsilon."""
     coarse = coarser(dtype, loss_dtype)
     if method == "complex":
-        return COMPLEX_STEP[coarse]
+        return _policy.COMPLEX_STEP[coarse]
     return float(np.finfo(coarse).eps ** METHODS[method].exponent)
 
 
@@ -88,8 +96,7 @@ def make(
         step = np.full(x.shape, float(eps))
     if method == "complex":
         # The imaginary step is exact in any dtype: no rounding to measure.
-        values = step[:, None].copy()
-        return Plan(method, idx, x, values, step[:, None].copy(), step, rel_step, seed)
+        return Plan(method, idx, x, x[:, None].copy(), step[:, None].copy(), step, rel_step, seed)
     # Round each perturbed value to the storage dtype, then measure in float64 the step the
     # stored values span: exact for float32 storage, and what f actually sees.
     values = np.stack([(x + o * step).astype(theta.dtype) for o in spec.offsets], axis=1)
@@ -99,15 +106,16 @@ def make(
     )
     if eps is not None:
         # A user's step divides by its nominal width, as the classic exercise does, wherever
-        # the stored values span it to 1e-8 (float64 near |x| ~ 1: ~1e-9 off); where they do
-        # not (float32, or |x| >> eps) the nominal width would be wrong by up to 100%, so the
-        # step actually taken is used there.
+        # the stored values span it (NOMINAL_WIDTH); where they do not (float32, or
+        # |x| >> eps) the nominal width would be wrong by up to 100%, so the step actually
+        # taken is used there.
         offsets = spec.offsets
         nominal = np.stack(
             [(offsets[i] - (0.0 if j is None else offsets[j])) * step for i, j in spec.pairs],
             axis=1,
         )
-        width = np.where(np.abs(width - nominal) <= 1e-8 * nominal, nominal, width)
+        close = np.abs(width - nominal) <= _policy.NOMINAL_WIDTH * nominal
+        width = np.where(close, nominal, width)
     return Plan(method, idx, x, np.ascontiguousarray(values), width, step, rel_step, seed)
 
 
@@ -116,8 +124,70 @@ def collapsed(plan: Plan) -> np.ndarray:
     return np.flatnonzero((plan.width == 0).any(axis=1))
 
 
-# Blocks up to this size are always checked whole when sampling.
-WHOLE_BLOCK = 32
+def refuse_collapsed(plan: Plan, layout: Any, theta: np.ndarray, eps: float | None) -> None:
+    """Raise :class:`StepTooSmall` when the user's ``eps`` vanishes at a planned entry."""
+    if eps is None:
+        return
+    gone = collapsed(plan)
+    if gone.size:
+        i = int(plan.idx[gone[0]])
+        raise StepTooSmall(
+            f"`eps`={eps!r} is below the resolution of {layout.entry_name(i)} = "
+            f"{theta[i]!r}: x + eps and x - eps round to the same number"
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a check looks at: coordinates one by one, directions per block, which blocks."""
+
+    idx: np.ndarray  # sorted flat indices checked one by one
+    sample: int | float | None
+    directions: int | None
+    blocks: tuple[int, ...]  # the blocks in scope (a monitor checks one at a time)
+
+
+def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=None) -> Selection:
+    """The coordinates to check: a stratified sample, none (directions only), or all.
+
+    ``blocks`` limits the check to those blocks (indices into ``layout.blocks``).
+    """
+    scope = tuple(range(len(layout.blocks))) if blocks is None else tuple(blocks)
+    sizes = np.diff(layout.offsets)
+    if len(scope) < len(layout.blocks):
+        sizes = np.where(np.isin(np.arange(sizes.size), scope), sizes, 0)
+    if sample is not None:
+        idx = draw_sample(layout.offsets, sample_sizes(sizes, sample), rng)
+    elif directions is not None:
+        idx = np.empty(0, dtype=np.int64)
+    elif len(scope) == len(layout.blocks):
+        idx = np.arange(layout.n, dtype=np.int64)
+    else:
+        idx = np.concatenate(
+            [np.arange(layout.offsets[k], layout.offsets[k + 1], dtype=np.int64) for k in scope]
+        )
+    return Selection(idx, sample, directions, scope)
+
+
+def fit_budget(budget, per_call, n_blocks, n, sample, directions, *, method, spent):
+    """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
+
+    ``spent`` evaluations are paid or reserved already (the first call, the timing, the
+    noise probe at its most); a coordinate costs as many evaluations as ``method`` has
+    points.
+    """
+    affordable = int(budget / per_call) - spent
+    per_coordinate = len(METHODS[method].offsets)
+    if sample is None and directions is None and per_coordinate * n <= affordable:
+        return None, None  # a full check fits
+    if directions is None:
+        # Up to 4 directions per block, on at most half the budget; at least one.
+        directions = int(min(4, max(1, affordable // (4 * n_blocks))))
+    if sample is None:
+        left = affordable - 2 * directions * n_blocks
+        fits = left // per_coordinate
+        sample = int(fits) if fits >= n_blocks else None
+    return sample, directions
 
 
 def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
@@ -135,13 +205,13 @@ def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
     total = math.ceil(round(sample * n, 6)) if isinstance(sample, float) else int(sample)
     # Small blocks whole; every other block starts with WHOLE_BLOCK entries, fewer (down to
     # one) when the total cannot pay for that, and the rest goes by share.
-    small = sizes <= WHOLE_BLOCK
-    take = np.where(small, sizes, WHOLE_BLOCK)
+    small = sizes <= _policy.WHOLE_BLOCK
+    take = np.where(small, sizes, _policy.WHOLE_BLOCK)
     big = np.flatnonzero(~small)
     excess = int(take.sum()) - total
     if excess > 0 and big.size:
         floor = max(1, (total - int(sizes[small].sum())) // big.size)
-        take[big] = min(WHOLE_BLOCK, floor)
+        take[big] = min(_policy.WHOLE_BLOCK, floor)
     for _ in range(sizes.size + 1):
         # Water-filling: share what is left in proportion to what each block still has.
         room = sizes - take
@@ -163,6 +233,8 @@ def draw_sample(offsets: np.ndarray, take: np.ndarray, rng: np.random.Generator)
     parts = []
     for k, m in enumerate(take.tolist()):
         lo, size = int(offsets[k]), int(offsets[k + 1] - offsets[k])
+        if m == 0:  # a block out of scope: draw nothing, so the stream stays the same
+            continue
         chosen = np.arange(size) if m >= size else rng.choice(size, m, replace=False)
         parts.append(lo + np.sort(chosen).astype(np.int64))
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)

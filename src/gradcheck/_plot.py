@@ -226,12 +226,10 @@ def abs_errors(report: Any, grad: Any) -> dict[str, np.ndarray]:
             "`grad` must be the gradient values in the structure of params (the report does "
             f"not keep them), got {type(grad).__name__}: call your gradient function first"
         )
-    leaves: list[tuple[str, _layout.Path, np.ndarray]] = []
-    _layout._walk(report.gradapprox, "", (), leaves)
     out = {}
-    for name, path, approx in leaves:
-        leaf = _layout._lookup(grad, path, what="grad")
-        g = _layout._as_real_array(leaf, what=f"grad for `{name}`", allow_int=True)
+    for name, path, approx in _layout.leaves(report.gradapprox):
+        leaf = _layout.lookup(grad, path, what="grad")
+        g = _layout.as_real_array(leaf, what=f"grad for `{name}`")
         if g.shape != approx.shape:
             raise ValueError(
                 f"`grad` for block `{name}` has shape {g.shape}, "

@@ -10,140 +10,187 @@ entry is evaluated again at h/10 and h/100 (4 evaluations):
   a kink and the analytic value is one of its valid one-sided derivatives ("at");
 - otherwise the entry is wrong.
 
-Kinks are reported by name and left out of the verdicts; bugs stay failures.
+Kinks are reported by name and left out of the verdicts; bugs stay failures. The one entry
+point is :func:`refine`; :func:`examine` also serves the directional search's confirmation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from . import _plan
-from ._compare import NOISE, RTOL
+from . import _plan, _policy
+from ._compare import Comparison, Marks, compare, scores
 from ._estimate import Estimate, estimate
 from ._plan import Plan
-
-# Smaller steps, as fractions of the first one.
-SHRINK = (0.1, 0.01)
-# The worst this many disagreeing entries of a block are looked at first (4 evaluations
-# each); the rest only if every one of them was a kink: one bug already fails the block.
-PER_BLOCK = 64
+from ._results import Kink
 
 
 @dataclass(frozen=True)
-class Kink:
-    """An entry that disagrees only because of a kink of f near params."""
+class Refined:
+    """The comparison once kinks are left out, and the kinks found."""
 
-    name: str
-    kind: str  # "crossed": a kink lies within the step; "at": params sits on one
-    analytic: float
-    numeric: float
-    left: float  # slope of f to the left ...
-    right: float  # ... and to the right, over the first step
+    comparison: Comparison
+    kinks: tuple[Kink, ...]
+
+
+@dataclass(frozen=True)
+class Examined:
+    """What smaller steps showed of some positions of a plan."""
+
+    mask: np.ndarray  # bool, aligned with the plan: the entry disagrees only at a kink
+    kinds: tuple[tuple[int, str], ...]  # (position, "crossed" | "at"), by position
+
+
+def refine(
+    problem: Any, evaluator: Any, options: Any, plan: Plan, est: Estimate, first: Comparison
+) -> Refined:
+    """Examine the entries ``first`` flags, worst first per block, and judge again.
+
+    The worst PER_BLOCK flagged entries of each block are examined first; the rest only in
+    the blocks whose examined entries were all kinks: one bug already fails a block, and a
+    correct ReLU layer may cross more kinks than one round takes.
+    """
+    if plan.method == "complex" or not plan.idx.size:
+        return Refined(first, ())
+    a = problem.analytic[plan.idx]
+    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.dtype)
+    score[est.bad] = 0.0
+    per_block = flagged_positions(plan, problem.layout.offsets, score)
+
+    def look(positions):
+        return examine(problem, evaluator, plan, est, positions, noise_f=first.noise_f,
+                       eps=options.eps)  # fmt: skip
+
+    head = [p[: _policy.PER_BLOCK] for p in per_block]
+    seen = look(np.sort(np.concatenate(head)))
+    mask, kinds = seen.mask, list(seen.kinds)
+    rest = [
+        p[_policy.PER_BLOCK :]
+        for p, h in zip(per_block, head, strict=True)
+        if p.size > h.size and mask[h].all()
+    ]
+    if rest:
+        more = look(np.sort(np.concatenate(rest)))
+        mask = mask | more.mask
+        kinds = sorted(kinds + list(more.kinds))
+    if not mask.any():
+        return Refined(first, ())
+    on_kink = np.zeros_like(mask)
+    on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
+    again = compare(problem, plan, est, tol=options.tol, noise_f=first.noise_f,
+                    marks=Marks(mask, on_kink))  # fmt: skip
+    return Refined(again, kinks_of(problem, plan, est, kinds))
+
+
+def kinks_of(problem: Any, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]:
+    """The report's records of the kinks ``kinds`` found among the positions of ``plan``."""
+    return tuple(
+        Kink(
+            problem.layout.entry_name(int(plan.idx[pos])),
+            kind,
+            float(problem.analytic[plan.idx[pos]]),
+            float(est.gradapprox[pos]),
+            float(est.one_sided[pos, 0]),
+            float(est.one_sided[pos, 1]),
+        )
+        for pos, kind in kinds
+    )
+
+
+@dataclass(frozen=True)
+class _Smaller:
+    """A flagged entry's evaluations at each smaller step."""
+
+    agrees: np.ndarray  # the finest step that resolves it agrees with the analytic value
+    sides: list  # one-sided slopes (m, 2) per step
+    slacks: list  # what rounding allows the slopes to differ by, per step
+    valid: list  # the step spanned something (a user's step may vanish), per step
 
 
 def examine(
-    evaluate: Callable[[Plan], np.ndarray],
-    buffer: np.ndarray,
+    problem: Any,
+    evaluator: Any,
     plan: Plan,
     est: Estimate,
-    analytic: np.ndarray,
     flagged: np.ndarray,
     *,
-    f0: float,
-    loss_dtype: np.dtype,
     noise_f: float,
     eps: float | None,
-) -> tuple[np.ndarray, list[tuple[int, str]], int]:
-    """Classify the ``flagged`` positions of ``plan``: (kink mask, [(position, kind)], nfev).
-
-    ``evaluate(sub_plan)`` runs the check's engine on a smaller plan.
-    """
+) -> Examined:
+    """Classify the ``flagged`` positions of ``plan`` as kinks ("crossed", "at") or not."""
     mask = np.zeros(plan.idx.size, dtype=bool)
     if flagged.size == 0:
-        return mask, [], 0
-    dtype = _plan.coarser(buffer.dtype, loss_dtype)
-    rtol = RTOL[dtype]
-    a = analytic[flagged]
-    first_error = np.abs(a - est.gradapprox[flagged])
-    agrees = np.zeros(flagged.size, dtype=bool)
-    spent = 0
+        return Examined(mask, ())
+    a = problem.analytic[plan.idx[flagged]]
     finite = np.isfinite(a)  # an infinite or NaN analytic value is wrong, never a kink
-    sides, slacks, valid = [], [], []
-    for factor in SHRINK:
-        sub = _plan.make(
-            buffer,
-            plan.idx[flagged],
-            method="central",
-            eps=None if eps is None else eps * factor,
-            loss_dtype=loss_dtype,
-            seed=plan.seed,
-            rel_step=None if plan.rel_step is None else plan.rel_step * factor,
-        )
-        values = evaluate(sub)
-        spent += values.size
-        # A step the user gave may vanish at a tenth or a hundredth of itself (x + h == x):
-        # such a step neither decides nor needs to show anything.
-        spans = (sub.width != 0).all(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            smaller = estimate(sub, values, f0)
-            b = smaller.gradapprox
-            err = np.abs(a - b)
-            noise = NOISE * noise_f * smaller.sensitivity
-            # A smaller step tells only while the noise it amplifies stays below a tenth of
-            # the first error; the finest step that still tells decides. "Agrees" asks the
-            # error to fall within tolerance and to a tenth of what it was: an entry just
-            # over the tolerance whose error stays put is a small bug, not a kink.
-            resolves = spans & (noise <= 0.1 * first_error)
-            fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= 0.1 * first_error)
-            span = np.abs(sub.values[:, 0] - sub.base)
-            slack = rtol * np.abs(smaller.one_sided).sum(axis=1) + NOISE * 2 * noise_f / span
-        agrees = np.where(resolves, fits & finite, agrees)
-        sides.append(smaller.one_sided)
-        slacks.append(slack)
-        valid.append(spans)
-    kinds = []
+    s = _at_smaller_steps(problem, evaluator, plan, est, flagged, noise_f=noise_f, eps=eps)
+    agrees = s.agrees & finite
     # On a kink the left and right slopes differ by its jump at any step; on a smooth f
     # they differ by about f'' h, ten times less at a tenth of the step. The analytic value
     # must lie between them at h/10, and at h/100 too unless that step vanished.
     left, right = est.one_sided[flagged, 0], est.one_sided[flagged, 1]
     gap = np.abs(right - left)
-    at = ~agrees & finite & valid[0]
-    for k, (near, slack, ok) in enumerate(zip(sides, slacks, valid, strict=True)):
+    at = ~agrees & finite & s.valid[0]
+    for k, (near, slack, ok) in enumerate(zip(s.sides, s.slacks, s.valid, strict=True)):
         low, high = np.minimum(near[:, 0], near[:, 1]), np.maximum(near[:, 0], near[:, 1])
         straddles = (a >= low - slack) & (a <= high + slack)
         if k == 0:
-            straddles &= (high - low > 0.5 * gap) & (high - low > 10 * slack)
+            straddles &= (high - low > _policy.KINK_GAP * gap) & (
+                high - low > _policy.KINK_SLACK * slack
+            )
         at &= straddles | ~ok
+    kinds = []
     for pos, crossed, on in zip(flagged.tolist(), agrees.tolist(), at.tolist(), strict=True):
         if crossed or on:
             mask[pos] = True
             kinds.append((pos, "crossed" if crossed else "at"))
-    return mask, kinds, spent
+    return Examined(mask, tuple(kinds))
 
 
-def in_rounds(examine, per_block: list[np.ndarray]):
-    """Run ``examine(positions)`` on the worst PER_BLOCK flagged entries of each block, then
-    on the rest of the blocks whose examined entries were all kinks: one bug already fails a
-    block, and a correct ReLU layer may cross more kinks than one round takes.
-
-    Returns what ``examine`` does, for all the entries examined: (mask, kinds, nfev).
-    """
-    first = [p[:PER_BLOCK] for p in per_block]
-    mask, kinds, spent = examine(np.sort(np.concatenate(first)))
-    rest = [
-        p[PER_BLOCK:]
-        for p, head in zip(per_block, first, strict=True)
-        if p.size > head.size and mask[head].all()
-    ]
-    if rest:
-        more, more_kinds, more_spent = examine(np.sort(np.concatenate(rest)))
-        mask |= more
-        kinds = sorted(kinds + more_kinds)
-        spent += more_spent
-    return mask, kinds, spent
+def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -> _Smaller:
+    """Evaluate the flagged entries at each step of SHRINK, through the check's engine."""
+    rtol = _policy.RTOL[problem.dtype]
+    a = problem.analytic[plan.idx[flagged]]
+    first_error = np.abs(a - est.gradapprox[flagged])
+    agrees = np.zeros(flagged.size, dtype=bool)
+    sides, slacks, valid = [], [], []
+    for factor in _policy.SHRINK:
+        sub = _plan.make(
+            problem.theta,
+            plan.idx[flagged],
+            method="central",
+            eps=None if eps is None else eps * factor,
+            loss_dtype=problem.loss_dtype,
+            seed=plan.seed,
+            rel_step=None if plan.rel_step is None else plan.rel_step * factor,
+        )
+        values = evaluator.run(sub)
+        # A step the user gave may vanish at a tenth or a hundredth of itself (x + h == x):
+        # such a step neither decides nor needs to show anything.
+        spans = (sub.width != 0).all(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            smaller = estimate(sub, values, problem.f0)
+            b = smaller.gradapprox
+            err = np.abs(a - b)
+            noise = _policy.NOISE * noise_f * smaller.sensitivity
+            # A smaller step tells only while the noise it amplifies stays below a tenth of
+            # the first error; the finest step that still tells decides. "Agrees" asks the
+            # error to fall within tolerance and to a tenth of what it was (KINK_TENFOLD).
+            tenth = _policy.KINK_TENFOLD * first_error
+            resolves = spans & (noise <= tenth)
+            fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= tenth)
+            span = np.abs(sub.values[:, 0] - sub.base)
+            slack = (
+                rtol * np.abs(smaller.one_sided).sum(axis=1) + _policy.NOISE * 2 * noise_f / span
+            )
+        agrees = np.where(resolves, fits, agrees)
+        sides.append(smaller.one_sided)
+        slacks.append(slack)
+        valid.append(spans)
+    return _Smaller(agrees, sides, slacks, valid)
 
 
 def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:

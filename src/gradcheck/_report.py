@@ -5,10 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
-from ._compare import BlockResult, Entry
-from ._refine import Kink
+import numpy as np
+
+from . import _plan
+from ._compare import Comparison
+from ._estimate import Estimate
+from ._plan import Plan, Selection
+from ._results import BlockResult, Entry, Kink, Note, Verdict
 
 _SHOWN_WORST = 5
 _METHOD_WORDS = {"central": "central differences", "forward": "forward differences"}
@@ -166,6 +172,59 @@ class Report:
         from ._plot import plot_errors
 
         return plot_errors(self, grad, ax=ax)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the passes found, in the order they ran: everything the report is built from."""
+
+    selection: Selection
+    plan: Plan
+    est: Estimate
+    comparison: Comparison
+    kinks: tuple[Kink, ...]  # from the kink pass, then new ones from the directions
+    notes: tuple[Note, ...]
+
+
+def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds: float) -> Report:
+    """The frozen report of a check; ``options.seed`` is the seed that was used."""
+    layout, plan, c = problem.layout, outcome.plan, outcome.comparison
+    full = np.full(layout.n, np.nan)
+    full[plan.idx] = outcome.est.gradapprox
+    full.flags.writeable = False
+    rel_step = _plan.relative_step(options.method, problem.theta.dtype, problem.loss_dtype)
+    step = (
+        f"absolute step eps={options.eps!r}"
+        if options.eps is not None
+        else f"relative step {rel_step:.3g}*max(1,|x|)"
+    )
+    scope = outcome.selection.blocks
+    blocks = [c.blocks[k] for k in scope]
+    # A note's floor lifts a passing verdict (f not deterministic: "inconclusive"); it never
+    # softens a failure.
+    verdict = Verdict.worst([*(b.verdict for b in blocks), *(n.floor for n in outcome.notes)])
+    return Report(
+        difference=c.difference,
+        verdict=verdict,
+        blocks=MappingProxyType({b.name: b for b in blocks}),
+        worst=c.worst,
+        gradapprox=layout.structure(full),
+        nfev=evaluator.nfev,
+        seed=options.seed,
+        engine=evaluator.engine,
+        method=options.method,
+        step=step,
+        n=sum(b.size for b in blocks),
+        checked=int(plan.idx.size),
+        loss=problem.f0,
+        tol=c.tol,
+        seconds=seconds,
+        directions=outcome.selection.directions or 0,
+        budget=options.budget,
+        noise=c.noise_f,
+        notes=tuple(n.text for n in outcome.notes),
+        kinks=outcome.kinks,
+    )
 
 
 def format_report(r: Report) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._check import check
+from ._plan import StepTooSmall
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,7 @@ def step_sweep(
     for i, h in enumerate(steps.tolist()):
         try:
             differences[i] = check(f, params, grad, eps=h, method=method, **options).difference
-        except ValueError as exc:
-            if "below the resolution" not in str(exc):
-                raise
+        except StepTooSmall:
             differences[i] = math.nan  # x + h == x - h for some parameter
     if np.isnan(differences).all():
         raise ValueError("every step in `steps` is below the resolution of the parameters")

@@ -1,0 +1,96 @@
+"""The numerical policy: every threshold and rule constant of the verdicts, in one place.
+
+Each constant says why it has its value; the passes read them from here (as
+``_policy.NAME``, at call time, so a test can change one and see the rule move). See
+``shared/reference/numerics.md`` for the sources.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
+
+# ------------------------------------------------------------------ verdict thresholds
+# (pass at or below, fail above) for the relative difference, by the coarser of the
+# parameter and loss dtypes; between the two the verdict is "warn".
+THRESHOLDS = {F64: (1e-7, 1e-5), F32: (1e-3, 1e-2)}
+# The complex step subtracts nothing, so it is held to far tighter thresholds.
+COMPLEX_THRESHOLDS = {F64: (1e-10, 1e-8), F32: (1e-5, 1e-3)}
+# Default thresholds rise to what the arithmetic can resolve: the pass threshold to
+# ADAPT_PASS and the fail threshold to RESOLVE times e_pred, the relative difference that
+# rounding noise in f alone could produce. A sum of a million terms rounds a million
+# times: its finite differences cannot reach 1e-7.
+ADAPT_PASS = 10.0
+RESOLVE = 100.0
+# When RESOLVE * e_pred exceeds COARSEST, the difference a 5% error in every entry makes
+# (0.05 / 2.05), such an error could pass: a block that does not fail is "inconclusive".
+COARSEST = 0.05 / 2.05
+
+# ------------------------------------------------------------------ entries
+# Per-entry score: |a - b| / (RTOL * (|a| + |b|) + NOISE * (noise of f) * sensitivity);
+# above 1 an entry disagrees. RTOL is the relative agreement a correct entry reaches at the
+# default step; NOISE the margin over the modelled noise (a model, not a bound).
+RTOL = {F64: 1e-5, F32: 1e-3}
+NOISE = 10.0
+# How many of the worst entries a report keeps.
+WORST = 10
+
+# ------------------------------------------------------------------ kinks (refine)
+# Smaller steps at which a disagreeing entry is evaluated again, as fractions of the first.
+SHRINK = (0.1, 0.01)
+# The worst this many disagreeing entries of a block are looked at first (4 evaluations
+# each); the rest only if every one of them was a kink: one bug already fails the block.
+PER_BLOCK = 64
+# A smaller step decides only while the noise it amplifies stays below this fraction of
+# the first error, and "agrees at a smaller step" asks the error to fall to this fraction:
+# an entry just over the tolerance whose error stays put is a small bug, not a kink.
+KINK_TENFOLD = 0.1
+# "At a kink": at the first smaller step the one-sided slopes must still differ by at least
+# KINK_GAP of their gap at the full step (a jump keeps its size; the f'' h of a smooth f
+# shrinks tenfold) and by KINK_SLACK times the slack allowed for rounding.
+KINK_GAP = 0.5
+KINK_SLACK = 10.0
+
+# ------------------------------------------------------------------ noise of f
+# f(params) repeated may move by this many times its rounding u |f0| before the check calls
+# f nondeterministic; below, the spread is noise like any other (the thresholds follow it).
+NONDETERMINISTIC = 100.0
+# ECnoise: points on the line (the middle one is params itself), attempts at a usable
+# spacing, the first spacing per dtype (relative to max |x|), and the factor a spacing moves
+# by between attempts, which is also the ratio of the confirming finer line: noise keeps its
+# level at a spacing this much smaller, a kink or an unresolved trend does not.
+NOISE_POINTS = 9
+NOISE_ATTEMPTS = 3
+NOISE_FIRST_SPACING = {F64: 1e-9, F32: 1e-3}
+NOISE_RESPACE = 100.0
+# The table's levels count as noise when three in a row agree within this factor...
+ECNOISE_AGREE = 4.0
+# ... and a line along which f moves by more than this fraction of |f| is not noise.
+ECNOISE_FLAT = 0.1
+# The probe's cost at most, in evaluations: the repeats and every line it may draw.
+NOISE_MOST = 2 + (NOISE_POINTS - 1) * (NOISE_ATTEMPTS + 1)
+
+# ------------------------------------------------------------------ steps
+# A user's step divides by its nominal width wherever the stored values span it to this
+# relative accuracy (float64 near |x| ~ 1 is ~1e-9 off), else by the width actually taken.
+NOMINAL_WIDTH = 1e-8
+# The complex step takes no difference, so it can be tiny: small enough that h^2 terms
+# vanish, large enough that the imaginary parts stay clear of underflow.
+COMPLEX_STEP = {F64: 1e-20, F32: 1e-10}
+# Complex-safety self-test: a complex-safe f gives the same Im f / h (to this rtol) at a
+# step this many times smaller, on this many of the largest entries.
+COMPLEX_SELF_TEST = (1e-3, 1e-6, 3)
+
+# ------------------------------------------------------------------ sampling
+# Blocks up to this size are always checked whole when sampling.
+WHOLE_BLOCK = 32
+
+# ------------------------------------------------------------------ diagnosis
+# "A wrong factor" only when one factor explains the error to FACTOR_RESIDUAL of |grad|
+# and differs from 1 by more than FACTOR_MIN; "sign flipped" within SIGN_TOL of -1;
+# "transposed" when the transpose matches to TRANSPOSE_TOL.
+FACTOR_RESIDUAL = 0.05
+FACTOR_MIN = 0.01
+SIGN_TOL = 0.05
+TRANSPOSE_TOL = 0.05

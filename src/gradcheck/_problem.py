@@ -1,0 +1,143 @@
+"""Problem: what the first call of f at params tells, frozen for every later stage.
+
+The layout of the parameters (one flat buffer of named blocks), the parameters themselves
+and the analytic gradient (both read-only), ``f(params)``, the loss dtype and the coarser
+of it and the parameters' dtype, and how f is called. Built once per check; nothing after
+it changes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _layout
+from ._layout import Layout
+from ._plan import coarser
+
+
+class FunctionOutputError(TypeError):
+    """f returned something that is not one real number (or one per row, batched)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """How f is called and how its result is read."""
+
+    pair: bool  # f returns (loss, grads): the loss is its first item
+    array_valued: bool  # the loss comes as a size-1 array (a (1, 1) cost from np.dot)
+    batched: bool  # f takes a stack of parameter vectors and returns one loss per row
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The check's facts, from the first call of f; frozen and read-only."""
+
+    f: Callable[..., Any]
+    layout: Layout
+    theta: np.ndarray  # the flat parameters (read-only): every evaluation starts from it
+    analytic: np.ndarray  # float64 flat gradient under test (read-only)
+    f0: float
+    loss_dtype: np.dtype
+    dtype: np.dtype  # the coarser of the parameters' and the loss dtype: it sets the steps
+    call: Call
+    seconds: float  # how long the first call took (a JIT compile included)
+
+    @property
+    def n(self) -> int:
+        return self.layout.n
+
+
+def build(f: Callable[..., Any], params: Any, grad: Any, *, batched: bool) -> Problem:
+    """Lay out ``params``, call ``f`` (and a callable ``grad``) once, and freeze the facts.
+
+    Raises ``ValueError`` when f or grad modify their input, or ``f(params)`` is not
+    finite; ``TypeError`` when f's result is not one real number.
+    """
+    layout, buffer = _layout.build(params)
+    pristine = buffer.copy()
+    struct = layout.structure(buffer)
+    started = time.perf_counter()
+    if batched:
+        if grad is None:
+            raise ValueError("with batched=True, pass `grad`: a batched `f` returns losses only")
+        f0, loss_dtype = loss_value(batch_values(f, layout, buffer.reshape(1, -1), 1))
+        call = Call(pair=False, array_valued=False, batched=True)
+    else:
+        out = f(struct)
+        pair = grad is None
+        if pair:
+            out, grad = split(out)
+        call = Call(pair=pair, array_valued=isinstance(out, np.ndarray), batched=False)
+        f0, loss_dtype = loss_value(out)
+    seconds = time.perf_counter() - started
+    if not np.isfinite(f0):
+        raise ValueError(f"`f(params)` must be finite to check a gradient there, got {f0!r}")
+    if callable(grad):
+        grad = grad(struct)
+    analytic = layout.flatten(grad, what="grad")
+    unchanged(layout, buffer, pristine, "f or grad")
+    analytic.flags.writeable = False
+    pristine.flags.writeable = False
+    dtype = coarser(buffer.dtype, loss_dtype)
+    return Problem(f, layout, pristine, analytic, f0, loss_dtype, dtype, call, seconds)
+
+
+def unchanged(layout: Layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> None:
+    """Raise ``ValueError`` naming the first entry of ``buffer`` that differs, bitwise."""
+    bits = f"u{buffer.itemsize}"  # bitwise: a restored value must be the very same number
+    changed = np.flatnonzero(buffer.view(bits) != pristine.view(bits))
+    if changed.size:
+        i = int(changed[0])
+        raise ValueError(
+            f"{who} modified its input in place: {layout.entry_name(i)} changed from "
+            f"{pristine[i]!r} to {buffer[i]!r}; the check needs f to leave its arguments alone"
+        )
+
+
+def split(out: Any) -> tuple[Any, Any]:
+    """``(loss, grads)`` from what an f called with ``grad=None`` returned."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            "with grad=None, `f` must return (loss, grads); it returned "
+            f"{type(out).__name__}: {out!r:.80}"
+        )
+    return out
+
+
+def loss_value(out: Any) -> tuple[float, np.dtype]:
+    """The loss as a float and its dtype; refuse anything but one real number."""
+    if isinstance(out, np.ndarray) and out.size == 1 and out.dtype.kind in "iuf":
+        out = out.reshape(())[()]
+    if not is_scalar(out):
+        shape = f" of shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else ""
+        raise TypeError(
+            f"`f` must return one real number, got {type(out).__name__}{shape}: {out!r:.80}"
+        )
+    # float32 losses make the steps and thresholds float32's; anything else is float64.
+    dtype = np.dtype(np.float32) if isinstance(out, np.float32) else np.dtype(np.float64)
+    return float(out), dtype
+
+
+def is_scalar(r: Any) -> bool:
+    """One real number, and not a bool (numpy would read True as 1.0)."""
+    return isinstance(r, (int, float, np.integer, np.floating)) and not isinstance(
+        r, (bool, np.bool_)
+    )
+
+
+def batch_values(f: Callable[[Any], Any], layout: Layout, stack: np.ndarray, count: int):
+    """Call the batched ``f`` on ``stack`` (count, n) and check it gave ``count`` numbers."""
+    result = f(layout.structure(stack, batch=count))
+    arr = np.asarray(result)
+    if arr.dtype.kind not in "iuf" or arr.size != count or arr.ndim > 2:
+        raise FunctionOutputError(
+            f"with batched=True, `f` must return {count} real numbers (one per row of its "
+            f"(B, ...) input), but returned {type(result).__name__} of shape "
+            f"{getattr(arr, 'shape', None)} and dtype {arr.dtype}"
+        )
+    return arr.reshape(count)
