@@ -167,9 +167,7 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     options = replace(options, seed=seed)
     # One stream each for the noise probe, the sample and the directions, so that turning
     # one of them on or off leaves what the others draw unchanged.
-    noise_rng, sample_rng, direction_rng = map(
-        np.random.default_rng, np.random.SeedSequence(seed).spawn(3)
-    )
+    noise_rng, sample_rng, direction_rng = _streams(seed, options)
     evaluator = _engine.Evaluator(problem, client=options.client)
     selection, per_call = _select(problem, evaluator, options, sample_rng, blocks)
     plan = _plan.make(problem.theta, selection.idx, method=options.method, eps=options.eps,
@@ -200,6 +198,17 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)
 
 
+def _streams(seed: int, options: _options.Options) -> list:
+    """Generators for the noise probe, the sample and the directions.
+
+    None where unused: making one costs a small check more than its compare does.
+    """
+    used = (options.noise, options.sample is not None or options.budget is not None,
+            options.directions is not None or options.budget is not None)  # fmt: skip
+    children = np.random.SeedSequence(seed).spawn(3)
+    return [np.random.default_rng(c) if u else None for c, u in zip(children, used, strict=True)]
+
+
 def _select(problem, evaluator, options, rng, blocks) -> tuple[_plan.Selection, float | None]:
     """What to check, fitted to ``options.budget`` when there is one; and the timing."""
     layout = problem.layout
@@ -207,12 +216,12 @@ def _select(problem, evaluator, options, rng, blocks) -> tuple[_plan.Selection, 
     if options.budget is not None:
         # The middle of three timings: one call alone can catch a cold cache or a hiccup.
         per_call = sorted(evaluator.time_one() for _ in range(3))[1]
-        n_blocks = len(layout.blocks) if blocks is None else len(blocks)
-        n = layout.n if blocks is None else sum(layout.blocks[k].size for k in blocks)
+        scope = range(len(layout.blocks)) if blocks is None else blocks
+        sizes = [layout.blocks[k].size for k in scope]
         # Reserve what the noise probe may spend at its most: it runs after the plan.
         spent = evaluator.nfev + (_policy.NOISE_MOST if options.noise else 0)
         sample, directions = _plan.fit_budget(
-            options.budget, per_call, n_blocks, n, sample, directions,
+            options.budget, per_call, sizes, sample, directions,
             method=options.method, spent=spent,
         )  # fmt: skip
     return _plan.select(layout, sample, directions, rng, blocks), per_call

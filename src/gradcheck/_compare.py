@@ -72,18 +72,23 @@ def thresholds(dtype: np.dtype, method: str, tol) -> tuple[tuple[float, float], 
 
 @dataclass(frozen=True)
 class _Judged:
-    """The entries that count in the block verdicts, with what the error model allows."""
+    """The entries that count in the block verdicts, and what each block makes of them.
+
+    Per-block numbers are computed once for all blocks (plain Python lists): a block's
+    result is then assembled without further array work.
+    """
 
     idx: np.ndarray
     a: np.ndarray
     b: np.ndarray
     err: np.ndarray
     score: np.ndarray
-    untested: np.ndarray
-    seg: np.ndarray  # block k is [seg[k], seg[k + 1]) of these arrays
-    norms: np.ndarray
-    diffs: np.ndarray
-    fd_norms: np.ndarray
+    seg: list  # block k is [seg[k], seg[k + 1]) of these arrays
+    norms: list  # (||a||, ||b||, ||a - b||) per block
+    diffs: list
+    fd_norms: list  # the norm of what noise in f allows, per block
+    worst_at: list  # position of the largest |error| (NaN first), -1 for an empty block
+    untested: list  # entries where both sides lie below what the differences resolve
 
 
 def compare(
@@ -106,18 +111,23 @@ def compare(
     counted = ok if marks is None else ok & ~marks.kinks
     j = _judged(layout, plan.idx[counted], analytic[counted], est.gradapprox[counted],
                 fd_all[counted], dtype)  # fmt: skip
-    seg_all = np.searchsorted(plan.idx, layout.offsets)
+    seg_all = np.searchsorted(plan.idx, layout.offsets).tolist()
+    any_bad = bool(est.bad.any())
     blocks = []
     for k, block in enumerate(layout.blocks):
         mine = slice(seg_all[k], seg_all[k + 1])
-        skipped = plan.idx[mine][est.bad[mine]]
-        kinked = 0 if marks is None else int((marks.kinks[mine] & ok[mine]).sum())
-        on_kink = 0 if marks is None else int(marks.on_kink[mine][ok[mine]].sum())
-        result = _block(block, k, j, tol, adaptive, skipped, (kinked, on_kink))
-        blocks.append(replace(result, checked=int(seg_all[k + 1] - seg_all[k] - skipped.size)))
+        skipped = plan.idx[mine][est.bad[mine]] if any_bad else plan.idx[:0]
+        kinks = (0, 0)
+        if marks is not None:
+            kinks = (
+                int((marks.kinks[mine] & ok[mine]).sum()),
+                int(marks.on_kink[mine][ok[mine]].sum()),
+            )
+        checked = seg_all[k + 1] - seg_all[k] - int(skipped.size)
+        blocks.append(_block(block, k, j, (tol, adaptive), skipped, checked, kinks))
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
     # that a check set up like the classic exercise reproduces its digits; kinks count here.
-    a_all, b_all = analytic[ok], est.gradapprox[ok]
+    a_all, b_all = (analytic, est.gradapprox) if not any_bad else (analytic[ok], est.gradapprox[ok])
     difference = (
         segment_differences(a_all, b_all, np.array([0, a_all.size]))[1][0]
         if a_all.size
@@ -137,12 +147,34 @@ def _judged(layout, idx, a, b, fd_error, dtype) -> _Judged:
     score = scores(a, b, fd_error, dtype)
     # Entries where both sides are below what the differences resolve were not tested.
     untested = (np.abs(a) + np.abs(b)) < _policy.NOISE * fd_error
-    return _Judged(idx, a, b, err, score, untested, seg, norms, diffs, fd_norms)
+    worst_at, n_untested = _per_block(seg, err, untested)
+    return _Judged(idx, a, b, err, score, seg.tolist(), norms.tolist(), diffs.tolist(),
+                   fd_norms.tolist(), worst_at, n_untested)  # fmt: skip
 
 
-def _block(block, k, j: _Judged, tol, adaptive, skipped, kinks) -> BlockResult:
-    """Block ``k``'s result from the judged entries ``j``; ``kinks``: (kinked, on a kink)."""
-    kinked, on_kink = kinks
+def _per_block(seg: np.ndarray, err: np.ndarray, untested: np.ndarray) -> tuple[list, list]:
+    """Per block: where the largest error is (NaN counts as infinite) and how many entries
+    are untested; one array pass for all blocks, so a report of many blocks stays cheap.
+    """
+    counts = np.diff(seg)
+    full = counts > 0
+    worst_at = np.full(counts.size, -1, dtype=np.int64)
+    n_untested = np.zeros(counts.size, dtype=np.int64)
+    starts = seg[:-1][full]
+    if starts.size:
+        key = np.where(np.isnan(err), np.inf, err)
+        hits = np.flatnonzero(key == np.repeat(np.maximum.reduceat(key, starts), counts[full]))
+        worst_at[full] = hits[np.searchsorted(hits, starts)]
+        n_untested[full] = np.add.reduceat(untested, starts, dtype=np.int64)
+    return worst_at.tolist(), n_untested.tolist()
+
+
+def _block(block, k, j: _Judged, thresholds, skipped, checked, kinks) -> BlockResult:
+    """Block ``k``'s result from the judged entries ``j``.
+
+    ``thresholds`` is (tol, adaptive); ``kinks`` (entries at or across a kink, entries on one).
+    """
+    (tol, adaptive), (kinked, on_kink) = thresholds, kinks
     lo, hi = j.seg[k], j.seg[k + 1]
     na, nb, nd = j.norms[k]
     block_tol, note = tol, None
@@ -171,13 +203,13 @@ def _block(block, k, j: _Judged, tol, adaptive, skipped, kinks) -> BlockResult:
         note = diagnose(block, j.idx[lo:hi], j.a[lo:hi], j.b[lo:hi])
     at, max_err = None, math.nan
     if hi > lo:
-        m = lo + _argmax_nan_first(j.err[lo:hi])
+        m = j.worst_at[k]
         max_err, at = float(j.err[m]), block.entry_name(int(j.idx[m]))
     return BlockResult(
         name=block.name,
         shape=block.shape,
         size=block.size,
-        checked=0,
+        checked=checked,
         difference=float(d),
         verdict=verdict,
         norm_analytic=float(na),
@@ -188,7 +220,7 @@ def _block(block, k, j: _Judged, tol, adaptive, skipped, kinks) -> BlockResult:
         nonfinite=tuple(block.entry_name(int(i)) for i in skipped[: _policy.WORST]),
         tol=block_tol,
         kinks=kinked,
-        untested=int(j.untested[lo:hi].sum()),
+        untested=j.untested[k],
         diagnosis=note,
     )
 
@@ -238,19 +270,15 @@ def _worst(layout, idx, a, b, err, score) -> tuple[Entry, ...]:
         return ()
     top = np.argpartition(-score, k - 1)[:k] if score.size > k else np.arange(score.size)
     top = top[np.argsort(-score[top], kind="stable")]
+    # One search for the blocks of all ten, and plain floats: numpy scalars cost more.
+    where = idx[top].tolist()
+    owners = (np.searchsorted(layout.offsets, idx[top], side="right") - 1).tolist()
+    values = (a[top].tolist(), b[top].tolist(), err[top].tolist(), score[top].tolist())
+    rows = zip(*values, strict=True)
     entries = []
-    for j in top.tolist():
-        block = layout.block_of(int(idx[j]))
-        entries.append(
-            Entry(
-                name=block.entry_name(int(idx[j])),
-                block=block.name,
-                analytic=float(a[j]),
-                numeric=float(b[j]),
-                abs_error=float(err[j]),
-                score=float(score[j]),
-            )
-        )
+    for i, k, (x, y, e, s) in zip(where, owners, rows, strict=True):
+        block = layout.blocks[k]
+        entries.append(Entry(block.entry_name(i), block.name, x, y, e, s))
     return tuple(entries)
 
 
@@ -279,8 +307,3 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
         numeric = np.concatenate([r.numeric for r in results.values()])
         difference = segment_differences(predicted, numeric, np.array([0, numeric.size]))[1][0]
     return replace(comparison, blocks=tuple(blocks), verdict=verdict, difference=float(difference))
-
-
-def _argmax_nan_first(x: np.ndarray) -> int:
-    nan = np.flatnonzero(np.isnan(x))
-    return int(nan[0]) if nan.size else int(np.argmax(x))

@@ -222,6 +222,9 @@ def numba_segment_engine(f: Any, buffer: np.ndarray, points: list) -> np.ndarray
     return out
 
 
+# Fewer points than this go to the jitted f one call at a time (the noise probe, the
+# directions' pairs): entering a parallel kernel with a first-class function costs more.
+NUMBA_SEGMENTS = 32
 # engine="auto" compiles the numba kernel only when the Python engine would take longer than
 # a first compile costs here (1-2 s), unless the kernel is already compiled in this process.
 AUTO_NUMBA_SECONDS = 1.0
@@ -247,6 +250,7 @@ class Evaluator:
         layout = problem.layout
         self._call = None
         self._cbuffer = self._ccall = None  # the complex step's buffer, made when needed
+        self._first_class = None  # the jitted f as the numba kernels take it
         if not problem.call.batched:
             self._call = caller(problem.f, layout.structure(self.buffer), problem.call)
 
@@ -287,7 +291,7 @@ class Evaluator:
                 f, self.problem.layout, buffer, plan.idx, plan.values, self.tick
             )
         elif engine == "numba":
-            values = numba_engine(f, buffer, plan.idx, plan.values, self.tick)
+            values = numba_engine(self._jitted(), buffer, plan.idx, plan.values, self.tick)
         elif engine == "dask":
             from . import _dask
 
@@ -306,8 +310,8 @@ class Evaluator:
             values = batched_segment_engine(
                 self.problem.f, self.problem.layout, self.buffer, points
             )
-        elif engine == "numba":
-            values = numba_segment_engine(self.problem.f, self.buffer, points)
+        elif engine == "numba" and len(points) >= NUMBA_SEGMENTS:
+            values = numba_segment_engine(self._jitted(), self.buffer, points)
         elif engine == "dask":
             from . import _dask
 
@@ -341,6 +345,11 @@ class Evaluator:
     def verify(self, who: str = "f") -> None:
         """Raise ``ValueError`` if f changed its input (bitwise) since the check began."""
         unchanged(self.problem.layout, self.buffer, self.problem.theta, who)
+
+    def _jitted(self):
+        if self._first_class is None:
+            self._first_class = _jit.first_class(self.problem.f)
+        return self._first_class
 
     def _client(self):
         from . import _dask

@@ -110,6 +110,29 @@ def leaves(tree: Any) -> list[tuple[str, Path, np.ndarray]]:
     return found
 
 
+def groups(params: Any) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Each top-level item of ``params`` (a single array is one), by name, with the indices
+    of its arrays among the layout's blocks and its size: what a monitor rotates over.
+    """
+    found_leaves = leaves(params)
+    if isinstance(params, Mapping):
+        tops = {key: str(key) for key in params}
+    elif isinstance(params, (list, tuple)):
+        fields = getattr(params, "_fields", None)
+        tops = {i: fields[i] if fields else f"[{i}]" for i in range(len(params))}
+    else:
+        tops = {None: "params"}
+    if not tops:
+        raise ValueError(f"`params` holds no blocks: {params!r}")
+    found: dict[str, tuple[list[int], int]] = {name: ([], 0) for name in tops.values()}
+    for k, (_, path, arr) in enumerate(found_leaves):
+        name = tops[path[0] if path else None]
+        indices, size = found[name]
+        found[name] = ([*indices, k], size + arr.size)
+    # A top-level item without arrays (an empty dict) has nothing to check.
+    return {name: (tuple(ks), size) for name, (ks, size) in found.items() if ks}
+
+
 def lookup(tree: Any, path: Path, *, what: str) -> Any:
     """The node at ``path`` of ``tree`` (which mirrors the parameters); ``dW1`` for ``W1``."""
     return _lookup(tree, path, what=what)

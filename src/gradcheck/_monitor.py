@@ -15,7 +15,7 @@ import os
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from numbers import Integral, Real
 from typing import Any
@@ -43,21 +43,11 @@ EXTRA_EVALUATIONS = 24
 # steps, and a check this many seconds besides its evaluations.
 FIRST_STEPS_PER_EVAL = 0.5
 FIXED_SECONDS = 0.002
-# Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (its
-# sub-problems call f with one block replaced, not with stacks).
+# Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (the
+# training loop hands over f as it trains, a loss of one point).
 _CHECK_OPTIONS = _options.NAMES - {"sample", "directions", "seed", "budget", "batched"}
-_HISTORY_FIELDS = (
-    "step",
-    "block",
-    "difference",
-    "verdict",
-    "seconds",
-    "checked",
-    "directions",
-    "nfev",
-    "reduced",
-    "seed",
-)
+_HISTORY_FIELDS = ("step", "block", "difference", "verdict", "seconds", "checked")
+_HISTORY_FIELDS += ("directions", "nfev", "reduced", "seed")
 
 
 class GradientAlert(UserWarning):
@@ -276,7 +266,7 @@ class Monitor:
             self._next_due = -(-step // self.every) * self.every  # a multiple, at or after
         if step < self._next_due:
             return None
-        scopes = _scopes(params)
+        scopes = _layout.groups(params)
         names = list(scopes)
         name = self._pinned if self._pinned in names else names[self._turn % len(names)]
         config, wait = self._choose(name, scopes[name][1], entered)
@@ -488,29 +478,6 @@ class Monitor:
             f"Monitor(every={self.every}, budget={self.budget}, sample={self.sample}, "
             f"directions={self.directions}, checks={self.checks}, alerts={len(self.alerts)})"
         )
-
-
-def _scopes(params: Any) -> dict[str, tuple[tuple[int, ...], int]]:
-    """The blocks a monitor rotates over: each top-level item of ``params`` (a single array
-    is one), by name, with the indices of its arrays in the layout and its size.
-    """
-    leaves = _layout.leaves(params)
-    if isinstance(params, Mapping):
-        tops = {key: str(key) for key in params}
-    elif isinstance(params, (list, tuple)):
-        fields = getattr(params, "_fields", None)
-        tops = {i: fields[i] if fields else f"[{i}]" for i in range(len(params))}
-    else:
-        tops = {None: "params"}
-    if not tops:
-        raise ValueError(f"`params` holds no blocks: {params!r}")
-    found: dict[str, tuple[list[int], int]] = {name: ([], 0) for name in tops.values()}
-    for k, (_, path, arr) in enumerate(leaves):
-        name = tops[path[0] if path else None]
-        indices, size = found[name]
-        found[name] = ([*indices, k], size + arr.size)
-    # A top-level item without arrays (an empty dict) has nothing to check.
-    return {name: (tuple(ks), size) for name, (ks, size) in found.items() if ks}
 
 
 def _evaluations(config, size: int, options) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +61,12 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
     respace = _policy.NOISE_RESPACE
     points = _policy.NOISE_POINTS
 
+    steps = np.delete(np.arange(points) - points // 2, points // 2).astype(np.float64)
+
     def on_line(spacing):
-        offsets = (np.arange(points) - points // 2) * spacing
-        line = [(lo, hi, (x + t * direction).astype(buffer.dtype)) for t in offsets if t != 0]
-        return np.insert(evaluator.segments(line), points // 2, problem.f0)
+        rows = (x[None, :] + (steps * spacing)[:, None] * direction[None, :]).astype(buffer.dtype)
+        found = evaluator.segments([(lo, hi, row) for row in rows]).tolist()
+        return [*found[: points // 2], problem.f0, *found[points // 2 :]]
 
     estimated = None
     for _ in range(_policy.NOISE_ATTEMPTS):
@@ -114,15 +117,17 @@ def ecnoise(values) -> tuple[float | None, str]:
         return None, "too small"  # mostly identical values: below the resolution of f
     gamma = 1.0
     levels, signs_change = [], []
+    agree = _policy.ECNOISE_AGREE
     for k in range(1, len(values)):
         gamma *= k / (2 * (2 * k - 1))  # (k!)^2 / (2k)!
-        levels.append(math.sqrt(gamma * sum(d * d for d in table) / len(table)))
+        levels.append(math.sqrt(gamma * sum(map(operator.mul, table, table)) / len(table)))
         signs_change.append(max(table) > 0 > min(table))
         table = [b - a for a, b in itertools.pairwise(table)]
-    # The first order from which three levels agree within ECNOISE_AGREE and the differences
-    # change sign: smooth trends have died out and what remains is noise.
-    for k in range(len(levels) - 2):
-        trio = levels[k : k + 3]
-        if max(trio) <= _policy.ECNOISE_AGREE * min(trio) and signs_change[k]:
-            return levels[k] * scale, "ok"
+        # The first order from which three levels agree within ECNOISE_AGREE and the
+        # differences change sign: smooth trends have died out and what remains is noise.
+        if len(levels) >= 3:
+            first = len(levels) - 3
+            trio = levels[first:]
+            if max(trio) <= agree * min(trio) and signs_change[first]:
+                return levels[first] * scale, "ok"
     return None, "too large"

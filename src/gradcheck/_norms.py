@@ -8,6 +8,7 @@ overflows past ~1e154.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -24,9 +25,10 @@ def segment_norms(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) -> np.ndarr
     a = np.ascontiguousarray(a, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     out = np.empty((offsets.size - 1, 3))
-    if a.size <= PY_NORMS:
+    if a.size <= PY_NORMS and "numba" not in sys.modules:
         # Small inputs: the same loop in Python floats (same IEEE arithmetic, same bits)
-        # costs less than loading numba and the compiled kernel.
+        # costs less than importing numba and loading the compiled kernel; once numba is
+        # loaded (a numba engine, the user's own jitted f) the kernel is the cheaper one.
         _norm_kernel.segment_norms(a.tolist(), b.tolist(), offsets.tolist(), out)
     else:
         kernel = _jit.compiled("segment_norms")

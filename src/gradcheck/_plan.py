@@ -169,14 +169,16 @@ def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=Non
     return Selection(idx, sample, directions, scope)
 
 
-def fit_budget(budget, per_call, n_blocks, n, sample, directions, *, method, spent):
+def fit_budget(budget, per_call, sizes, sample, directions, *, method, spent):
     """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
 
+    ``sizes`` are those of the blocks in scope.
     ``spent`` evaluations are paid or reserved already (the first call, the timing, the
     noise probe at its most); a coordinate costs as many evaluations as ``method`` has
     points.
     """
     affordable = int(budget / per_call) - spent
+    n_blocks, n = len(sizes), int(sum(sizes))
     per_coordinate = len(METHODS[method].offsets)
     if sample is None and directions is None and per_coordinate * n <= affordable:
         return None, None  # a full check fits

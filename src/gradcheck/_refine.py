@@ -58,6 +58,8 @@ def refine(
     a = problem.analytic[plan.idx]
     score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.dtype)
     score[est.bad] = 0.0
+    if not (score > 1).any():
+        return Refined(first, ())
     per_block = flagged_positions(plan, problem.layout.offsets, score)
 
     def look(positions):
