@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
+import pytest
+
+# Under NUMBA_DISABLE_JIT=1 (the kernels covered as plain Python) a jitted f is a plain
+# function: tests that tell the two apart cannot run.
+needs_jit = pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+    reason="NUMBA_DISABLE_JIT=1: jitted and plain functions are the same",
+)
 
 # A small tanh MLP, 6 inputs -> 5 hidden -> 1 output, squared error over 4 samples.
 N_IN, N_HID, N_SAMPLES = 6, 5, 4

@@ -328,12 +328,15 @@ def _sum_of_squares(x):
 @pytest.mark.parametrize(
     ("f", "params", "grad", "why"),
     [
-        (lambda x: float(x @ x), np.ones(3), 2 * np.ones(3), "jitted"),  # plain Python f
-        (
+        pytest.param(  # plain Python f
+            lambda x: float(x @ x), np.ones(3), 2 * np.ones(3), "jitted", marks=models.needs_jit
+        ),
+        pytest.param(
             lambda p: float(p["x"] @ p["x"]),
             {"x": np.ones(3)},
             {"x": 2 * np.ones(3)},
             "jitted",
+            marks=models.needs_jit,
         ),
         (_sum_of_squares, np.ones((2, 2)), 2 * np.ones((2, 2)), "1-D"),  # jitted, 2-D params
         (_sum_of_squares, np.ones(3, dtype=np.float32), 2 * np.ones(3), "float64"),

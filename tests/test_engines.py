@@ -138,6 +138,7 @@ def test_auto_engine_keeps_small_checks_off_the_compiler(monkeypatch):
     assert r.engine == "numba"
 
 
+@models.needs_jit
 def test_auto_engine_for_plain_python_functions_is_python():
     A, b, x = models.quad_data()
     r = gradcheck.check(lambda x: models.quad_loss(x, A, b), x, models.quad_grad(x, A, b))

@@ -7,12 +7,14 @@ from hypothesis.extra import numpy as hnp
 
 from gradcheck import _jit, _norm_kernel
 
+from . import models
 from .reference import reference_norm
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 magnitudes = st.sampled_from([1.0, 1e-200, 1e200, 2.0**-1070, 1e300])
 
 
+@models.needs_jit
 @given(
     hnp.arrays(np.float64, st.integers(1, 300), elements=finite),
     st.data(),

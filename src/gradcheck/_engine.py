@@ -368,7 +368,11 @@ def numba_unsuitable(problem: Any, buffer: np.ndarray) -> str | None:
         return f"`params` to be one 1-D array, got blocks {[b.name for b in layout.blocks]}"
     if buffer.dtype != np.float64 or block.dtype != np.float64:
         return f"`params` of dtype float64, got {block.dtype}"
-    returns = _jit.return_type_name(f, buffer)
+    if hasattr(f, "overloads"):
+        returns = _jit.return_type_name(f, buffer)
+    else:  # the JIT is disabled: the first call showed what f returns
+        plain = not (problem.call.pair or problem.call.array_valued)
+        returns = str(problem.loss_dtype) if plain else "a pair or an array"
     if returns != "float64":
         return f"`f(params)` to return a float64 (and `grad` given separately), got {returns}"
     return None

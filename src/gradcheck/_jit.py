@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import types
 
 # Set GRADCHECK_NUMBA_CACHE=0 to keep numba from writing cache files.
 CACHE = os.environ.get("GRADCHECK_NUMBA_CACHE", "1") != "0"
@@ -92,11 +93,24 @@ def _decorate(numba, py_func, sig, options, *, cache):
     return numba.njit(sig, cache=cache, **options)(py_func)
 
 
+def jit_disabled() -> bool:
+    """True under ``NUMBA_DISABLE_JIT=1``.
+
+    numba.njit then returns plain Python functions and the kernels run as Python loops: how
+    the test suite covers them line by line.
+    """
+    return os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
+
+
 def is_jitted(f) -> bool:
-    """True when ``f`` is a numba dispatcher (checked without importing numba)."""
+    """True when ``f`` is a numba dispatcher (checked without importing numba).
+
+    With the JIT disabled, a plain Python function stands for one: that is what
+    ``numba.njit`` gave.
+    """
     module = type(f).__module__ or ""
     if not module.startswith("numba"):
-        return False
+        return jit_disabled() and isinstance(f, types.FunctionType)
     return numba_module().extending.is_jitted(f)
 
 
