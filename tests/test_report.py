@@ -142,12 +142,13 @@ def test_to_dict_with_nan_values_survives_json(mlp):
     assert math.isnan(report.difference)
     assert report.failing == ("b2",)
     data = _roundtrip(report)
-    assert data["difference"] == "nan"
-    assert data["blocks"]["b2"]["difference"] == "nan"
+    # Strict JSON: NaN and infinity are null, never strings a reader must special-case.
+    assert data["difference"] is None
+    assert data["blocks"]["b2"]["difference"] is None
     assert data["blocks"]["b2"]["verdict"] == "fail"
     assert data["blocks"]["W1"]["difference"] == report.blocks["W1"].difference
     assert data["worst"][0]["name"] == "b2[0]"
-    assert data["worst"][0]["score"] == "inf"
+    assert data["worst"][0]["score"] is None
 
 
 def test_to_dict_of_an_inconclusive_report_survives_json():
@@ -161,6 +162,40 @@ def test_to_dict_of_an_inconclusive_report_survives_json():
     data = _roundtrip(report)
     assert data["verdict"] == "inconclusive"
     assert data["blocks"]["params"]["nonfinite"] == ["params[1]"]
+
+
+def test_to_dict_says_why_a_check_is_inconclusive():
+    rng = np.random.default_rng(0)
+    x = np.array([1.0, 2.0])
+
+    def noisy(x):  # not deterministic: the check cannot judge it
+        return np.sum(x**2) + 1e-3 * rng.standard_normal()
+
+    report = gradcheck.check(noisy, x, 2 * x, seed=3, directions=2, budget=30.0)
+    data = _roundtrip(report)
+    assert data["verdict"] == "inconclusive"
+    assert data["notes"] == list(report.notes)
+    assert any("f is not deterministic" in note for note in data["notes"])
+    assert data["noise"] == report.noise > 0
+    assert data["directions"] == 2
+    assert data["budget"] == 30.0
+
+
+def test_to_dict_lists_the_kinks():
+    x = np.array([0.0, 1.0, -2.0, 0.5, 3e-7, -1e-7])
+
+    def f(x):
+        return np.maximum(x, 0).sum() + 0.5 * x @ x
+
+    report = gradcheck.check(f, x, (x > 0) + x, seed=0)
+    data = _roundtrip(report)
+    assert [k["name"] for k in data["kinks"]] == [k.name for k in report.kinks]
+    at = next(k for k in data["kinks"] if k["name"] == "params[0]")
+    assert at["kind"] == "at"
+    assert set(at) == {"name", "kind", "analytic", "numeric", "left", "right"}
+    assert data["directions"] == 0
+    assert data["budget"] is None
+    assert data["notes"] == []
 
 
 def test_to_dict_with_a_numpy_integer_seed_survives_json():

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _demo
+from . import __version__, _demo
 from ._check import ENGINES, check
 from ._plan import METHODS
 
@@ -58,7 +58,7 @@ def info(args: argparse.Namespace) -> int:
     import numba
     import scipy
 
-    from . import __version__, _jit
+    from . import _jit
 
     rows = [
         ("gradcheck", f"{__version__} ({Path(__file__).resolve().parent})"),
@@ -262,17 +262,51 @@ def check_command(args: argparse.Namespace) -> int:
     }
     try:
         report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None})
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{args.target}: {exc}") from exc
-    except Exception as exc:  # the user's f raised: show where, and say it did not run
-        traceback.print_exc()
-        raise UsageError(f"{args.target}: the check could not run: {exc!r}") from exc
+    except Exception as exc:
+        where = _raised_at(exc)
+        if where is None and isinstance(exc, (TypeError, ValueError)):
+            # gradcheck refused an argument: its own message says which and why.
+            raise UsageError(f"{args.target}: {exc}") from exc
+        # Raised in the user's f or grad (or a library they call): show where.
+        _print_user_traceback(exc)
+        raise UsageError(
+            f"{args.target}: the check could not run: {type(exc).__name__}: {exc}, raised "
+            f"in {where or 'gradcheck'} (traceback above)"
+        ) from exc
     status = EXIT_PASS if report.passed else EXIT_FAIL
     try:
-        print(json.dumps(report.to_dict(), indent=2) if args.json else report, flush=True)
+        text = json.dumps(report.to_dict(), indent=2, allow_nan=False) if args.json else report
+        print(text, flush=True)
     except BrokenPipeError:  # piped into head: the verdict still sets the status
         _quiet_stdout()
     return status
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` from the first frame outside gradcheck: the user's code."""
+    tb = exc.__traceback__
+    while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+
+
+def _is_ours(filename: str) -> bool:
+    return Path(filename).resolve().parent == Path(__file__).resolve().parent
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``"file.py:12, in f"`` for the frame that raised ``exc``, or None when that frame is
+    gradcheck's own (a refused argument, raised by gradcheck's validation).
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if _is_ours(code.co_filename):
+        return None
+    return f"{Path(code.co_filename).name}:{tb.tb_lineno}, in {code.co_name}"
 
 
 def _load(target: str) -> tuple[Any, Any, Any]:
@@ -381,6 +415,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck", description="Check hand-written gradients against finite differences."
     )
+    parser.add_argument("--version", action="version", version=f"gradcheck {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("demo", help="check the built-in 3-layer network, buggy and fixed")
@@ -407,11 +442,16 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "check",
         help="check module:function, which returns (f, params, grad)",
-        description="Import MODULE (from the current directory too), call FUNCTION() for "
-        "(f, params, grad) and check the gradient. Exit status 0: pass or warn; 1: fail or "
-        "inconclusive; 2: the check could not run (usage or import error, an exception).",
+        description="Import MODULE (a module name, found from the current directory too, or "
+        "a file: path/to/file.py:function), call FUNCTION() for (f, params, grad) and check "
+        "the gradient. Exit status 0: pass or warn; 1: fail or inconclusive; 2: the check "
+        "could not run (usage or import error, an exception in your code).",
     )
-    p.add_argument("target", metavar="module:function", help="e.g. mymodel:gradient_problem")
+    p.add_argument(
+        "target",
+        metavar="module:function",
+        help="e.g. mymodel:gradient_problem, or path/to/file.py:gradient_problem",
+    )
     p.add_argument("--eps", type=_positive_float, help="absolute step; default: automatic")
     p.add_argument("--method", choices=sorted(METHODS), help="difference formula (central)")
     p.add_argument("--seed", type=_seed, help="seed of the plan (recorded in the report)")
@@ -424,7 +464,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_positive_int, help="random directions per block")
     p.add_argument("--budget", type=_positive_float, help="seconds to spend")
     p.add_argument("--tol", type=_tol, help="threshold, or pass,fail thresholds")
-    p.add_argument("--json", action="store_true", help="print report.to_dict() as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print report.to_dict() as strict JSON (NaN and infinity as null)",
+    )
     p.set_defaults(run=check_command)
     return parser
 

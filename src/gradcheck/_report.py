@@ -95,8 +95,11 @@ class Report:
         Returns
         -------
         dict
-            JSON-serialisable: blocks and worst entries as dicts, non-finite numbers as the
-            strings ``"nan"``, ``"inf"``, ``"-inf"``. ``gradapprox`` is left out.
+            Every field but ``gradapprox``, in strict JSON's types: blocks, worst entries and
+            kinks as dicts, tuples as lists, and non-finite numbers (NaN, infinity) as None,
+            which ``json.dumps`` writes as ``null``, so any JSON parser reads the result.
+            ``notes``, ``kinks``, ``noise``, ``directions`` and ``budget`` say why a verdict
+            is what it is (an inconclusive check among them).
         """
         return _jsonable(
             {
@@ -115,6 +118,11 @@ class Report:
                 "loss": self.loss,
                 "tol": list(self.tol),
                 "seconds": self.seconds,
+                "directions": self.directions,
+                "budget": self.budget,
+                "noise": self.noise,
+                "notes": list(self.notes),
+                "kinks": [asdict(k) for k in self.kinks],
             }
         )
 
@@ -290,5 +298,5 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
+        return None  # strict JSON has no NaN or infinity
     return obj
