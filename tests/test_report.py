@@ -213,6 +213,8 @@ def test_str_of_a_failing_report(mlp):
     report = _mlp_check(mlp, _broken(mlp))
     text = str(report)
     assert text.startswith("gradcheck: FAIL")
+    # The headline names the failing blocks: pytest's one-line summary shows only it.
+    assert text.splitlines()[0].endswith("  (failing: W1, b1)")
     for name in ("W1", "b1", "W2", "b2"):
         assert re.search(rf"^  {name} ", text, re.M), name
     assert set(report.failing) == {"W1", "b1"}
@@ -239,6 +241,7 @@ def test_str_of_passing_warning_and_inconclusive_reports(mlp):
 
     text = str(gradcheck.check(log, x, 1 / x))
     assert text.startswith("gradcheck: INCONCLUSIVE")
+    assert text.splitlines()[0].endswith("  (inconclusive: params)")
     assert "f was not finite at perturbed points of params: params[1]" in text
 
 

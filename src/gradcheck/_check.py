@@ -499,9 +499,12 @@ def assert_gradient(f: Callable[..., Any], params: Any, grad: Any = None, **opti
     >>> gradcheck.assert_gradient(lambda x: (x**2).sum(), x, 2 * x).verdict
     'pass'
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not gradcheck's source
     report = check(f, params, grad, **options)
     if not report.passed:
-        raise AssertionError("\n" + str(report))
+        # The first line is the headline (verdict, failing blocks): pytest's one-line
+        # summary shows it.
+        raise AssertionError(str(report))
     return report
 
 

@@ -178,7 +178,7 @@ class Report:
 
 def format_report(r: Report) -> str:
     head = [
-        f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}",
+        _headline(r),
         f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
         f"  {r.nfev:,} evaluations of f, {r.engine} engine, {r.seconds:.3g} s"
         + (f" (budget {r.budget:g} s)" if r.budget is not None else "")
@@ -245,6 +245,25 @@ def format_report(r: Report) -> str:
         lines += ["", *_table(rows, right={1, 2, 3, 4})]
     lines += ["", _summary(r)]
     return "\n".join(lines)
+
+
+def _headline(r: Report) -> str:
+    """The first line, which pytest's one-line summary shows: the verdict, the difference,
+    and the blocks that decided a verdict other than pass.
+    """
+    line = f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}"
+    fails = r.failing
+    if fails:
+        return line + f"  (failing: {_names(fails)})"
+    unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
+    if unjudged:
+        line += f"  (inconclusive: {_names(unjudged)})"
+    return line
+
+
+def _names(names, shown: int = _SHOWN_WORST) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _coverage(r: Report) -> str:
