@@ -199,9 +199,9 @@ def format_report(r: Report) -> str:
             "checked": f"{b.checked:,}",
             "P(miss 1%)": f"{b.miss_probability(0.01):.2g}" if b.checked else "-",
             "difference": _num(b.difference) if b.checked else "-",
-            "directions": _num(b.direction_difference),
-            "verdict": b.verdict.upper() if b.verdict == "fail" else b.verdict,
-            "max |error|": _num(b.max_abs_error),
+            "directions": _num(b.direction_difference) if b.size else "-",
+            "verdict": _verdict_cell(b),
+            "max |error|": _num(b.max_abs_error) if b.size else "-",
             "at": b.max_abs_error_at or "-",
         }
         rows.append(tuple(cells[c] for c in columns))
@@ -217,7 +217,7 @@ def format_report(r: Report) -> str:
                 f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
                 "(both sides below what the finite differences resolve)"
             )
-        if b.tol != r.tol and b.tol == b.tol:
+        if b.tol != r.tol and b.tol == b.tol and b.size:
             lines.append(
                 f"  {b.name}: thresholds raised to pass <= {b.tol[0]:.3g}, fail > {b.tol[1]:.3g} "
                 f"for the noise in f ({r.noise:.3g})"
@@ -245,6 +245,12 @@ def format_report(r: Report) -> str:
         lines += ["", *_table(rows, right={1, 2, 3, 4})]
     lines += ["", _summary(r)]
     return "\n".join(lines)
+
+
+def _verdict_cell(b: BlockResult) -> str:
+    if not b.size:
+        return "empty"  # nothing to check: skipped, rather than a "pass" of nothing
+    return b.verdict.upper() if b.verdict == "fail" else b.verdict
 
 
 def _headline(r: Report) -> str:
