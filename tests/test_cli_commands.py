@@ -118,6 +118,27 @@ def test_info_prints_the_versions_and_the_numba_set_up():
     assert lines["numba cache"].strip()  # a location, or why there is none
 
 
+def test_info_runs_without_scipy():
+    # scipy is optional: gradcheck imports it nowhere, and info says when it is missing.
+    code = (
+        "import sys; sys.modules['scipy'] = None; "  # import scipy now raises ImportError
+        "from gradcheck.__main__ import main; sys.exit(main(['info']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^scipy +not installed \(optional", proc.stdout, re.M), proc.stdout
+
+
+def test_scipy_is_not_a_dependency():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("scipy")]
+    assert any(d.startswith("scipy") for d in project["optional-dependencies"]["test"])
+
+
 def test_info_says_when_the_cache_is_off():
     env = {**os.environ, "GRADCHECK_NUMBA_CACHE": "0"}
     proc = subprocess.run(

@@ -56,9 +56,15 @@ def demo(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     """Print the versions and the numba set-up gradcheck runs with."""
     import numba
-    import scipy
 
     from . import _jit
+
+    try:
+        import scipy
+
+        scipy_version = scipy.__version__
+    except ImportError:  # optional: gradcheck runs without it
+        scipy_version = "not installed (optional: numba needs it for linear algebra in a jitted f)"
 
     rows = [
         ("gradcheck", f"{__version__} ({Path(__file__).resolve().parent})"),
@@ -67,7 +73,7 @@ def info(args: argparse.Namespace) -> int:
             f"{platform.python_version()} ({platform.python_implementation()}, {sys.platform})",
         ),
         ("numpy", np.__version__),
-        ("scipy", scipy.__version__),
+        ("scipy", scipy_version),
         ("numba", numba.__version__),
         ("cpus", str(os.cpu_count())),
         (
