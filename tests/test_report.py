@@ -221,6 +221,11 @@ def test_str_of_a_failing_report(mlp):
     assert "2 of 4 blocks fail: W1, b1" in text
     for entry in report.worst[:5]:
         assert re.search(rf"^  {re.escape(entry.name)} ", text, re.M), entry.name
+    # The table's "score" column is explained under it.
+    worst_table = text.split("worst entries", 1)[1]
+    assert re.search(
+        r"^  score: \|error\| over what .* allow; above 1 it disagrees$", worst_table, re.M
+    )
     assert "W1[3, 2]" in text
     assert "b1[1]" in text
 

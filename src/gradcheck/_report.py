@@ -11,6 +11,11 @@ from ._compare import BlockResult, Entry
 from ._refine import Kink
 
 _SHOWN_WORST = 5
+# What the worst-entries table's last column means (the rule is _compare.scores).
+SCORE_LEGEND = (
+    "  score: |error| over what the entry's rounding noise and a relative tolerance allow; "
+    "above 1 it disagrees"
+)
 _METHOD_WORDS = {"central": "central differences", "forward": "forward differences"}
 
 
@@ -27,7 +32,11 @@ class Report:
     blocks : Mapping[str, BlockResult]
         Per parameter block: its difference, verdict, norms and largest absolute error.
     worst : tuple of Entry
-        The entries that disagree most (by a score that allows for rounding), worst first.
+        The entries that disagree most, worst first, by their ``score``: ``|error|`` over
+        what the entry's rounding noise and a relative tolerance allow,
+        ``|a - b| / (rtol (|a| + |b|) + 10 e_fd)`` with ``e_fd`` the error the noise of f
+        makes in that entry's difference and ``rtol`` 1e-5 (1e-3 in float32). Above 1 the
+        entry disagrees.
     gradapprox : same structure as ``params``
         The finite-difference gradient (read-only float64 arrays).
     nfev : int
@@ -242,7 +251,7 @@ def format_report(r: Report) -> str:
             rows.append(
                 (e.name, _num(e.analytic), _num(e.numeric), _num(e.abs_error), _num(e.score))
             )
-        lines += ["", *_table(rows, right={1, 2, 3, 4})]
+        lines += ["", *_table(rows, right={1, 2, 3, 4}), SCORE_LEGEND]
     lines += ["", _summary(r)]
     return "\n".join(lines)
 
