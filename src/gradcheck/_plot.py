@@ -53,6 +53,7 @@ def plot_report(report: Any, ax: Any = None) -> Any:
     blocks = list(report.blocks.values())
     # A new figure widens with the number of blocks, up to a screen's width, so that their
     # names fit below the bars.
+    new = ax is None
     ax = _axes(ax, width=min(MAX_WIDTH, max(6.4, 1.5 + BAR_WIDTH * len(blocks))))
     from matplotlib.patches import Patch
 
@@ -130,7 +131,7 @@ def plot_report(report: Any, ax: Any = None) -> Any:
     ax.set_xlabel("block")
     ax.set_ylabel("relative difference")
     ax.set_title(f"gradcheck: {report.verdict}, difference {report.difference:.3g}")
-    return ax
+    return _fit(ax, new)
 
 
 def _block_ticks(ax: Any, blocks: list) -> None:
@@ -151,6 +152,18 @@ def _block_ticks(ax: Any, blocks: list) -> None:
     regular = [i for i in range(0, len(blocks), every) if all(abs(i - j) >= every for j in marked)]
     shown = sorted({*marked, *regular})
     ax.set_xticks(x[shown], [blocks[i].name for i in shown], rotation=90, fontsize="small")
+
+
+def _fit(ax: Any, new: bool) -> Any:
+    """Lay out a figure the plot made itself, so that no label is cut (the x label under
+    vertical block names, the y label left of long tick labels).
+
+    A figure the caller gave is theirs to lay out. No layout engine is set, so a later
+    ``tight_layout()`` of their own stays silent.
+    """
+    if new:
+        ax.figure.tight_layout()
+    return ax
 
 
 def plot_errors(report: Any, grad: Any, ax: Any = None) -> Any:
@@ -272,8 +285,8 @@ def abs_errors(report: Any, grad: Any) -> dict[str, np.ndarray]:
 
 
 def _axes(ax: Any, width: float | None = None) -> Any:
-    """``ax``, or the axes of a new figure (``width`` inches wide, laid out so that no label
-    is cut); refuse anything that is not an Axes.
+    """``ax``, or the axes of a new figure ``width`` inches wide; refuse anything that is not
+    an Axes.
     """
     try:
         import matplotlib.axes
@@ -283,7 +296,7 @@ def _axes(ax: Any, width: float | None = None) -> Any:
         import matplotlib.pyplot as plt
 
         size = None if width is None else (width, plt.rcParams["figure.figsize"][1])
-        return plt.subplots(figsize=size, layout="constrained")[1]
+        return plt.subplots(figsize=size)[1]
     if not isinstance(ax, matplotlib.axes.Axes):
         raise TypeError(f"`ax` must be a matplotlib Axes, got {type(ax).__name__}: {ax!r:.80}")
     return ax
@@ -311,6 +324,7 @@ def plot_step_sweep(
         The curve; the best step starred when it passes, else marked as the smallest
         difference reached (no step to use: the gradient disagrees whatever the step).
     """
+    new = ax is None
     ax = _axes(ax)
     shown = np.isfinite(sweep.differences) & (sweep.differences > 0)
     ax.loglog(sweep.steps[shown], sweep.differences[shown], "o-", label=label or sweep.method)
@@ -350,7 +364,7 @@ def plot_step_sweep(
     ax.set_ylabel("relative difference")
     ax.set_title("rounding (left) against truncation (right)")
     ax.legend(fontsize="small")
-    return ax
+    return _fit(ax, new)
 
 
 def plot_monitor(monitor: Any, ax: Any = None) -> Any:
