@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import gradcheck
+from gradcheck import _demo
 
 from .workloads import Workload
 
@@ -65,21 +66,12 @@ def course_loop(
     coords: np.ndarray | None = None,
     eps: float = COURSE_EPS,
 ) -> float:
-    """The classic exercise's gradient check, re-implemented: two fresh copies of theta per
-    coordinate, the dictionary rebuilt from each, central difference with an absolute step.
-    ``coords`` restricts it to those coordinates (for timing on a subset).
+    """The classic exercise's gradient check (``gradcheck._demo.course_loop``): two fresh
+    copies of theta per coordinate, the dictionary rebuilt from each, central difference
+    with an absolute step. ``coords`` restricts it to those coordinates (for timing on a
+    subset).
     """
-    idx = range(theta.size) if coords is None else coords
-    approx = np.empty(len(idx))
-    for j, i in enumerate(idx):
-        theta_plus = np.copy(theta)
-        theta_plus[i] = theta_plus[i] + eps
-        j_plus = loss(unflatten(theta_plus))
-        theta_minus = np.copy(theta)
-        theta_minus[i] = theta_minus[i] - eps
-        j_minus = loss(unflatten(theta_minus))
-        approx[j] = (j_plus - j_minus) / (2 * eps)
-    return relative_difference(grad[np.asarray(idx)], approx)
+    return _demo.course_loop(loss, theta, grad, unflatten=unflatten, coords=coords, eps=eps)
 
 
 # --- the peers, each as: run(f_flat, grad_flat, theta, g) -> difference ------------------------

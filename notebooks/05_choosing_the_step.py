@@ -43,8 +43,9 @@ def slope(sweep, lo, hi):
 def plot_sweeps(sweeps, ax):
     """Draw several sweeps on one axes with `sweep.plot()`, each labelled by its key."""
     for label, sweep in sweeps.items():
-        sweep.plot(ax=ax)
-        curve, best = ax.get_lines()[-2:]
+        before = len(ax.get_lines())
+        sweep.plot(ax=ax, thresholds=False)  # the thresholds differ by dtype and method
+        curve, best = ax.get_lines()[before : before + 2]
         curve.set_label(label)
         best.set_color(curve.get_color())
         best.set_label(f"{label}, best h = {sweep.best_step:.1e}")

@@ -47,8 +47,64 @@ def test_missing_gradient_key_names_the_key_and_the_d_prefixed_alternative():
 
 def test_gradient_of_the_wrong_structure_is_a_type_error():
     f, params, _ = _quadratic()
-    with pytest.raises(TypeError, match=r"`grad` should mirror params, but is ndarray"):
-        gradcheck.check(f, params, np.zeros(8))
+    with pytest.raises(
+        TypeError, match=r"`grad` should mirror params, or be one flat array of its 8 entries"
+    ):
+        gradcheck.check(f, params, np.zeros(7))
+    with pytest.raises(TypeError, match=r"but is ndarray of shape \(2, 4\)"):
+        gradcheck.check(f, params, np.zeros((2, 4)))
+
+
+def test_a_flat_gradient_vector_for_a_dict_of_parameters():
+    # What the course's gradients_to_vector returns: every block, flattened, in the order
+    # of the parameters.
+    f, params, grads = _quadratic()
+    vector = np.concatenate([grads["dW1"].reshape(-1), grads["db1"]])
+    before = vector.copy()
+    report = gradcheck.check(f, params, vector, seed=0)
+    assert report.verdict == "pass"
+    assert list(report.blocks) == ["W1", "b1"]
+    np.testing.assert_array_equal(vector, before)
+    wrong = vector.copy()
+    wrong[6] *= 2  # b1[0]
+    assert gradcheck.check(f, params, wrong, seed=0).failing == ("b1",)
+
+
+def test_a_flat_gradient_vector_for_nested_params_and_a_pair():
+    params = [np.array([1.0, 2.0]), {"w": np.array([[3.0]])}]
+
+    def f(p):
+        return np.sum(p[0] ** 2) + np.sum(p[1]["w"] ** 3)
+
+    assert gradcheck.check(f, params, np.array([2.0, 4.0, 27.0]), seed=0).passed
+    pair = gradcheck.check(lambda p: (f(p), np.array([2.0, 4.0, 27.0])), params, seed=0)
+    assert pair.passed
+
+
+def test_grads_with_both_w1_and_dw1_that_differ_are_refused():
+    f, params, grads = _quadratic()
+    grads["W1"] = np.zeros_like(grads["dW1"])  # a stale copy beside the real gradient
+    with pytest.raises(
+        ValueError, match=r"`grad` has both 'W1' and 'dW1', with different values; keep one"
+    ):
+        gradcheck.check(f, params, grads)
+
+
+def test_grads_with_both_w1_and_dw1_that_agree_are_accepted():
+    f, params, grads = _quadratic()
+    grads["W1"] = grads["dW1"].copy()
+    grads["b1"] = grads["db1"]  # the very same array
+    assert gradcheck.check(f, params, grads, seed=0).verdict == "pass"
+
+
+def test_a_parameter_named_dw_is_not_taken_for_the_gradient_of_w():
+    params = {"w": np.array([1.0, 2.0]), "dw": np.array([3.0])}
+
+    def f(p):
+        return np.sum(p["w"] ** 2) + np.sum(p["dw"] ** 2)
+
+    grads = {"w": 2 * params["w"], "dw": 2 * params["dw"]}
+    assert gradcheck.check(f, params, grads, seed=0).verdict == "pass"
 
 
 def test_missing_list_item_in_gradient():
@@ -113,6 +169,52 @@ def test_non_array_params_are_type_errors(leaf):
 @pytest.mark.parametrize("params", [{}, [], (), {"a": {}, "b": []}])
 def test_params_without_arrays(params):
     with pytest.raises(ValueError, match=r"`params` holds no arrays"):
+        gradcheck.check(lambda p: 0.0, params, params)
+
+
+def _with_an_empty_block():
+    params = {"w": np.array([1.0, -2.0, 3.0]), "e": np.ones(0)}
+
+    def f(p):
+        return np.sum(p["w"] ** 2) + np.sum(p["e"])
+
+    return f, params, {"w": 2 * params["w"], "e": np.zeros(0)}
+
+
+@pytest.mark.parametrize("options", [{}, {"sample": 2}])
+def test_an_empty_block_is_skipped_and_listed_as_empty(options):
+    f, params, grads = _with_an_empty_block()
+    report = gradcheck.check(f, params, grads, seed=0, **options)
+    assert report.verdict == "pass"
+    assert report.blocks["e"].checked == 0
+    assert re.search(r"^  e +0 +0 +- +empty +- +-$", str(report), re.M), str(report)
+
+
+def test_an_empty_block_does_not_make_a_directions_check_inconclusive():
+    # Once: the empty block got two "directions" of nothing, infinite thresholds and the
+    # verdict "inconclusive", so a correct gradient never passed with directions=.
+    f, params, grads = _with_an_empty_block()
+    for options in ({"directions": 2}, {"directions": 2, "sample": 2}):
+        report = gradcheck.check(f, params, grads, seed=0, **options)
+        assert report.verdict == "pass", str(report)
+        assert report.blocks["e"].verdict == "pass"
+        assert "thresholds raised" not in str(report)
+    # No evaluations are spent on it: 2 per direction on `w` alone.
+    with_e = gradcheck.check(f, params, grads, seed=0, directions=3, noise=False)
+    without = gradcheck.check(
+        lambda p: np.sum(p["w"] ** 2),
+        {"w": params["w"]},
+        {"w": grads["w"]},
+        seed=0,
+        directions=3,
+        noise=False,
+    )
+    assert with_e.nfev == without.nfev
+
+
+@pytest.mark.parametrize("params", [np.ones(0), {"a": np.ones(0), "b": np.ones((2, 0))}])
+def test_params_that_are_all_empty_are_refused(params):
+    with pytest.raises(ValueError, match=r"`params` holds no parameters to check: every array"):
         gradcheck.check(lambda p: 0.0, params, params)
 
 

@@ -1,10 +1,15 @@
 """The README's commands and example, the CLI, and what importing costs."""
 
+import inspect
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+
+import gradcheck
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -63,3 +68,43 @@ def test_import_compiles_nothing_and_loads_no_numba():
     proc = _run("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_readme_signature_of_check_lists_every_parameter():
+    text = README.read_text()
+    signature = re.search(r"`gradcheck\.check\((.*?)\) -> Report`", text, re.S)
+    assert signature, "the README does not show check's signature"
+    parts = (part.split("=")[0].strip() for part in signature.group(1).split(","))
+    shown = [name for name in parts if name not in ("", "*")]
+    assert shown == list(inspect.signature(gradcheck.check).parameters)
+
+
+def test_readme_explains_the_score_column():
+    text = README.read_text()
+    assert "An entry's **score** is its `|error|` over what its rounding noise" in text
+
+
+def test_readme_counts_the_evaluations_of_directions_as_measured():
+    # The README's count for directions=4 on a five-block model, with and without the noise
+    # probe; the count does not depend on the blocks' sizes, so a small model measures it.
+    text = " ".join(README.read_text().split())
+    found = re.search(
+        r"`directions=4` on a correct gradient spent (\d+) evaluations: 1 at `params`, (\d+) "
+        r"for the noise probe and 2 × 4 per block \((\d+) with `noise=False`\)",
+        text,
+    )
+    assert found, "the README does not count the evaluations of directions=4"
+    total, probe, without = map(int, found.groups())
+    rng = np.random.default_rng(0)
+    shapes = {"W1": (30, 20), "W2": (20, 10), "W3": (10, 5), "b1": (20,), "b2": (5,)}
+    params = {k: rng.standard_normal(s) for k, s in shapes.items()}
+
+    def loss(p):
+        return sum((1.0 + i) * np.sum(x**2) for i, x in enumerate(p.values()))
+
+    grads = {k: 2 * (1.0 + i) * x for i, (k, x) in enumerate(params.items())}
+    report = gradcheck.check(loss, params, grads, directions=4, seed=0)
+    quiet = gradcheck.check(loss, params, grads, directions=4, seed=0, noise=False)
+    assert report.verdict == quiet.verdict == "pass"
+    assert (report.nfev, quiet.nfev) == (total, without)
+    assert total == 1 + probe + 2 * 4 * len(shapes)

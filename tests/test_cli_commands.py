@@ -66,6 +66,13 @@ def raises():
     raise RuntimeError("the data file is missing")
 
 
+def f_raises_value_error():
+    def f(x):
+        return np.dot(x, np.ones(4))  # a shape mistake in the user's own loss
+    x = np.array([1.0, 2.0, 3.0])
+    return f, x, x
+
+
 def not_a_triple():
     return 1, 2
 
@@ -109,6 +116,27 @@ def test_info_prints_the_versions_and_the_numba_set_up():
     assert lines["numba threads"].startswith(str(numba.get_num_threads()))
     assert lines["threading layer"].split()[0] in ("omp", "tbb", "workqueue")
     assert lines["numba cache"].strip()  # a location, or why there is none
+
+
+def test_info_runs_without_scipy():
+    # scipy is optional: gradcheck imports it nowhere, and info says when it is missing.
+    code = (
+        "import sys; sys.modules['scipy'] = None; "  # import scipy now raises ImportError
+        "from gradcheck.__main__ import main; sys.exit(main(['info']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^scipy +not installed \(optional", proc.stdout, re.M), proc.stdout
+
+
+def test_scipy_is_not_a_dependency():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("scipy")]
+    assert any(d.startswith("scipy") for d in project["optional-dependencies"]["test"])
 
 
 def test_info_says_when_the_cache_is_off():
@@ -180,6 +208,40 @@ def test_check_json_is_the_report_as_data(project):
     assert data["seed"] == 11
     assert data["n"] == 3
     assert data["checked"] == 3
+
+
+def _strict(text):
+    """json.loads that refuses NaN and Infinity, as strict parsers (JavaScript, jq) do."""
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_check_json_is_strict_and_says_why(project):
+    # Directions only: no coordinate is checked, so max |error| is NaN in every block.
+    proc = _run("check", "problems:noisy", "--json", "--directions", "2", cwd=project)
+    assert proc.returncode == 1, proc.stderr
+    data = _strict(proc.stdout)
+    assert data["verdict"] == "inconclusive"
+    assert data["blocks"]["params"]["max_abs_error"] is None
+    assert any("f is not deterministic" in note for note in data["notes"])
+    assert data["directions"] == 2
+    assert {"kinks", "noise", "budget"} <= set(data)
+
+
+def test_version_prints_the_version_and_exits_0():
+    proc = _run("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"gradcheck {gradcheck.__version__}"
+
+
+def test_check_help_names_both_forms_of_the_target():
+    proc = _run("check", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "path/to/file.py:" in proc.stdout
+    assert "module:function" in proc.stdout
 
 
 def test_check_passes_the_options_on(project):
@@ -259,6 +321,24 @@ def test_check_usage_errors_exit_2(project, target, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_value_error_in_the_users_f_is_not_a_usage_error(project):
+    proc = _run("check", "problems:f_raises_value_error", cwd=project)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    # The user's error, with its traceback and where it was raised: not a bad argument.
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert 'problems.py", line' in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("gradcheck check: error: problems:f_raises_value_error: the check")
+    assert "could not run: ValueError: shapes (3,) and (4,) not aligned" in last
+    assert "raised in " in last
+    # A bad argument is still one line, without a traceback.
+    proc = _run("check", "problems:mismatched", cwd=project)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,21 @@ def test_the_notebooks_are_all_found_numbered_and_listed_in_the_readme():
     assert not missing, f"not listed in the README's Notebooks section: {missing}"
 
 
+def test_the_notebooks_extra_holds_what_opening_them_needs():
+    # `jupytext --to ipynb --execute` runs the notebook through nbconvert; without it the
+    # README's command failed on a fresh install.
+    import tomllib
+
+    root = NOTEBOOKS.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extra = {re.split(r"[<>=\[ ]", d)[0] for d in extras["optional-dependencies"]["notebooks"]}
+    assert {"jupytext", "nbconvert", "ipykernel", "matplotlib"} <= extra
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Notebooks", 1)[1].split("\n## ", 1)[0]
+    assert 'pip install -e ".[notebooks]"' in section
+    assert "jupytext --to ipynb --execute notebooks/*.py" in section
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_runs(source):
     nb = jupytext.read(source)

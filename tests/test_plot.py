@@ -2,6 +2,7 @@
 lazy import of matplotlib and the errors a user sees."""
 
 import dataclasses
+import itertools
 import subprocess
 import sys
 
@@ -233,7 +234,10 @@ def test_step_sweep_plot_draws_the_curve_and_marks_the_best_step(tmp_path):
     ax = sweep.plot(ax=axes[1])
     assert ax is axes[1]
     assert not axes[0].lines
-    curve, best = ax.get_lines()
+    curve, best, pass_line, fail_line = ax.get_lines()
+    assert sweep.passes
+    assert list(pass_line.get_ydata()) == [sweep.tol[0]] * 2
+    assert list(fail_line.get_ydata()) == [sweep.tol[1]] * 2
     np.testing.assert_array_equal(curve.get_xdata(), sweep.steps[shown])
     np.testing.assert_array_equal(curve.get_ydata(), sweep.differences[shown])
     assert list(best.get_xdata()) == [sweep.best_step]
@@ -246,8 +250,83 @@ def test_step_sweep_plot_draws_the_curve_and_marks_the_best_step(tmp_path):
     assert "rounding" in ax.get_title()
     assert "truncation" in ax.get_title()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["central", f"best: h = {sweep.best_step:.1e}"]
+    assert labels == [
+        "central",
+        f"best: h = {sweep.best_step:.1e}",
+        f"pass <= {sweep.tol[0]:.3g}",
+        f"fail > {sweep.tol[1]:.3g}",
+    ]
     assert _saved(ax, tmp_path, "sweep.png") > 1000
+    # A second sweep on the same axes: the same thresholds are not drawn twice, and none
+    # are drawn when asked not to.
+    sweep.plot(ax=ax, label="again")
+    assert len(ax.get_lines()) == 6
+    sweep.plot(ax=axes[0], thresholds=False)
+    assert len(axes[0].get_lines()) == 2
+
+
+def _inside_figure(artist, fig):
+    box = artist.get_window_extent(fig.canvas.get_renderer())
+    return box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+
+
+def test_step_sweep_plot_of_a_wrong_gradient_gives_no_advice(tmp_path):
+    # A wrong gradient: the curve is flat near 1/3 and no step passes. A star "best: h =
+    # 1.0e-01" read as advice to use that step; the bottom is marked as what it is.
+    x = np.array([0.3, -1.2, 2.0])
+    sweep = gradcheck.step_sweep(lambda x: np.sum(np.sin(x)), x, 2 * np.cos(x), seed=0)
+    assert not sweep.passes
+    assert sweep.tol == (1e-7, 1e-5)
+    ax = sweep.plot()
+    _saved(ax, tmp_path, "wrong.png")  # draws, so that the layout is final
+    markers = [line.get_marker() for line in ax.get_lines()]
+    assert "*" not in markers
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[1].startswith("smallest: 0.33, no step passes")
+    assert not any(label.startswith("best") for label in labels)
+    # The axis is labelled, its label is inside the figure, and its ticks are labelled
+    # (the thresholds keep it several decades tall).
+    assert ax.get_ylabel() == "relative difference"
+    assert _inside_figure(ax.yaxis.label, ax.figure)
+    low, high = ax.get_ylim()
+    assert high / low > 1e5
+    assert sum(bool(t.get_text()) for t in ax.get_yticklabels()) >= 3
+
+
+def test_plot_report_with_sixty_blocks_names_them_without_overlap(tmp_path):
+    rng = np.random.default_rng(0)
+    params = {f"layer{i}.weight": rng.standard_normal(3) for i in range(60)}
+    grads = {k: 2 * v for k, v in params.items()}
+    grads["layer7.weight"] = 1.5 * grads["layer7.weight"]
+    report = gradcheck.check(lambda p: sum(np.sum(v**2) for v in p.values()), params, grads)
+    ax = report.plot()
+    _saved(ax, tmp_path, "sixty.png")
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert "layer7.weight" in [t.get_text() for t in ticks]
+    assert len(ticks) == 60  # the figure widened to fit every name
+    boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+    assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(boxes)), "tick labels overlap"
+    assert all(_inside_figure(t, fig) for t in ticks)
+    assert _inside_figure(ax.xaxis.label, fig)
+    fig.tight_layout()  # the user's own layout call stays silent (warnings are errors here)
+
+
+def test_plot_report_with_many_blocks_names_some_and_every_failing_one(tmp_path):
+    rng = np.random.default_rng(1)
+    params = {f"b{i}": rng.standard_normal(2) for i in range(300)}
+    grads = {k: 2 * v for k, v in params.items()}
+    grads["b151"] = -grads["b151"]
+    report = gradcheck.check(lambda p: sum(np.sum(v**2) for v in p.values()), params, grads)
+    ax = report.plot()
+    _saved(ax, tmp_path, "many.png")
+    renderer = ax.figure.canvas.get_renderer()
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert "b151" in [t.get_text() for t in ticks]
+    assert 20 < len(ticks) < 300
+    boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+    assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(boxes)), "tick labels overlap"
 
 
 def test_monitor_plot_draws_each_block_over_the_steps_with_failures_and_alerts(tmp_path):

@@ -80,6 +80,87 @@ def test_a_bad_ini_sample_is_a_usage_error(pytester):
     assert result.ret != 0
 
 
+SEEDED = """
+def test_seed(gradcheck_options):
+    import numpy as np
+
+    x = np.linspace(-1.0, 1.0, 50)
+    report = gradcheck_options.check(lambda v: np.sum(v**2), x, 2 * x)
+    explicit = gradcheck_options.check(lambda v: np.sum(v**2), x, 2 * x, seed=99)
+    print(f"SEED={report.seed} EXPLICIT={explicit.seed}")
+"""
+
+
+def _seeds(pytester, *args):
+    pytester.makepyfile(test_seeded=SEEDED)
+    result = pytester.runpytest("-s", "-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    found = re.search(r"SEED=(\d+) EXPLICIT=(\d+)", result.stdout.str())
+    return int(found.group(1)), int(found.group(2)), result
+
+
+def test_the_seed_option_seeds_every_check(pytester):
+    seed, explicit, result = _seeds(pytester, "--gradcheck-seed=7")
+    assert (seed, explicit) == (7, 99)  # the test's own seed= still wins
+    assert "gradcheck: --gradcheck-mode=full, --gradcheck-seed=7" in result.stdout.str()
+    assert _seeds(pytester, "--gradcheck-seed=7", "--gradcheck-mode=sample")[0] == 7
+
+
+def test_the_seed_comes_from_the_ini_option_and_the_flag_wins(pytester):
+    pytester.makeini("[pytest]\ngradcheck_seed = 3\n")
+    assert _seeds(pytester)[0] == 3
+    assert _seeds(pytester, "--gradcheck-seed=5")[0] == 5
+
+
+def test_without_a_seed_each_check_draws_its_own(pytester):
+    first, _, result = _seeds(pytester)
+    second, _, _ = _seeds(pytester)
+    assert first != second
+    assert "--gradcheck-seed" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (
+            ["--gradcheck-seed=-1"],
+            None,
+            "--gradcheck-seed must be a non-negative integer, got '-1'",
+        ),
+        ([], "gradcheck_seed = soon", "ini option gradcheck_seed must be a non-negative integer"),
+    ],
+)
+def test_a_bad_seed_is_a_usage_error(pytester, args, ini, message):
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_seeded=SEEDED)
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stdout.str() + result.stderr.str()
+
+
+def test_a_failure_is_short_and_its_first_line_is_the_headline(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the summary line is cut to the terminal's width
+    result = _run(pytester, "-q", "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    # The one-line summary carries the verdict and the failing block, not an empty message.
+    summary = [line for line in out.splitlines() if line.startswith("FAILED ")]
+    assert len(summary) == 1, out
+    assert re.match(
+        r"FAILED test_inner.py::test_wrong - AssertionError: gradcheck: FAIL  "
+        r"difference = \S+  \(failing: params\)",
+        summary[0],
+    ), summary[0]
+    # gradcheck's own frames (its source and docstrings) are hidden: the test's line shows.
+    failure = out[out.index("_ test_wrong _") : out.index("short test summary")]
+    assert "def assert_gradient" not in failure
+    assert "Check a gradient and raise" not in failure
+    assert "report = check(" not in failure
+    assert "gradcheck_options.assert_gradient(lambda x: np.sum(x**3), X, grad" in failure
+    assert len(failure.splitlines()) < 45, failure
+
+
 def test_an_unknown_mode_is_a_usage_error(pytester):
     result = _run(pytester, "--gradcheck-mode=some")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -93,6 +174,17 @@ def test_explicit_options_win_over_the_mode():
     assert options.check(lambda v: np.sum(v**2), x, 2 * x, seed=1).checked == 100
     assert options.check(lambda v: np.sum(v**2), x, 2 * x, sample=40, seed=1).checked == 40
     assert GradcheckOptions("full").options == {}
+    assert GradcheckOptions("full", seed=4).options == {"seed": 4}
+    assert GradcheckOptions("sample", sample=9, seed=0).options == {
+        "sample": 9,
+        "directions": 2,
+        "seed": 0,
+    }
+
+
+def test_a_bad_seed_names_the_value():
+    with pytest.raises(ValueError, match=r"`seed` must be a non-negative integer or None, got -2"):
+        GradcheckOptions("full", seed=-2)
 
 
 def test_a_bad_mode_names_the_value():

@@ -142,12 +142,13 @@ def test_to_dict_with_nan_values_survives_json(mlp):
     assert math.isnan(report.difference)
     assert report.failing == ("b2",)
     data = _roundtrip(report)
-    assert data["difference"] == "nan"
-    assert data["blocks"]["b2"]["difference"] == "nan"
+    # Strict JSON: NaN and infinity are null, never strings a reader must special-case.
+    assert data["difference"] is None
+    assert data["blocks"]["b2"]["difference"] is None
     assert data["blocks"]["b2"]["verdict"] == "fail"
     assert data["blocks"]["W1"]["difference"] == report.blocks["W1"].difference
     assert data["worst"][0]["name"] == "b2[0]"
-    assert data["worst"][0]["score"] == "inf"
+    assert data["worst"][0]["score"] is None
 
 
 def test_to_dict_of_an_inconclusive_report_survives_json():
@@ -161,6 +162,40 @@ def test_to_dict_of_an_inconclusive_report_survives_json():
     data = _roundtrip(report)
     assert data["verdict"] == "inconclusive"
     assert data["blocks"]["params"]["nonfinite"] == ["params[1]"]
+
+
+def test_to_dict_says_why_a_check_is_inconclusive():
+    rng = np.random.default_rng(0)
+    x = np.array([1.0, 2.0])
+
+    def noisy(x):  # not deterministic: the check cannot judge it
+        return np.sum(x**2) + 1e-3 * rng.standard_normal()
+
+    report = gradcheck.check(noisy, x, 2 * x, seed=3, directions=2, budget=30.0)
+    data = _roundtrip(report)
+    assert data["verdict"] == "inconclusive"
+    assert data["notes"] == list(report.notes)
+    assert any("f is not deterministic" in note for note in data["notes"])
+    assert data["noise"] == report.noise > 0
+    assert data["directions"] == 2
+    assert data["budget"] == 30.0
+
+
+def test_to_dict_lists_the_kinks():
+    x = np.array([0.0, 1.0, -2.0, 0.5, 3e-7, -1e-7])
+
+    def f(x):
+        return np.maximum(x, 0).sum() + 0.5 * x @ x
+
+    report = gradcheck.check(f, x, (x > 0) + x, seed=0)
+    data = _roundtrip(report)
+    assert [k["name"] for k in data["kinks"]] == [k.name for k in report.kinks]
+    at = next(k for k in data["kinks"] if k["name"] == "params[0]")
+    assert at["kind"] == "at"
+    assert set(at) == {"name", "kind", "analytic", "numeric", "left", "right"}
+    assert data["directions"] == 0
+    assert data["budget"] is None
+    assert data["notes"] == []
 
 
 def test_to_dict_with_a_numpy_integer_seed_survives_json():
@@ -178,12 +213,19 @@ def test_str_of_a_failing_report(mlp):
     report = _mlp_check(mlp, _broken(mlp))
     text = str(report)
     assert text.startswith("gradcheck: FAIL")
+    # The headline names the failing blocks: pytest's one-line summary shows only it.
+    assert text.splitlines()[0].endswith("  (failing: W1, b1)")
     for name in ("W1", "b1", "W2", "b2"):
         assert re.search(rf"^  {name} ", text, re.M), name
     assert set(report.failing) == {"W1", "b1"}
     assert "2 of 4 blocks fail: W1, b1" in text
     for entry in report.worst[:5]:
         assert re.search(rf"^  {re.escape(entry.name)} ", text, re.M), entry.name
+    # The table's "score" column is explained under it.
+    worst_table = text.split("worst entries", 1)[1]
+    assert re.search(
+        r"^  score: \|error\| over what .* allow; above 1 it disagrees$", worst_table, re.M
+    )
     assert "W1[3, 2]" in text
     assert "b1[1]" in text
 
@@ -204,6 +246,7 @@ def test_str_of_passing_warning_and_inconclusive_reports(mlp):
 
     text = str(gradcheck.check(log, x, 1 / x))
     assert text.startswith("gradcheck: INCONCLUSIVE")
+    assert text.splitlines()[0].endswith("  (inconclusive: params)")
     assert "f was not finite at perturbed points of params: params[1]" in text
 
 
@@ -395,3 +438,23 @@ def test_nfev_counts_every_evaluation_of_f(method, per_coordinate):
     assert report.n == report.checked == x.size
     assert report.method == method
     assert report.loss == models.quad_loss(x, A, b)
+
+
+def test_the_json_replays_a_sampled_check():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((10, 10)), "b": rng.standard_normal(3)}
+    grads = {"W": 2 * params["W"], "b": 3 * params["b"] ** 2}
+
+    def f(p):
+        return np.sum(p["W"] ** 2) + np.sum(p["b"] ** 3)
+
+    report = gradcheck.check(f, params, grads, sample=7, seed=3)
+    assert report.checked < report.n
+    data = json.loads(json.dumps(report.to_dict()))
+    again = gradcheck.check(f, params, grads, sample=7, seed=data["seed"])
+    assert data["replay"]["indices"] == again.replay.indices.tolist()
+    assert len(data["replay"]["indices"]) == report.checked
+    assert data["replay"]["steps"] == again.replay.steps.tolist()
+    assert not report.replay.indices.flags.writeable
+    full = gradcheck.check(f, params, grads, seed=3).to_dict()
+    assert full["replay"] == {"indices": None, "steps": None}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import itertools
 import json
 import os
 import platform
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _demo
+from . import __version__, _demo
 from ._check import check
 from ._options import ENGINES
 from ._plan import METHODS
@@ -57,9 +56,15 @@ def demo(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     """Print the versions and the numba set-up gradcheck runs with."""
     import numba
-    import scipy
 
-    from . import __version__, _jit
+    from . import _jit
+
+    try:
+        import scipy
+
+        scipy_version = scipy.__version__
+    except ImportError:  # optional: gradcheck runs without it
+        scipy_version = "not installed (optional: numba needs it for linear algebra in a jitted f)"
 
     rows = [
         ("gradcheck", f"{__version__} ({Path(__file__).resolve().parent})"),
@@ -68,7 +73,7 @@ def info(args: argparse.Namespace) -> int:
             f"{platform.python_version()} ({platform.python_implementation()}, {sys.platform})",
         ),
         ("numpy", np.__version__),
-        ("scipy", scipy.__version__),
+        ("scipy", scipy_version),
         ("numba", numba.__version__),
         ("cpus", str(os.cpu_count())),
         (
@@ -196,32 +201,11 @@ def _print_table(rows) -> None:
 
 
 def _course_loop(f, params, grad, eps: float = 1e-7) -> float:
-    """The classic exercise: a fresh copy of theta for every perturbed coordinate."""
+    """The classic exercise's loop (``_demo.course_loop``) on a dict or a flat vector."""
     if isinstance(params, dict):
-        keys = list(params)
-        shapes = [params[k].shape for k in keys]
-        theta = np.concatenate([params[k].reshape(-1) for k in keys])
-        analytic = np.concatenate([grad[f"d{k}"].reshape(-1) for k in keys])
-        bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-
-        def unflatten(v):
-            parts = zip(keys, shapes, itertools.pairwise(bounds), strict=True)
-            return {k: v[a:b].reshape(s) for k, s, (a, b) in parts}
-    else:
-        theta, analytic = params.astype(np.float64), np.asarray(grad, dtype=np.float64)
-
-        def unflatten(v):
-            return v
-
-    approx = np.empty_like(theta)
-    for i in range(theta.size):
-        plus = np.copy(theta)
-        plus[i] += eps
-        minus = np.copy(theta)
-        minus[i] -= eps
-        approx[i] = (f(unflatten(plus)) - f(unflatten(minus))) / (2 * eps)
-    num = np.linalg.norm(analytic - approx)
-    return float(num / (np.linalg.norm(analytic) + np.linalg.norm(approx)))
+        theta, g, unflatten = _demo.course_vectors(params, grad)
+        return _demo.course_loop(f, theta, g, unflatten=unflatten, eps=eps)
+    return _demo.course_loop(f, params.astype(np.float64), grad, eps=eps)
 
 
 def _flat_workload(n: int):
@@ -263,17 +247,51 @@ def check_command(args: argparse.Namespace) -> int:
     }
     try:
         report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None})
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{args.target}: {exc}") from exc
-    except Exception as exc:  # the user's f raised: show where, and say it did not run
-        traceback.print_exc()
-        raise UsageError(f"{args.target}: the check could not run: {exc!r}") from exc
+    except Exception as exc:
+        where = _raised_at(exc)
+        if where is None and isinstance(exc, (TypeError, ValueError)):
+            # gradcheck refused an argument: its own message says which and why.
+            raise UsageError(f"{args.target}: {exc}") from exc
+        # Raised in the user's f or grad (or a library they call): show where.
+        _print_user_traceback(exc)
+        raise UsageError(
+            f"{args.target}: the check could not run: {type(exc).__name__}: {exc}, raised "
+            f"in {where or 'gradcheck'} (traceback above)"
+        ) from exc
     status = EXIT_PASS if report.passed else EXIT_FAIL
     try:
-        print(json.dumps(report.to_dict(), indent=2) if args.json else report, flush=True)
+        text = json.dumps(report.to_dict(), indent=2, allow_nan=False) if args.json else report
+        print(text, flush=True)
     except BrokenPipeError:  # piped into head: the verdict still sets the status
         _quiet_stdout()
     return status
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` from the first frame outside gradcheck: the user's code."""
+    tb = exc.__traceback__
+    while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+
+
+def _is_ours(filename: str) -> bool:
+    return Path(filename).resolve().parent == Path(__file__).resolve().parent
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``"file.py:12, in f"`` for the frame that raised ``exc``, or None when that frame is
+    gradcheck's own (a refused argument, raised by gradcheck's validation).
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if _is_ours(code.co_filename):
+        return None
+    return f"{Path(code.co_filename).name}:{tb.tb_lineno}, in {code.co_name}"
 
 
 def _load(target: str) -> tuple[Any, Any, Any]:
@@ -382,6 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck", description="Check hand-written gradients against finite differences."
     )
+    parser.add_argument("--version", action="version", version=f"gradcheck {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("demo", help="check the built-in 3-layer network, buggy and fixed")
@@ -408,11 +427,16 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "check",
         help="check module:function, which returns (f, params, grad)",
-        description="Import MODULE (from the current directory too), call FUNCTION() for "
-        "(f, params, grad) and check the gradient. Exit status 0: pass or warn; 1: fail or "
-        "inconclusive; 2: the check could not run (usage or import error, an exception).",
+        description="Import MODULE (a module name, found from the current directory too, or "
+        "a file: path/to/file.py:function), call FUNCTION() for (f, params, grad) and check "
+        "the gradient. Exit status 0: pass or warn; 1: fail or inconclusive; 2: the check "
+        "could not run (usage or import error, an exception in your code).",
     )
-    p.add_argument("target", metavar="module:function", help="e.g. mymodel:gradient_problem")
+    p.add_argument(
+        "target",
+        metavar="module:function",
+        help="e.g. mymodel:gradient_problem, or path/to/file.py:gradient_problem",
+    )
     p.add_argument("--eps", type=_positive_float, help="absolute step; default: automatic")
     p.add_argument("--method", choices=sorted(METHODS), help="difference formula (central)")
     p.add_argument("--seed", type=_seed, help="seed of the plan (recorded in the report)")
@@ -425,7 +449,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_positive_int, help="random directions per block")
     p.add_argument("--budget", type=_positive_float, help="seconds to spend")
     p.add_argument("--tol", type=_tol, help="threshold, or pass,fail thresholds")
-    p.add_argument("--json", action="store_true", help="print report.to_dict() as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print report.to_dict() as strict JSON (NaN and infinity as null)",
+    )
     p.set_defaults(run=check_command)
     return parser
 

@@ -62,19 +62,29 @@ def check(
         parallel numba engine.
     params : ndarray, or dict / list / tuple (nested) of ndarrays
         The point at which to check: float64 or float32 arrays of any shape, all finite.
-        They are copied once and never modified.
+        They are copied once and never modified. An empty array is skipped (listed as
+        ``empty``); parameters that are all empty are refused.
     grad : same structure as ``params``, callable, or None
         The gradient under test. Mapping keys may be the parameters' keys or course-style
         ``d``-prefixed ones (``dW1`` for ``W1``); extra keys (``dZ1``, ``dA1``, ...) are
-        ignored. A callable is called once as ``grad(params)``. None: ``f`` returns it.
+        ignored; a mapping holding both ``W1`` and ``dW1`` with different values is refused.
+        For structured ``params``, also one flat 1-D array of all their entries in the
+        parameters' order. A callable is called once as ``grad(params)``. None: ``f``
+        returns it.
     eps : float, optional
         An absolute step for every coordinate, divided by ``2 * eps`` as the classic exercise
         does (``eps=1e-7`` reproduces its numbers). Default: a relative step
         ``eps_dtype**(1/3) * max(1, |x_i|)`` (central) chosen from the coarser of the
         parameter and loss dtypes, divided by the step actually taken.
-    method : {"central", "forward"}
-        Central differences (2 evaluations per coordinate, error O(h^2)) or forward
-        differences (1 evaluation, error O(h)).
+    method : {"central", "forward", "richardson", "complex"}
+        The difference formula. "central" (default): 2 evaluations per coordinate, error
+        O(h^2), step ``eps**(1/3) * max(1, |x|)``. "forward": 1 evaluation, error O(h), step
+        ``eps**(1/2) * max(1, |x|)``. "richardson": central differences at h and h/2
+        combined to cancel the h^2 term, 4 evaluations, error O(h^4), step
+        ``eps**(1/5) * max(1, |x|)``. "complex": the complex step ``Im f(x + ih) / h``, 1
+        evaluation, exact to rounding (h = 1e-20; 1e-10 in float32), for an ``f`` that
+        carries complex input through to its result; held to ``(1e-10, 1e-8)`` (float32
+        ``(1e-5, 1e-3)``); python engine only.
     seed : int, optional
         Recorded in the report so a check can be replayed; drawn when None.
     engine : {"auto", "python", "numba", "batched", "dask"}
@@ -111,7 +121,8 @@ def check(
         Show a progress bar (tqdm) on stderr. Default: when the check is expected to take
         more than a few seconds and stderr is a terminal.
     noise : bool
-        Probe f's noise first (about ten evaluations): call it twice more at ``params``
+        Probe f's noise first (about twenty evaluations, through the check's engine): call
+        it twice more at ``params``
         (a non-deterministic f makes the check "inconclusive") and estimate its noise level
         along a random line (Moré & Wild's ECnoise), which sets what the finite differences
         can resolve. False: assume rounding noise ``u * |f(params)|`` only.
@@ -130,7 +141,8 @@ def check(
         or gradients of an unsupported type or dtype.
     ValueError
         Mismatched shapes, missing gradient entries, non-finite parameters or loss at
-        ``params``, a bad option, or ``f`` that modifies its input.
+        ``params``, parameters that are all empty, a gradient mapping with both ``W1`` and
+        ``dW1`` differing, a bad option, or ``f`` that modifies its input.
 
     Notes
     -----
@@ -264,7 +276,10 @@ def assert_gradient(f: Callable[..., Any], params: Any, grad: Any = None, **opti
     >>> gradcheck.assert_gradient(lambda x: (x**2).sum(), x, 2 * x).verdict
     'pass'
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not gradcheck's source
     report = check(f, params, grad, **options)
     if not report.passed:
-        raise AssertionError("\n" + str(report))
+        # The first line is the headline (verdict, failing blocks): pytest's one-line
+        # summary shows it.
+        raise AssertionError(str(report))
     return report

@@ -86,3 +86,43 @@ def backward(X, Y, cache, *, planted=False):
         "dW1": dW1,
         "db1": db1,
     }
+
+
+def course_loop(loss, theta, grad, *, unflatten=None, coords=None, eps: float = 1e-7) -> float:
+    """The classic exercise's gradient check, as the course writes it: the yardstick.
+
+    Two fresh copies of theta per coordinate, each rebuilt into the dictionary by
+    ``unflatten`` (identity when None), a central difference with the absolute step ``eps``,
+    and the relative difference by ``np.linalg.norm``. ``coords`` restricts it to those
+    coordinates (to time it on a part of a large model).
+    """
+    rebuild = unflatten if unflatten is not None else (lambda v: v)
+    idx = range(theta.size) if coords is None else coords
+    approx = np.empty(len(idx))
+    for j, i in enumerate(idx):
+        theta_plus = np.copy(theta)
+        theta_plus[i] = theta_plus[i] + eps
+        j_plus = loss(rebuild(theta_plus))
+        theta_minus = np.copy(theta)
+        theta_minus[i] = theta_minus[i] - eps
+        j_minus = loss(rebuild(theta_minus))
+        approx[j] = (j_plus - j_minus) / (2 * eps)
+    g = np.asarray(grad, dtype=np.float64)[np.asarray(idx, dtype=np.int64)]
+    return float(np.linalg.norm(g - approx) / (np.linalg.norm(g) + np.linalg.norm(approx)))
+
+
+def course_vectors(params: dict, grads: dict):
+    """``(theta, grad, unflatten)``: a course-style dict and its ``d``-keyed gradients as the
+    course's ``dictionary_to_vector`` lays them out.
+    """
+    keys = list(params)
+    shapes = [params[k].shape for k in keys]
+    theta = np.concatenate([params[k].reshape(-1) for k in keys])
+    grad = np.concatenate([grads[f"d{k}"].reshape(-1) for k in keys])
+    bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes]).tolist()
+    spans = list(zip(keys, shapes, bounds[:-1], bounds[1:], strict=True))
+
+    def unflatten(v):
+        return {k: v[a:b].reshape(s) for k, s, a, b in spans}
+
+    return theta, grad, unflatten

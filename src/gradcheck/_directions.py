@@ -94,6 +94,10 @@ def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
     direction.
     """
     lo, hi = int(lo), int(hi)
+    if hi == lo:
+        # An empty block has nothing to perturb: no evaluations, and no say in the verdict.
+        nothing = np.empty(0)
+        return DirectionResult(0.0, Verdict.UNTESTED, (), nothing, nothing, s.tol)
     numeric, predicted = np.empty(k), np.empty(k)
     for j in range(k):
         numeric[j], predicted[j] = _one_direction(s, lo, hi)

@@ -85,11 +85,22 @@ class Layout:
         """Copy the arrays of ``tree`` (mirroring the parameters) into a new flat array.
 
         Mapping keys may be the parameters' own keys or ``d``-prefixed ones (``dW1`` for
-        ``W1``); extra keys are ignored.
+        ``W1``); extra keys are ignored. For structured parameters, ``tree`` may also be one
+        1-D array of all ``n`` entries in the parameters' order (what a course's
+        ``gradients_to_vector`` returns).
         """
         out = np.empty(self.n, dtype=dtype)
+        if isinstance(tree, np.ndarray) and not isinstance(self.skeleton, _Leaf):
+            if tree.ndim != 1 or tree.size != self.n:
+                raise TypeError(
+                    f"`{what}` should mirror params, or be one flat array of its {self.n:,} "
+                    f"entries in the order of params, but is ndarray of shape {tree.shape}"
+                )
+            out[:] = _as_real_array(tree, what=f"`{what}`", allow_int=True)
+            return out
+        keys = self._keys_by_parent()
         for b in self.blocks:
-            leaf = _lookup(tree, b.path, what=what)
+            leaf = _lookup(tree, b.path, what=what, params_keys=keys)
             arr = _as_real_array(leaf, what=f"{what} for `{b.name}`", allow_int=True)
             if arr.shape != b.shape:
                 raise ValueError(
@@ -98,6 +109,14 @@ class Layout:
                 )
             out[b.offset : b.offset + b.size] = arr.reshape(-1)
         return out
+
+    def _keys_by_parent(self) -> dict[Path, set]:
+        """The parameters' own keys under each path (where ``dW`` is a block of its own)."""
+        keys: dict[Path, set] = {}
+        for b in self.blocks:
+            for depth in range(len(b.path)):
+                keys.setdefault(b.path[:depth], set()).add(b.path[depth])
+        return keys
 
 
 def leaves(tree: Any) -> list[tuple[str, Path, np.ndarray]]:
@@ -157,6 +176,12 @@ def build(params: Any) -> tuple[Layout, np.ndarray]:
     for name, path, arr in leaves:
         blocks.append(Block(name, path, arr.shape, offset, arr.dtype))
         offset += arr.size
+    if offset == 0:
+        shapes = ", ".join(f"{name} {arr.shape}" for name, _, arr in leaves[:5])
+        raise ValueError(
+            f"`params` holds no parameters to check: every array is empty ({shapes}"
+            f"{', ...' if len(leaves) > 5 else ''})"
+        )
     offsets = np.array([b.offset for b in blocks] + [offset], dtype=np.int64)
     layout = Layout(tuple(blocks), skeleton, dtype, offset, offsets)
     buffer = np.empty(offset, dtype=dtype)
@@ -213,7 +238,14 @@ def _join(name: str, key: Any) -> str:
     return str(key) if not name else f"{name}.{key}"
 
 
-def _lookup(tree: Any, path: Path, *, what: str) -> Any:
+def _lookup(
+    tree: Any, path: Path, *, what: str, params_keys: Mapping[Path, set] | None = None
+) -> Any:
+    """The node of ``tree`` at ``path``, a path into the parameters.
+
+    ``params_keys`` (the parameters' keys under each path) tells a ``dW`` that is itself a
+    parameter from the gradient of ``W``.
+    """
     node = tree
     for depth, key in enumerate(path):
         where = "".join(f"[{k!r}]" for k in path[:depth])
@@ -222,9 +254,19 @@ def _lookup(tree: Any, path: Path, *, what: str) -> Any:
                 raise ValueError(f"`{what}`{where} has {len(node)} items; params has more")
             node = node[key]
         elif isinstance(node, Mapping):
+            alias = f"d{key}" if isinstance(key, str) else None
+            if alias in (params_keys or {}).get(path[:depth], ()):
+                alias = None  # `dW` is a parameter of its own here
+            if key in node and alias in node and not _same(node[key], node[alias]):
+                # Both spellings, with different values: taking either one silently could
+                # check the wrong gradient (a stale `W1` beside a fresh `dW1`).
+                raise ValueError(
+                    f"`{what}`{where} has both {key!r} and {alias!r}, with different values; "
+                    f"keep one of them (keys: {sorted(map(str, node))})"
+                )
             if key in node:
                 node = node[key]
-            elif isinstance(key, str) and f"d{key}" in node:
+            elif alias is not None and alias in node:
                 node = node[f"d{key}"]
             else:
                 alt = f" or {'d' + key!r}" if isinstance(key, str) else ""
@@ -238,6 +280,20 @@ def _lookup(tree: Any, path: Path, *, what: str) -> Any:
                 f"{_short(node)}"
             )
     return node
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two gradient nodes hold the same values (the same object, or equal arrays)."""
+    if a is b:
+        return True
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+    except TypeError:  # values numpy cannot compare (objects, strings): not the same
+        return False
 
 
 def _as_real_array(value: Any, *, what: str, allow_int: bool) -> np.ndarray:

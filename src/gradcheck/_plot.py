@@ -18,6 +18,12 @@ COLORS = {"pass": "tab:green", "warn": "tab:orange", "inconclusive": "tab:gray",
 # Bins per decade of the error histogram.
 BINS_PER_DECADE = 4
 _INSTALL = 'plotting needs matplotlib: pip install "gradcheck[plot]"'
+# Inches per bar that report.plot() gives a new figure, and the widest figure it makes; a
+# name below its bar (small font, vertical) needs NAME_PITCH inches, and where the axes give
+# less, only some names are shown.
+BAR_WIDTH = 0.17
+MAX_WIDTH = 16.0
+NAME_PITCH = 0.13
 
 
 def plot_report(report: Any, ax: Any = None) -> Any:
@@ -44,10 +50,13 @@ def plot_report(report: Any, ax: Any = None) -> Any:
     TypeError
         ``ax`` is not a matplotlib Axes.
     """
-    ax = _axes(ax)
+    blocks = list(report.blocks.values())
+    # A new figure widens with the number of blocks, up to a screen's width, so that their
+    # names fit below the bars.
+    new = ax is None
+    ax = _axes(ax, width=min(MAX_WIDTH, max(6.4, 1.5 + BAR_WIDTH * len(blocks))))
     from matplotlib.patches import Patch
 
-    blocks = list(report.blocks.values())
     diffs = np.array([b.difference for b in blocks], dtype=np.float64)
     tol_pass, tol_fail = report.tol
     shown = np.append(diffs, report.difference)
@@ -73,6 +82,23 @@ def plot_report(report: Any, ax: Any = None) -> Any:
             )
     ax.set_yscale("log")
 
+    lines, raised = _threshold_lines(ax, report, blocks, floor)
+    top = max([1.0, tol_fail] + [t[1] for _, t in raised])
+    ax.set_ylim(floor, 2.0 * top)  # a relative difference never exceeds 1
+    verdicts = [v for v in COLORS if any(b.verdict == v for b in blocks)]
+    patches = [Patch(facecolor=COLORS[v], edgecolor="black", label=v) for v in verdicts]
+    ax.legend(handles=patches + lines, fontsize="small")
+
+    _block_ticks(ax, blocks)
+    ax.set_xlabel("block")
+    ax.set_ylabel("relative difference")
+    ax.set_title(f"gradcheck: {report.verdict}, difference {report.difference:.3g}")
+    return _fit(ax, new)
+
+
+def _threshold_lines(ax: Any, report: Any, blocks: list, floor: float):
+    """The pass and fail thresholds, those raised per block, and the global difference."""
+    tol_pass, tol_fail = report.tol
     lines = []
     if tol_pass == tol_fail:
         lines.append(
@@ -112,16 +138,38 @@ def plot_report(report: Any, ax: Any = None) -> Any:
                 label=f"all blocks together {report.difference:.3g}",
             )
         )
-    top = max([1.0, tol_fail] + [t[1] for _, t in raised])
-    ax.set_ylim(floor, 2.0 * top)  # a relative difference never exceeds 1
-    verdicts = [v for v in COLORS if any(b.verdict == v for b in blocks)]
-    patches = [Patch(facecolor=COLORS[v], edgecolor="black", label=v) for v in verdicts]
-    ax.legend(handles=patches + lines, fontsize="small")
+    return lines, raised
 
-    ax.set_xticks(x, [b.name for b in blocks], rotation=45 if len(blocks) > 8 else 0)
-    ax.set_xlabel("block")
-    ax.set_ylabel("relative difference")
-    ax.set_title(f"gradcheck: {report.verdict}, difference {report.difference:.3g}")
+
+def _block_ticks(ax: Any, blocks: list) -> None:
+    """Name the bars: all of them when they fit, else every k-th and every block that does
+    not pass (the ones a reader looks for), upright when few, vertical when many.
+    """
+    x = np.arange(len(blocks))
+    if len(blocks) <= 8:
+        ax.set_xticks(x, [b.name for b in blocks])
+        return
+    fig = ax.figure
+    inches = ax.get_position().width * fig.get_figwidth()
+    every = max(1, math.ceil(len(blocks) * NAME_PITCH / inches))
+    marked = [i for i, b in enumerate(blocks) if b.verdict != "pass"]
+    if len(marked) > len(blocks) // every:
+        marked = []  # more of them than names fit: every k-th, like the others
+    # A regular name too close to a marked one would overlap it: the marked one wins.
+    regular = [i for i in range(0, len(blocks), every) if all(abs(i - j) >= every for j in marked)]
+    shown = sorted({*marked, *regular})
+    ax.set_xticks(x[shown], [blocks[i].name for i in shown], rotation=90, fontsize="small")
+
+
+def _fit(ax: Any, new: bool) -> Any:
+    """Lay out a figure the plot made itself, so that no label is cut (the x label under
+    vertical block names, the y label left of long tick labels).
+
+    A figure the caller gave is theirs to lay out. No layout engine is set, so a later
+    ``tight_layout()`` of their own stays silent.
+    """
+    if new:
+        ax.figure.tight_layout()
     return ax
 
 
@@ -241,8 +289,10 @@ def abs_errors(report: Any, grad: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _axes(ax: Any) -> Any:
-    """``ax``, or the axes of a new figure; refuse anything that is not an Axes."""
+def _axes(ax: Any, width: float | None = None) -> Any:
+    """``ax``, or the axes of a new figure ``width`` inches wide; refuse anything that is not
+    an Axes.
+    """
     try:
         import matplotlib.axes
     except ImportError as exc:
@@ -250,13 +300,16 @@ def _axes(ax: Any) -> Any:
     if ax is None:
         import matplotlib.pyplot as plt
 
-        return plt.subplots()[1]
+        size = None if width is None else (width, plt.rcParams["figure.figsize"][1])
+        return plt.subplots(figsize=size)[1]
     if not isinstance(ax, matplotlib.axes.Axes):
         raise TypeError(f"`ax` must be a matplotlib Axes, got {type(ax).__name__}: {ax!r:.80}")
     return ax
 
 
-def plot_step_sweep(sweep: Any, ax: Any = None, label: str | None = None) -> Any:
+def plot_step_sweep(
+    sweep: Any, ax: Any = None, label: str | None = None, thresholds: bool = True
+) -> Any:
     """Draw the relative difference against the step, log-log, the best step marked.
 
     Parameters
@@ -267,27 +320,56 @@ def plot_step_sweep(sweep: Any, ax: Any = None, label: str | None = None) -> Any
         Where to draw; a new figure when None.
     label : str, optional
         The curve's legend entry; default: the method.
+    thresholds : bool
+        Draw the sweep's pass and fail thresholds, unless the axes has them already.
 
     Returns
     -------
     matplotlib.axes.Axes
+        The curve; the best step starred when it passes, else marked as the smallest
+        difference reached (no step to use: the gradient disagrees whatever the step).
     """
+    new = ax is None
     ax = _axes(ax)
     shown = np.isfinite(sweep.differences) & (sweep.differences > 0)
     ax.loglog(sweep.steps[shown], sweep.differences[shown], "o-", label=label or sweep.method)
-    ax.loglog(
-        [sweep.best_step],
-        [sweep.best_difference],
-        "*",
-        markersize=14,
-        color="tab:red",
-        label=f"best: h = {sweep.best_step:.1e}",
-    )
+    if sweep.passes:
+        ax.loglog(
+            [sweep.best_step],
+            [sweep.best_difference],
+            "*",
+            markersize=14,
+            color="tab:red",
+            label=f"best: h = {sweep.best_step:.1e}",
+        )
+    else:
+        # No step passes: the bottom of the curve is not a step to use, and a star would
+        # read as one. The gradient is what disagrees.
+        ax.loglog(
+            [sweep.best_step],
+            [sweep.best_difference],
+            "x",
+            markersize=10,
+            color="black",
+            label=f"smallest: {sweep.best_difference:.2g}, no step passes (a wrong gradient?)",
+        )
+    if thresholds and sweep.tol is not None:
+        # The thresholds also keep the log axis a few decades tall, so it has labelled
+        # ticks even when the curve is flat (a wrong gradient). Sweeps sharing an axes
+        # with the same thresholds draw them once.
+        tol_pass, tol_fail = sweep.tol
+        drawn = {line.get_label() for line in ax.get_lines()}
+        lines = [(tol_pass, COLORS["pass"], f"pass <= {tol_pass:.3g}")]
+        if tol_fail != tol_pass:
+            lines.append((tol_fail, COLORS["fail"], f"fail > {tol_fail:.3g}"))
+        for value, colour, label in lines:
+            if label not in drawn:
+                ax.axhline(value, color=colour, ls="--", label=label)
     ax.set_xlabel("step h")
     ax.set_ylabel("relative difference")
     ax.set_title("rounding (left) against truncation (right)")
-    ax.legend()
-    return ax
+    ax.legend(fontsize="small")
+    return _fit(ax, new)
 
 
 def plot_monitor(monitor: Any, ax: Any = None) -> Any:

@@ -14,9 +14,14 @@ from . import _plan
 from ._compare import Comparison
 from ._estimate import Estimate
 from ._plan import Plan, Selection
-from ._results import BlockResult, Entry, Kink, Note, Verdict
+from ._results import BlockResult, Entry, Kink, Note, Replay, Verdict
 
 _SHOWN_WORST = 5
+# What the worst-entries table's last column means (the rule is _compare.scores).
+SCORE_LEGEND = (
+    "  score: |error| over what the entry's rounding noise and a relative tolerance allow; "
+    "above 1 it disagrees"
+)
 _METHOD_WORDS = {"central": "central differences", "forward": "forward differences"}
 
 
@@ -33,7 +38,11 @@ class Report:
     blocks : Mapping[str, BlockResult]
         Per parameter block: its difference, verdict, norms and largest absolute error.
     worst : tuple of Entry
-        The entries that disagree most (by a score that allows for rounding), worst first.
+        The entries that disagree most, worst first, by their ``score``: ``|error|`` over
+        what the entry's rounding noise and a relative tolerance allow,
+        ``|a - b| / (rtol (|a| + |b|) + 10 e_fd)`` with ``e_fd`` the error the noise of f
+        makes in that entry's difference and ``rtol`` 1e-5 (1e-3 in float32). Above 1 the
+        entry disagrees.
     gradapprox : same structure as ``params``
         The finite-difference gradient (read-only float64 arrays).
     nfev : int
@@ -62,6 +71,9 @@ class Report:
         Entries that disagree only because f has a kink there (ReLU at 0, a tie in max),
         with ``name``, ``kind`` ("crossed" or "at"), ``analytic``, ``numeric`` and the
         ``left`` and ``right`` slopes; they are left out of the verdicts.
+    replay : Replay or None
+        The flat ``indices`` checked one by one and their ``steps``: with ``seed`` and the
+        same options a check draws them again.
     """
 
     difference: float
@@ -84,6 +96,7 @@ class Report:
     noise: float = 0.0
     notes: tuple[str, ...] = ()
     kinks: tuple[Kink, ...] = ()
+    replay: Replay | None = None
 
     @property
     def passed(self) -> bool:
@@ -101,8 +114,13 @@ class Report:
         Returns
         -------
         dict
-            JSON-serialisable: blocks and worst entries as dicts, non-finite numbers as the
-            strings ``"nan"``, ``"inf"``, ``"-inf"``. ``gradapprox`` is left out.
+            Every field but ``gradapprox``, in strict JSON's types: blocks, worst entries and
+            kinks as dicts, tuples as lists, and non-finite numbers (NaN, infinity) as None,
+            which ``json.dumps`` writes as ``null``, so any JSON parser reads the result.
+            ``notes``, ``kinks``, ``noise``, ``directions`` and ``budget`` say why a verdict
+            is what it is (an inconclusive check among them). ``replay`` holds the sampled
+            ``indices`` and their ``steps`` (both None when every coordinate was checked,
+            the steps then following ``step``).
         """
         return _jsonable(
             {
@@ -121,6 +139,12 @@ class Report:
                 "loss": self.loss,
                 "tol": list(self.tol),
                 "seconds": self.seconds,
+                "directions": self.directions,
+                "budget": self.budget,
+                "noise": self.noise,
+                "notes": list(self.notes),
+                "kinks": [asdict(k) for k in self.kinks],
+                "replay": _replay(self),
             }
         )
 
@@ -224,12 +248,32 @@ def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds:
         noise=c.noise_f,
         notes=tuple(n.text for n in outcome.notes),
         kinks=outcome.kinks,
+        replay=Replay(_frozen(plan.idx), _frozen(plan.step)),
     )
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _replay(r: Report) -> dict | None:
+    """The replay data as JSON: the indices are left out (None) when every coordinate of
+    every block was checked, so a full check of a large model stays small.
+    """
+    if r.replay is None:
+        return None
+    every = r.checked == r.n
+    return {
+        "indices": None if every else r.replay.indices.tolist(),
+        "steps": None if every else r.replay.steps.tolist(),
+    }
 
 
 def format_report(r: Report) -> str:
     head = [
-        f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}",
+        _headline(r),
         f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
         f"  {r.nfev:,} evaluations of f, {r.engine} engine, {r.seconds:.3g} s"
         + (f" (budget {r.budget:g} s)" if r.budget is not None else "")
@@ -250,9 +294,9 @@ def format_report(r: Report) -> str:
             "checked": f"{b.checked:,}",
             "P(miss 1%)": f"{b.miss_probability(0.01):.2g}" if b.checked else "-",
             "difference": _num(b.difference) if b.checked else "-",
-            "directions": _num(b.direction_difference),
-            "verdict": b.verdict.upper() if b.verdict == "fail" else b.verdict,
-            "max |error|": _num(b.max_abs_error),
+            "directions": _num(b.direction_difference) if b.size else "-",
+            "verdict": _verdict_cell(b),
+            "max |error|": _num(b.max_abs_error) if b.size else "-",
             "at": b.max_abs_error_at or "-",
         }
         rows.append(tuple(cells[c] for c in columns))
@@ -268,7 +312,7 @@ def format_report(r: Report) -> str:
                 f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
                 "(both sides below what the finite differences resolve)"
             )
-        if b.tol != r.tol and b.tol == b.tol:
+        if b.tol != r.tol and b.tol == b.tol and b.size:
             lines.append(
                 f"  {b.name}: thresholds raised to pass <= {b.tol[0]:.3g}, fail > {b.tol[1]:.3g} "
                 f"for the noise in f ({r.noise:.3g})"
@@ -293,9 +337,34 @@ def format_report(r: Report) -> str:
             rows.append(
                 (e.name, _num(e.analytic), _num(e.numeric), _num(e.abs_error), _num(e.score))
             )
-        lines += ["", *_table(rows, right={1, 2, 3, 4})]
+        lines += ["", *_table(rows, right={1, 2, 3, 4}), SCORE_LEGEND]
     lines += ["", _summary(r)]
     return "\n".join(lines)
+
+
+def _verdict_cell(b: BlockResult) -> str:
+    if not b.size:
+        return "empty"  # nothing to check: skipped, rather than a "pass" of nothing
+    return b.verdict.upper() if b.verdict == "fail" else b.verdict
+
+
+def _headline(r: Report) -> str:
+    """The first line, which pytest's one-line summary shows: the verdict, the difference,
+    and the blocks that decided a verdict other than pass.
+    """
+    line = f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}"
+    fails = r.failing
+    if fails:
+        return line + f"  (failing: {_names(fails)})"
+    unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
+    if unjudged:
+        line += f"  (inconclusive: {_names(unjudged)})"
+    return line
+
+
+def _names(names, shown: int = _SHOWN_WORST) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _coverage(r: Report) -> str:
@@ -349,5 +418,5 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
+        return None  # strict JSON has no NaN or infinity
     return obj

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+
 
 class Verdict(StrEnum):
     """A verdict, ordered by severity: ``untested < pass < warn < inconclusive < fail``.
@@ -116,3 +118,13 @@ class BlockResult:
             + math.lgamma(n - m + 1)
         )
         return math.exp(log_p)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a check looked at, to run it again: with the report's ``seed`` and options,
+    ``gradcheck.check`` draws the same sample and directions.
+    """
+
+    indices: np.ndarray  # int64 (m,), read-only: flat indices checked one by one
+    steps: np.ndarray  # float64 (m,), read-only: the nominal step h_i of each

@@ -20,6 +20,16 @@ class StepSweep:
     steps: np.ndarray  # absolute steps, largest first
     differences: np.ndarray  # NaN where a step was below the parameters' resolution
     method: str
+    tol: tuple[float, float] | None = None  # the (pass, fail) thresholds the checks applied
+
+    @property
+    def passes(self) -> bool:
+        """Whether some step brings the difference down to the pass threshold.
+
+        When none does, the bottom of the curve is no advice on the step: the gradient, not
+        the step, is what disagrees.
+        """
+        return self.tol is None or self.best_difference <= self.tol[0]
 
     @property
     def best(self) -> int:
@@ -34,7 +44,7 @@ class StepSweep:
     def best_difference(self) -> float:
         return float(self.differences[self.best])
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
+    def plot(self, ax: Any = None, label: str | None = None, thresholds: bool = True) -> Any:
         """Plot the V-shaped curve of difference against step, best step marked.
 
         Parameters
@@ -43,14 +53,20 @@ class StepSweep:
             Where to draw; a new figure when None. Several sweeps can share one.
         label : str, optional
             The curve's legend entry; default: the method.
+        thresholds : bool
+            Draw the pass and fail thresholds the checks applied (once per axes). False
+            suits several sweeps with different thresholds on one axes.
 
         Returns
         -------
         matplotlib.axes.Axes
+            The curve on log-log axes with the pass and fail thresholds; the best step is
+            starred when its difference passes, and marked as the smallest difference
+            reached, not a step to use, when none passes.
         """
         from ._plot import plot_step_sweep
 
-        return plot_step_sweep(self, ax=ax, label=label)
+        return plot_step_sweep(self, ax=ax, label=label, thresholds=thresholds)
 
 
 def step_sweep(
@@ -83,7 +99,9 @@ def step_sweep(
     Returns
     -------
     StepSweep
-        ``steps``, ``differences``, ``best_step``, ``best_difference`` and ``plot()``.
+        ``steps``, ``differences``, ``best_step``, ``best_difference``, ``tol`` (the
+        thresholds the checks applied), ``passes`` (whether any step passes: when none
+        does, the gradient is wrong whatever the step) and ``plot()``.
 
     Examples
     --------
@@ -101,11 +119,13 @@ def step_sweep(
     steps = np.sort(steps)[::-1]
     options.setdefault("noise", False)
     differences = np.empty(steps.size)
+    tol = None
     for i, h in enumerate(steps.tolist()):
         try:
-            differences[i] = check(f, params, grad, eps=h, method=method, **options).difference
+            report = check(f, params, grad, eps=h, method=method, **options)
+            differences[i], tol = report.difference, tol or report.tol
         except StepTooSmall:
             differences[i] = math.nan  # x + h == x - h for some parameter
     if np.isnan(differences).all():
         raise ValueError("every step in `steps` is below the resolution of the parameters")
-    return StepSweep(steps, differences, method)
+    return StepSweep(steps, differences, method, tol)
