@@ -357,7 +357,8 @@ def _first_call(f, layout, struct, buffer, grad, batched) -> _First:
         pair = grad is None
         if pair:
             out, grad = _split(out)
-        array_valued = isinstance(out, np.ndarray)
+        # A torch tensor or jax array loss is reduced to a number at every call, as an array is.
+        array_valued = isinstance(out, np.ndarray) or _engine.is_framework_value(out)
         call = _engine.caller(f, struct, pair=pair, array_valued=array_valued)
         f0, loss_dtype = _loss_value(out)
     seconds = time.perf_counter() - started
@@ -560,6 +561,10 @@ def _loss_value(out: Any) -> tuple[float, np.dtype]:
     """The loss as a float and its dtype; refuse anything but one real number."""
     if isinstance(out, np.ndarray) and out.size == 1 and out.dtype.kind in "iuf":
         out = out.reshape(())[()]
+    framework_dtype = _engine.framework_scalar_dtype(out)
+    if framework_dtype is not None:
+        # A 0-d (or size-1) torch tensor or jax array: its value, with its dtype's rules.
+        return float(out.item()), framework_dtype
     if not _engine._is_scalar(out):
         shape = f" of shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else ""
         raise TypeError(

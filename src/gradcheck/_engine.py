@@ -12,6 +12,7 @@ Engines return the raw values ``F[j, k]``; they decide no verdicts.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -134,7 +135,37 @@ def caller(f, struct, *, pair: bool, array_valued: bool) -> Callable[[], Any]:
 def _item(value: Any) -> Any:
     # A size-1 array loss (a (1, 1) cost from np.dot) is one number; anything else is left
     # for the engine to refuse with the coordinate named.
-    return value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value.item() if framework_scalar_dtype(value) is not None else value
+
+
+# Where torch tensors and jax arrays are defined: recognised by their type's module, so that
+# gradcheck never imports either framework to find out.
+_FRAMEWORKS = frozenset(("torch", "jax", "jaxlib"))
+_FRAMEWORK_DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+
+
+def is_framework_value(value: Any) -> bool:
+    """True for a torch tensor or a jax array (of any shape)."""
+    return type(value).__module__.partition(".")[0] in _FRAMEWORKS and hasattr(value, "shape")
+
+
+def framework_scalar_dtype(value: Any) -> np.dtype | None:
+    """The numpy dtype of a one-element float32/float64 (or integer) torch tensor or jax
+    array, else None.
+    """
+    if not is_framework_value(value):
+        return None
+    if math.prod(value.shape) != 1:
+        return None
+    # torch spells its dtypes "torch.float32", jax as numpy does, "float32".
+    name = str(value.dtype).rpartition(".")[2]
+    if name in _FRAMEWORK_DTYPES:
+        return _FRAMEWORK_DTYPES[name]
+    if name.startswith(("int", "uint")):
+        return np.dtype(np.float64)
+    return None
 
 
 def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:
