@@ -185,7 +185,7 @@ def test_check_vjp_is_public():
 
 def test_import_gradcheck_loads_neither_framework():
     code = (
-        "import sys, gradcheck, gradcheck.torch\n"
+        "import sys, gradcheck, gradcheck.torch, gradcheck.jax\n"
         "gradcheck.check_vjp(lambda x: x * 2, __import__('numpy').ones(2), lambda x, c: 2 * c)\n"
         "loaded = [m for m in ('torch', 'jax', 'jaxlib') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
