@@ -5,6 +5,9 @@ are wrong.
 >>> report = gradcheck.check(lambda x: np.sum(x**3), np.array([1.0, 2.0]), np.array([3.0, 12.0]))
 >>> report.passed
 True
+
+Adapters for torch and jax live in ``gradcheck.torch`` and ``gradcheck.jax``, imported on
+demand: ``import gradcheck`` loads neither framework.
 """
 
 from ._check import assert_gradient, check
@@ -12,6 +15,7 @@ from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report
 from ._sweep import StepSweep, step_sweep
+from ._vjp import check_vjp
 
 __version__ = "0.1.0"
 
@@ -24,6 +28,7 @@ __all__ = [
     "StepSweep",
     "assert_gradient",
     "check",
+    "check_vjp",
     "relative_change",
     "relative_difference",
     "step_sweep",

@@ -24,7 +24,14 @@ import numpy as np
 
 from . import _jit
 from ._layout import Layout
-from ._problem import Call, FunctionOutputError, batch_values, is_scalar, unchanged
+from ._problem import (
+    Call,
+    FunctionOutputError,
+    batch_values,
+    framework_scalar_dtype,
+    is_scalar,
+    unchanged,
+)
 
 # Coordinates per Python-level batch: bounds the engine's temporary lists and sets how
 # often a progress bar moves.
@@ -135,7 +142,9 @@ def caller(f, struct, call: Call) -> Callable[[], Any]:
 def _item(value: Any) -> Any:
     # A size-1 array loss (a (1, 1) cost from np.dot) is one number; anything else is left
     # for the engine to refuse with the coordinate named.
-    return value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value.item() if framework_scalar_dtype(value) is not None else value
 
 
 def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:

@@ -8,6 +8,7 @@ it changes it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ def build(f: Callable[..., Any], params: Any, grad: Any, *, batched: bool) -> Pr
         pair = grad is None
         if pair:
             out, grad = split(out)
-        call = Call(pair=pair, array_valued=isinstance(out, np.ndarray), batched=False)
+        # A torch tensor or jax array loss is reduced to a number at every call, as an array is.
+        array_valued = isinstance(out, np.ndarray) or is_framework_value(out)
+        call = Call(pair=pair, array_valued=array_valued, batched=False)
         f0, loss_dtype = loss_value(out)
     seconds = time.perf_counter() - started
     if not np.isfinite(f0):
@@ -113,6 +116,10 @@ def loss_value(out: Any) -> tuple[float, np.dtype]:
     """The loss as a float and its dtype; refuse anything but one real number."""
     if isinstance(out, np.ndarray) and out.size == 1 and out.dtype.kind in "iuf":
         out = out.reshape(())[()]
+    framework_dtype = framework_scalar_dtype(out)
+    if framework_dtype is not None:
+        # A 0-d (or size-1) torch tensor or jax array: its value, with its dtype's rules.
+        return float(out.item()), framework_dtype
     if not is_scalar(out):
         shape = f" of shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else ""
         raise TypeError(
@@ -121,6 +128,34 @@ def loss_value(out: Any) -> tuple[float, np.dtype]:
     # float32 losses make the steps and thresholds float32's; anything else is float64.
     dtype = np.dtype(np.float32) if isinstance(out, np.float32) else np.dtype(np.float64)
     return float(out), dtype
+
+
+# Where torch tensors and jax arrays are defined: recognised by their type's module, so that
+# gradcheck never imports either framework to find out.
+_FRAMEWORKS = frozenset(("torch", "jax", "jaxlib"))
+_FRAMEWORK_DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+
+
+def is_framework_value(value: Any) -> bool:
+    """True for a torch tensor or a jax array (of any shape)."""
+    return type(value).__module__.partition(".")[0] in _FRAMEWORKS and hasattr(value, "shape")
+
+
+def framework_scalar_dtype(value: Any) -> np.dtype | None:
+    """The numpy dtype of a one-element float32/float64 (or integer) torch tensor or jax
+    array, else None.
+    """
+    if not is_framework_value(value):
+        return None
+    if math.prod(value.shape) != 1:
+        return None
+    # torch spells its dtypes "torch.float32", jax as numpy does, "float32".
+    name = str(value.dtype).rpartition(".")[2]
+    if name in _FRAMEWORK_DTYPES:
+        return _FRAMEWORK_DTYPES[name]
+    if name.startswith(("int", "uint")):
+        return np.dtype(np.float64)
+    return None
 
 
 def is_scalar(r: Any) -> bool:

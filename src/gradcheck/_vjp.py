@@ -1,0 +1,381 @@
+"""Vector-valued functions: check a vector-Jacobian product through a scalar projection.
+
+A layer's author holds ``vjp(x, c)``, the gradient of ``<c, f(x)>``, not the gradient of a
+loss. For a fixed cotangent ``c`` the projection ``x -> <c, f(x)>`` is an ordinary scalar
+loss whose gradient is ``vjp(x, c)``, so :func:`gradcheck.check` tests it unchanged: every
+option, engine and verdict applies. A wrong ``vjp`` differs from the true one by a nonzero
+matrix ``E`` (``vjp(x, c) - J^T c = E c``), and a Gaussian ``c`` makes ``E c = 0`` with
+probability zero, so one random projection finds any error; more projections make a small
+one less likely to be drawn weak.
+
+The helpers here (seeds, cotangents, the report that records them, several projections)
+are shared by the torch and jax adapters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+
+from . import _layout
+from ._check import check
+from ._report import Report
+
+# The cotangents come from a stream of their own, keyed off the check's seed: gradcheck.check
+# spawns its streams (noise, sample, directions) as children 0, 1, 2 of SeedSequence(seed),
+# so this key, far from those, keeps the cotangent independent of what they draw.
+COTANGENT_STREAM = 0x636F74  # "cot"
+
+# How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
+EVALUATE = ("native", "float64")
+
+# Worse verdicts first, to pick the report shown when several projections were checked.
+_SEVERITY = {"fail": 3, "inconclusive": 2, "warn": 1, "pass": 0}
+
+
+@dataclass(frozen=True)
+class ProjectedReport(Report):
+    """A :class:`Report` of a check through the projection ``<cotangent, f(x)>``.
+
+    Attributes
+    ----------
+    cotangent : array, structure of arrays, or None
+        The cotangent the reported check projected on, as numpy arrays in the structure of
+        the function's output; pass it back as ``cotangent=`` (or the same ``seed=``) to
+        replay the check. None when a user ``loss`` made the output scalar.
+    projections : int
+        How many projections were checked; the report is the worst of them.
+    """
+
+    cotangent: Any = None
+    projections: int = 1
+
+
+def resolve_seed(seed: Any) -> int:
+    """``seed`` validated, or a fresh one drawn when None (passed on to ``check`` too, so the
+    report records the seed that made the cotangent).
+    """
+    if seed is None:
+        return int(np.random.default_rng().integers(2**63))
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer or None, got {seed!r}")
+    return int(seed)
+
+
+def validate_projections(projections: Any, cotangent: Any) -> int:
+    if isinstance(projections, bool) or not isinstance(projections, Integral) or projections < 1:
+        raise ValueError(f"`projections` must be a positive integer, got {projections!r}")
+    if projections > 1 and cotangent is not None:
+        raise ValueError(
+            f"`projections`={projections!r} draws that many random cotangents; with a given "
+            "`cotangent` there is only one projection"
+        )
+    return int(projections)
+
+
+def cotangent_rng(seed: int, k: int) -> np.random.Generator:
+    """The generator of projection ``k``'s cotangent for ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(COTANGENT_STREAM, k)))
+
+
+def draw_like(rng: np.random.Generator, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Standard normal float64 arrays of the given shapes, drawn in order."""
+    return [rng.standard_normal(shape) for shape in shapes]
+
+
+def worst_of(
+    run_one: Callable[[Any], Report],
+    cotangents: list[Any],
+    started: float,
+    *,
+    drawn: bool,
+    record: Callable[[Any], Any] = lambda c: c,
+) -> ProjectedReport:
+    """Check each cotangent with ``run_one`` and return the worst report, recording its
+    cotangent (as ``record`` turns it into numpy arrays in the output's structure); ``nfev``
+    and ``seconds`` count every projection. ``drawn``: the cotangents were drawn from the
+    seed (the report says so), not given.
+    """
+    reports = [run_one(c) for c in cotangents]
+    order = sorted(
+        range(len(reports)),
+        key=lambda i: (_SEVERITY.get(reports[i].verdict, 3), _order_key(reports[i].difference)),
+    )
+    pick = order[-1]
+    report = reports[pick]
+    notes = list(report.notes)
+    if drawn:
+        notes.append(
+            "the output was projected on a random standard normal cotangent drawn from seed "
+            f"{report.seed} (report.cotangent)"
+        )
+    if len(reports) > 1:
+        verdicts = ", ".join(r.verdict for r in reports)
+        notes.append(
+            f"{len(reports)} random projections checked (verdicts: {verdicts}); this report "
+            f"is projection {pick + 1}, the worst"
+        )
+    base = {f.name: getattr(report, f.name) for f in fields(Report)}
+    base.update(
+        nfev=sum(r.nfev for r in reports),
+        seconds=time.perf_counter() - started,
+        notes=tuple(notes),
+    )
+    return ProjectedReport(**base, cotangent=record(cotangents[pick]), projections=len(reports))
+
+
+def _order_key(difference: float) -> float:
+    # NaN sorts as the worst difference: it never passes.
+    return np.inf if difference != difference else difference
+
+
+# --- shared by the torch and jax adapters ------------------------------------------------------
+
+
+def validate_evaluate(evaluate: Any) -> None:
+    if evaluate not in EVALUATE:
+        raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {evaluate!r}")
+
+
+def adapter_batched(options: dict) -> bool | None:
+    """``batched`` for the adapters: None tries vmap, True requires it, False skips it."""
+    batched = options.pop("batched", None)
+    if batched is not None and not isinstance(batched, bool):
+        raise TypeError(f"`batched` must be True, False or None, got {batched!r}")
+    engine = options.get("engine", "auto")
+    if engine == "batched":
+        batched = True
+    elif engine != "auto":
+        if batched:
+            raise ValueError(f"batched=True runs in the batched engine, not engine={engine!r}")
+        batched = False
+    if options.get("method") == "complex":
+        raise ValueError(
+            "method='complex' is not supported by the framework adapters (the inputs are "
+            "real tensors); use method='central'"
+        )
+    return batched
+
+
+def parameter_names(target: Any, count: int, *, skip: int = 0) -> list[str]:
+    """The names of ``target``'s first ``count`` positional parameters (after ``skip``),
+    else ``input0``, ``input1``, ... when the signature cannot be read or has too few.
+    """
+    default = [f"input{i}" for i in range(count)]
+    try:
+        parameters = list(inspect.signature(target).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return default
+    names = []
+    for p in parameters:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(p.name)
+    return names[:count] if len(names) >= count else default
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_vjp(
+    f: Callable[[Any], Any],
+    inputs: Any,
+    vjp: Callable[[Any, Any], Any],
+    *,
+    cotangent: Any = None,
+    projections: int = 1,
+    **options: Any,
+) -> Report:
+    """Check a vector-Jacobian product against finite differences of a projection.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(inputs)`` returns an array of any shape, or a dict / list / tuple (nested) of
+        arrays. With ``batched=True`` it receives every input with a leading batch axis and
+        returns every output with one.
+    inputs : ndarray, or dict / list / tuple (nested) of ndarrays
+        The point at which to check, as for :func:`gradcheck.check`'s ``params``; the
+        report's blocks are named after it (dict keys, positions). Copied, never modified.
+    vjp : callable
+        ``vjp(inputs, cotangent)`` returns the gradient of ``<cotangent, f(inputs)>`` with
+        respect to ``inputs``, in the structure of ``inputs`` (course-style ``d``-prefixed
+        keys are accepted, as for ``check``'s ``grad``). It is what is under test.
+    cotangent : same structure as ``f(inputs)``, optional
+        The direction to project the output on. Default: standard normal entries drawn
+        from ``seed``, so the same seed replays the same check.
+    projections : int
+        How many random cotangents to check (only when ``cotangent`` is None); the report is
+        the worst of them and says so in its notes.
+    **options
+        Every option of :func:`gradcheck.check` (``eps``, ``method``, ``seed``, ``engine``,
+        ``batched``, ``tol``, ``sample``, ``directions``, ...). ``method="complex"`` works
+        when ``f`` carries complex input through (the projection is linear in ``f``).
+
+    Returns
+    -------
+    Report
+        The report of ``check`` on the projection, with two more attributes:
+        ``report.cotangent`` (the cotangent that was checked, in the structure of the
+        output, to pass back as ``cotangent=``) and ``report.projections``.
+
+    Raises
+    ------
+    TypeError
+        ``f`` or ``vjp`` is not callable, ``f`` returns something other than real arrays,
+        or ``cotangent`` does not mirror the output.
+    ValueError
+        A cotangent of the wrong shape or not finite, a bad option, or any error
+        :func:`gradcheck.check` raises.
+
+    Notes
+    -----
+    For a fixed cotangent ``c`` the projection ``x -> <c, f(x)>`` is a scalar loss whose
+    gradient is ``J(x)^T c``, the vector-Jacobian product. A wrong ``vjp`` differs from
+    ``J^T`` by a nonzero matrix ``E``; a Gaussian ``c`` gives ``E c = 0`` with probability
+    zero, so one random projection catches any error, and the per-block verdicts name the
+    inputs whose gradient is wrong. The projection is accumulated in float64; a float32
+    output keeps float32's steps and thresholds.
+
+    Examples
+    --------
+    >>> import numpy as np, gradcheck
+    >>> W = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    >>> x = np.array([0.5, -1.0])
+    >>> def layer(p):
+    ...     return np.tanh(W @ p)
+    >>> def layer_vjp(p, c):
+    ...     return W.T @ (c * (1 - np.tanh(W @ p) ** 2))
+    >>> report = gradcheck.check_vjp(layer, x, layer_vjp, seed=0)
+    >>> report.verdict
+    'pass'
+    """
+    started = time.perf_counter()
+    for name, fn in (("f", f), ("vjp", vjp)):
+        if not callable(fn):
+            raise TypeError(f"`{name}` must be callable, got {type(fn).__name__}: {fn!r:.80}")
+    projections = validate_projections(projections, cotangent)
+    seed = resolve_seed(options.pop("seed", None))
+    batched = options.get("batched", False)
+    if not isinstance(batched, bool):
+        raise TypeError(f"`batched` must be True or False, got {batched!r}")
+
+    # One call at a private copy of the inputs tells the output's structure, shapes and
+    # dtype; the user's arrays are never handed to f.
+    in_layout, in_buffer = _layout.build(inputs)
+    if batched:
+        out = f(in_layout.structure(in_buffer.reshape(1, -1), batch=1))
+    else:
+        out = f(in_layout.structure(in_buffer))
+    out_layout, _ = _output_layout(out, batched)
+    float32 = all(b.dtype == np.float32 for b in out_layout.blocks)
+
+    if cotangent is None:
+        cotangents = []
+        for k in range(projections):
+            arrays = draw_like(cotangent_rng(seed, k), [b.shape for b in out_layout.blocks])
+            cotangents.append(out_layout.structure(np.concatenate([a.ravel() for a in arrays])))
+    else:
+        try:
+            flat = out_layout.flatten(cotangent, what="cotangent")
+        except (TypeError, ValueError) as exc:
+            # The layout's words are for params and their gradient; here they mean the output.
+            text = (
+                str(exc)
+                .replace(" for block `params`", "")
+                .replace("the parameter has", "the output has")
+                .replace("params has more", "the output has more")
+                .replace("should mirror params", "should mirror the output")
+            )
+            raise type(exc)(text) from None
+        if not np.isfinite(flat).all():
+            i = int(np.flatnonzero(~np.isfinite(flat))[0])
+            raise ValueError(
+                f"`cotangent` must be finite, but its entry {_output_entry(out_layout, i)} "
+                f"is {float(flat[i])!r}"
+            )
+        cotangents = [out_layout.structure(flat)]
+
+    def run_one(ct):
+        ct_leaves = [ct_leaf.reshape(-1) for ct_leaf in (_leaf(ct, b) for b in out_layout.blocks)]
+
+        def projected(x):
+            y = f(x)
+            total = 0.0
+            for b, c in zip(out_layout.blocks, ct_leaves, strict=True):
+                leaf = np.asarray(_lookup(y, b), dtype=None)
+                want = ((leaf.shape[0],) if batched else ()) + b.shape
+                if leaf.shape != want:
+                    raise ValueError(
+                        f"`f` returned {b.name} of shape {leaf.shape}, but at the inputs it "
+                        f"had shape {want}: the output's shape must not depend on the inputs"
+                    )
+                # float64 (complex128 for the complex step) accumulation of <c, y>.
+                wide = leaf.astype(np.result_type(leaf.dtype, np.float64), copy=False)
+                if batched:
+                    total = total + wide.reshape(wide.shape[0], -1) @ c
+                else:
+                    total = total + wide.reshape(-1) @ c
+            if batched:
+                return total.astype(np.float32) if float32 else total
+            if np.iscomplexobj(total):
+                return total
+            return np.float32(total) if float32 else float(total)
+
+        return check(projected, inputs, lambda x: vjp(x, ct), seed=seed, **options)
+
+    return worst_of(run_one, cotangents, started, drawn=cotangent is None)
+
+
+def _output_layout(out: Any, batched: bool):
+    """The layout of one output (the first row's, when batched), refusing non-arrays."""
+    try:
+        out_layout, buffer = _layout.build(_first_row(out) if batched else out)
+    except TypeError as exc:
+        # The layout speaks of params; here it is f's output that it refused.
+        text = str(exc).replace("params `", "output `")
+        raise TypeError(
+            f"`f(inputs)` must return float arrays (or a structure of them): {text}"
+        ) from None
+    except ValueError as exc:
+        text = str(exc).replace("`params`", "the output")
+        raise ValueError(f"`f(inputs)` at the inputs: {text}") from None
+    return out_layout, buffer
+
+
+def _first_row(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _first_row(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        rows = [_first_row(v) for v in tree]
+        return type(tree)(*rows) if hasattr(tree, "_fields") else type(tree)(rows)
+    arr = np.asarray(tree)
+    if arr.ndim == 0:
+        raise ValueError(
+            "with batched=True, `f` must return arrays with a leading batch axis, got a scalar"
+        )
+    return arr[0]
+
+
+def _lookup(tree: Any, block) -> Any:
+    return _layout.lookup(tree, block.path, what="f(inputs)") if block.path else tree
+
+
+def _leaf(tree: Any, block) -> np.ndarray:
+    return np.asarray(_lookup(tree, block), dtype=np.float64)
+
+
+def _output_entry(out_layout, i: int) -> str:
+    # A bare array output is "params" to the layout: name its entries by index alone.
+    name = out_layout.entry_name(i)
+    if out_layout.blocks[0].path == ():
+        return name.removeprefix("params") or "()"
+    return name

@@ -1,0 +1,610 @@
+"""gradcheck for torch: check custom ``torch.autograd.Function`` s and ``nn.Module`` s.
+
+The analytic side is torch's own autograd through your code, so your ``backward`` is what
+is tested; the numeric side is gradcheck's finite differences of the same scalar
+projection ``<cotangent, fn(*inputs)>``, evaluated under ``torch.no_grad()``, batched
+through ``torch.func.vmap`` when your function allows it, on the inputs' own device.
+
+torch is imported when one of these functions is called, never by ``import gradcheck``.
+
+>>> import torch, gradcheck.torch
+>>> x = torch.randn(5, dtype=torch.float64)
+>>> gradcheck.torch.check(torch.sin, (x,), seed=0).verdict
+'pass'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from . import _vjp
+from ._check import check as _check
+from ._report import Report
+
+__all__ = ["check", "check_module"]
+
+# Memory for one vmapped call: the perturbed rows and their outputs, with room for the
+# intermediates (four outputs' worth) of a typical layer. Larger stacks are split.
+VMAP_BYTES = 64 << 20
+# The vmapped and the looped value of f at the inputs may differ by the rounding of a
+# differently ordered sum; beyond this many units of the projection's scale, vmap computed
+# something else (random ops, state, data-dependent code) and the loop is used.
+VMAP_AGREE_ULPS = 1000.0
+
+
+def check(
+    fn: Callable[..., Any],
+    inputs: Any,
+    *,
+    cotangent: Any = None,
+    evaluate: str = "native",
+    projections: int = 1,
+    **options: Any,
+) -> Report:
+    """Check the gradients torch's autograd computes through ``fn`` (your custom
+    ``backward`` included) against finite differences.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*inputs)`` (or ``fn(**inputs)`` for a dict) returns a tensor of any shape, or a
+        tuple / list of tensors (those of floating dtype are checked). A custom Function is
+        passed as ``MyFunction.apply``.
+    inputs : tensor, tuple / list of tensors and other values, or dict
+        The point at which to check. Floating tensors with ``requires_grad`` are checked;
+        when none has it, every floating tensor is. Other values are passed through
+        unchanged. Blocks are named by the dict keys; for positional inputs, by ``fn``'s
+        parameter names when ``inspect.signature`` can read them (a Function's
+        ``forward``'s, for ``MyFunction.apply``), else ``input0``, ``input1``, ...
+        Your tensors (and their ``.grad``) are never modified.
+    cotangent : tensor or tuple of tensors, optional
+        The direction ``c`` of the projection ``<c, fn(*inputs)>`` whose gradient is
+        checked. Default: standard normal entries drawn from ``seed``.
+    evaluate : {"native", "float64"}
+        "native" runs ``fn`` in the inputs' own dtype: float32 inputs get float32 steps and
+        thresholds (pass <= 1e-3, fail > 1e-2). "float64" runs both sides (your forward and
+        your backward) on float64 copies, as torch's own docs recommend for gradient
+        checks: a wrong formula then shows at float64's resolution (thresholds 1e-7 and
+        1e-5). It needs ``fn`` to follow its inputs' dtype; a bug that exists only in
+        float32 (an overflow, a hard-coded dtype) needs "native".
+    projections : int
+        How many random cotangents to check (when ``cotangent`` is None); the report is the
+        worst.
+    **options
+        Every option of :func:`gradcheck.check` (``seed``, ``tol``, ``sample``,
+        ``directions``, ``method``, ...). ``batched``: None (default) evaluates the
+        perturbed points in batches through ``torch.func.vmap`` when ``fn`` allows it (a
+        custom Function needs ``setup_context`` and ``generate_vmap_rule = True``) and one
+        by one otherwise; True requires vmap; False never uses it.
+
+    Returns
+    -------
+    Report
+        As :func:`gradcheck.check` returns, blocks named after the inputs, with
+        ``report.cotangent`` (numpy arrays, the output's structure) for replay.
+
+    Raises
+    ------
+    TypeError
+        ``fn`` is not callable, ``inputs`` holds no floating tensor, or ``fn`` returns no
+        tensor.
+    ValueError
+        A bad option, an output that autograd cannot differentiate (no ``grad_fn``),
+        ``evaluate="float64"`` on a function that does not follow its inputs' dtype, or
+        any error :func:`gradcheck.check` raises.
+
+    Examples
+    --------
+    >>> import torch, gradcheck.torch
+    >>> class Cube(torch.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x**3
+    ...     @staticmethod
+    ...     def backward(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 2 * g * x**2          # a planted bug: 3, not 2
+    >>> x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    >>> gradcheck.torch.check(Cube.apply, (x,), seed=0).failing
+    ('x',)
+    """
+    torch = _torch()
+    started = time.perf_counter()
+    if not callable(fn):
+        raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
+    _vjp.validate_evaluate(evaluate)
+    projections = _vjp.validate_projections(projections, cotangent)
+    seed = _vjp.resolve_seed(options.pop("seed", None))
+    batched = _vjp.adapter_batched(options)
+
+    keyword = isinstance(inputs, Mapping)
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs,)
+    if not keyword and not isinstance(inputs, (tuple, list)):
+        raise TypeError(
+            "`inputs` must be a tensor, a tuple / list of inputs or a dict, got "
+            f"{type(inputs).__name__}: {_short(inputs)}"
+        )
+    names = [str(k) for k in inputs] if keyword else _parameter_names(fn, len(inputs))
+    values = list(inputs.values()) if keyword else list(inputs)
+    checked = _checked(torch, names, values)
+    wide = evaluate == "float64"
+    # Private copies, detached: the user's tensors and their .grad are never touched.
+    point = {
+        n: _prepared(torch, v, wide) for n, v in zip(names, values, strict=True) if n in checked
+    }
+    fixed = [
+        _prepared(torch, v, wide) if n not in checked else None
+        for n, v in zip(names, values, strict=True)
+    ]
+
+    def g(tensors):
+        args = [tensors[n] if n in checked else c for n, c in zip(names, fixed, strict=True)]
+        return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
+
+    return _run(
+        torch,
+        g,
+        point,
+        loss=None,
+        cotangent=cotangent,
+        projections=projections,
+        seed=seed,
+        batched=batched,
+        wide=wide,
+        options=options,
+        started=started,
+    )
+
+
+def check_module(
+    module: Any,
+    inputs: Any,
+    *,
+    loss: Callable[[Any], Any] | None = None,
+    cotangent: Any = None,
+    evaluate: str = "native",
+    projections: int = 1,
+    **options: Any,
+) -> Report:
+    """Check the gradients of an ``nn.Module`` 's parameters that autograd computes through
+    its forward (custom Functions inside it included) against finite differences.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module; its parameters that require grad are checked, one block each, named as
+        ``named_parameters()`` names them (``"0.weight"``, ``"encoder.fc1.bias"``). It is
+        run in the mode it is in (call ``module.eval()`` first when dropout would make it
+        random); it is called through ``torch.func.functional_call`` with private copies
+        of its parameters and buffers.
+    inputs : tensor, tuple / list, or dict
+        ``module(*inputs)`` (or ``module(**inputs)``); held fixed.
+    loss : callable, optional
+        ``loss(module(*inputs))`` returns the scalar whose gradient is checked (a 0-d
+        tensor). Default: a random projection ``<cotangent, module(*inputs)>``.
+    cotangent : tensor or tuple of tensors, optional
+        The projection's direction when ``loss`` is None; default drawn from ``seed``.
+    evaluate : {"native", "float64"}
+        As for :func:`check`: "float64" runs the module on float64 copies of its
+        parameters, buffers and floating inputs.
+    projections : int
+        How many random cotangents to check (``loss`` and ``cotangent`` None).
+    **options
+        Every option of :func:`gradcheck.check`; ``batched`` as for :func:`check`.
+
+    Returns
+    -------
+    Report
+        Blocks named by the parameters' names; ``report.cotangent`` records the projection.
+
+    Raises
+    ------
+    TypeError
+        ``module`` is not an ``nn.Module`` or ``loss`` is not callable.
+    ValueError
+        The module has no parameter that requires grad, ``loss`` with ``cotangent``, or
+        as for :func:`check`.
+
+    Notes
+    -----
+    The module is left as it was, even when its forward raises: its parameters' values,
+    their ``.grad``, its buffers (batch-norm running statistics) and every submodule's
+    ``training`` flag.
+
+    Examples
+    --------
+    >>> import torch, gradcheck.torch
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh()).double()
+    >>> report = gradcheck.torch.check_module(net, torch.randn(2, 3, dtype=torch.float64))
+    >>> list(report.blocks), report.verdict
+    (['0.weight', '0.bias'], 'pass')
+    """
+    torch = _torch()
+    started = time.perf_counter()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(
+            f"`module` must be a torch.nn.Module, got {type(module).__name__}: {_short(module)}"
+        )
+    if loss is not None and not callable(loss):
+        raise TypeError(f"`loss` must be callable or None, got {type(loss).__name__}: {loss!r:.80}")
+    if loss is not None and (cotangent is not None or projections != 1):
+        raise ValueError("`loss` makes the output scalar: it takes no `cotangent` or `projections`")
+    _vjp.validate_evaluate(evaluate)
+    projections = _vjp.validate_projections(projections, cotangent)
+    seed = _vjp.resolve_seed(options.pop("seed", None))
+    batched = _vjp.adapter_batched(options)
+    wide = evaluate == "float64"
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs,)
+    if isinstance(inputs, Mapping):
+        args, kwargs = (), {k: _prepared(torch, v, wide) for k, v in inputs.items()}
+    elif isinstance(inputs, (tuple, list)):
+        args, kwargs = tuple(_prepared(torch, v, wide) for v in inputs), {}
+    else:
+        raise TypeError(
+            "`inputs` must be a tensor, a tuple / list of inputs or a dict, got "
+            f"{type(inputs).__name__}: {_short(inputs)}"
+        )
+    named = dict(module.named_parameters())
+    trained = [n for n, p in named.items() if p.requires_grad]
+    if not trained:
+        raise ValueError(
+            f"`module` ({type(module).__name__}) has no parameter that requires grad: nothing "
+            "to check"
+        )
+
+    saved = _save(torch, module)
+    try:
+        point = {n: _prepared(torch, named[n], wide) for n in trained}
+        # Frozen parameters and buffers go in as private copies too: functional_call then
+        # never touches the module's own tensors (batch norm updates its copies' statistics).
+        fixed = {n: _prepared(torch, p, wide) for n, p in named.items() if n not in point}
+        fixed.update({n: _prepared(torch, b, wide) for n, b in module.named_buffers()})
+        functional_call = torch.func.functional_call
+
+        def g(tensors):
+            return functional_call(module, {**fixed, **tensors}, args, kwargs)
+
+        return _run(
+            torch,
+            g,
+            point,
+            loss=loss,
+            cotangent=cotangent,
+            projections=projections,
+            seed=seed,
+            batched=batched,
+            wide=wide,
+            options=options,
+            started=started,
+        )
+    finally:
+        _restore(torch, saved)
+
+
+# --- the shared core: a function of named tensors, checked through a projection --------------
+
+
+def _run(torch, g, point, *, loss, cotangent, projections, seed, batched, wide, options, started):
+    """Check ``g(point)``'s projection: the analytic side by autograd, the numeric side by
+    ``gradcheck.check`` on numpy copies of ``point``.
+    """
+    _validate_dtypes(torch, point)
+    leaves = {n: t.clone().requires_grad_(True) for n, t in point.items()}
+    with torch.enable_grad():
+        out = g(leaves)
+    outs = _outputs(torch, out, "fn(*inputs)" if loss is None else "module(*inputs)")
+    if wide and any(o.dtype != torch.float64 for o in outs):
+        got = sorted({str(o.dtype) for o in outs if o.dtype != torch.float64})
+        raise ValueError(
+            f"evaluate='float64' needs the function to follow its inputs' dtype, but on "
+            f"float64 inputs it returned {', '.join(got)}: use evaluate='native'"
+        )
+    if loss is not None:
+        scalar = loss(out)
+        if not isinstance(scalar, torch.Tensor) or scalar.numel() != 1:
+            raise TypeError(
+                f"`loss` must return a one-element tensor, got {type(scalar).__name__}: "
+                f"{_short(scalar)}"
+            )
+        float32 = scalar.dtype != torch.float64
+        cotangents = [None]
+    else:
+        float32 = all(o.dtype != torch.float64 for o in outs)
+        if cotangent is None:
+            shapes = [tuple(o.shape) for o in outs]
+            cotangents = [
+                _vjp.draw_like(_vjp.cotangent_rng(seed, k), shapes) for k in range(projections)
+            ]
+        else:
+            cotangents = [_given_cotangent(torch, cotangent, outs)]
+
+    out_numel = sum(o.numel() for o in outs)
+
+    def run_one(ct):
+        cts = None
+        if ct is not None:
+            # Rounded to the output's dtype, as autograd hands it to the backward, then
+            # widened: both sides project on the very same numbers.
+            cts = [
+                torch.as_tensor(c, dtype=o.dtype, device=o.device).double()
+                for c, o in zip(ct, outs, strict=True)
+            ]
+
+        def project(y):
+            if cts is None:
+                return loss(y).reshape(()).double()
+            total = 0.0
+            for o, c in zip(_outputs(torch, y, "fn(*inputs)"), cts, strict=True):
+                # float64 accumulation of <c, y>, whatever the output's dtype.
+                total = total + (o.double() * c).sum()
+            return total
+
+        with torch.enable_grad():
+            value = project(g(leaves))
+        if not value.requires_grad:
+            raise ValueError(
+                "the output does not depend on the checked inputs through autograd (it has "
+                "no grad_fn): does the function detach, call .numpy() or run under no_grad?"
+            )
+        grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+        analytic = {
+            # An input the output does not use has a zero gradient (autograd says None).
+            n: _numpy(torch.zeros_like(t) if gr is None else gr)
+            for (n, t), gr in zip(leaves.items(), grads, strict=True)
+        }
+        params = {n: _numpy(t) for n, t in point.items()}
+        if cts is None:
+            scale = abs(float(value.detach()))
+        else:
+            scale = float(
+                sum(
+                    (o.detach().double().abs() * c.abs()).sum()
+                    for o, c in zip(outs, cts, strict=True)
+                )
+            )
+        f, is_batched, note = _numeric(
+            torch, g, project, point, params, batched, float32, scale, out_numel
+        )
+        report = _check(f, params, analytic, seed=seed, batched=is_batched, **options)
+        return replace(report, notes=(*report.notes, note)) if note else report
+
+    def record(ct):
+        if ct is None:
+            return None
+        return ct[0] if isinstance(out, torch.Tensor) else tuple(ct)
+
+    return _vjp.worst_of(
+        run_one,
+        cotangents,
+        started,
+        drawn=cotangent is None and loss is None,
+        record=record,
+    )
+
+
+def _numeric(torch, g, project, point, params, batched, float32, scale, out_numel):
+    """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
+
+    A vmapped ``f`` evaluating stacks of points is tried once on two rows and kept when it
+    runs and agrees with the one-point ``f``; otherwise the points are evaluated one by one
+    and ``note`` says why.
+    """
+    where = {n: (t.device, t.dtype) for n, t in point.items()}
+    loss_dtype = np.float32 if float32 else np.float64
+
+    def tensors(struct):
+        # On the inputs' own device and dtype; on the CPU in the same dtype, the tensors are
+        # views of check's buffer (so an f that writes to its input is caught).
+        return {
+            n: torch.from_numpy(struct[n]).to(device=d, dtype=dt) for n, (d, dt) in where.items()
+        }
+
+    def one(struct):
+        with torch.no_grad():
+            return loss_dtype(project(g(tensors(struct))).item())
+
+    if batched is False:
+        return one, False, None
+    vmapped = torch.func.vmap(lambda t: project(g(t)))
+    n = sum(a.size for a in params.values())
+    rows = max(1, VMAP_BYTES // (8 * (n + 4 * out_numel)))
+
+    def many(struct):
+        count = len(next(iter(struct.values())))
+        values = np.empty(count)
+        for lo in range(0, count, rows):
+            part = tensors({k: a[lo : lo + rows] for k, a in struct.items()})
+            with torch.no_grad():
+                values[lo : lo + rows] = vmapped(part).double().cpu().numpy()
+        return values.astype(loss_dtype)
+
+    try:
+        got = many({k: np.repeat(a[None], 2, axis=0) for k, a in params.items()})
+    except Exception as exc:  # vmap refuses many things (custom Functions, .item(), state)
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if batched:
+            raise ValueError(
+                f"batched=True, but torch.func.vmap cannot run the function: {why}"
+            ) from exc
+        return one, False, f"evaluated point by point: torch.func.vmap cannot run it ({why:.160})"
+    want = float(one(params))
+    eps = float(np.finfo(loss_dtype).eps)
+    if not all(abs(float(v) - want) <= VMAP_AGREE_ULPS * eps * scale for v in got):
+        why = f"torch.func.vmap gave {float(got[0])!r} at the inputs, one call {want!r}"
+        if batched:
+            raise ValueError(f"batched=True, but {why}")
+        return one, False, f"evaluated point by point: {why}"
+    return many, True, None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - the tests run with torch installed
+        raise ImportError("gradcheck.torch needs PyTorch: pip install 'gradcheck[torch]'") from exc
+    return torch
+
+
+def _parameter_names(fn: Any, count: int) -> list[str]:
+    """The names of ``fn``'s first ``count`` positional parameters, else input0, input1, ..."""
+    torch = _torch()
+    target, skip = fn, 0
+    owner = getattr(fn, "__self__", None)
+    if (
+        isinstance(owner, type)
+        and issubclass(owner, torch.autograd.Function)
+        and getattr(fn, "__name__", "") == "apply"
+    ):
+        # MyFunction.apply(*args): forward's names, less ctx unless setup_context takes it.
+        target = owner.forward
+        skip = int(owner.setup_context is torch.autograd.Function.setup_context)
+    elif isinstance(fn, torch.nn.Module):
+        target = fn.forward
+    return _vjp.parameter_names(target, count, skip=skip)
+
+
+def _checked(torch, names: list[str], values: list) -> list[str]:
+    """The inputs to check: floating tensors with requires_grad, or all floating tensors."""
+    floating = [n for n, v in zip(names, values, strict=True) if _floating(torch, v)]
+    for n, v in zip(names, values, strict=True):
+        if isinstance(v, torch.Tensor) and v.is_complex() and v.requires_grad:
+            raise TypeError(
+                f"input `{n}` is complex: gradcheck checks real inputs; pass the real and "
+                "imaginary parts as separate tensors"
+            )
+    if not floating:
+        raise TypeError(
+            "`inputs` holds no floating-point tensor to check; got "
+            + ", ".join(f"{n}: {type(v).__name__}" for n, v in zip(names, values, strict=True))
+        )
+    wanted = [n for n, v in zip(names, values, strict=True) if n in floating and v.requires_grad]
+    return wanted or floating
+
+
+def _validate_dtypes(torch, point: dict) -> None:
+    """float32 or float64, one dtype for all: a float32 entry perturbed in a float64 buffer
+    would round the step it is given.
+    """
+    for n, t in point.items():
+        if t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(
+                f"`{n}` has dtype {t.dtype}: finite differences cannot resolve a gradient in "
+                "it; use evaluate='float64' (if the function follows its inputs' dtype)"
+            )
+    dtypes = {n: t.dtype for n, t in point.items()}
+    if len(set(dtypes.values())) > 1:
+        raise ValueError(
+            "the checked tensors mix dtypes ("
+            + ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+            + "); use evaluate='float64', or give them one dtype"
+        )
+
+
+def _floating(torch, v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.is_floating_point()
+
+
+def _prepared(torch, v: Any, wide: bool) -> Any:
+    """A private, detached copy of a tensor (float64 when ``wide`` and floating)."""
+    if not isinstance(v, torch.Tensor):
+        return v
+    t = v.detach()
+    if wide and t.is_floating_point():
+        t = t.to(torch.float64)
+    return t.clone()
+
+
+def _outputs(torch, out: Any, what: str) -> list:
+    """The floating tensors of ``out`` (a tensor, or a tuple / list of them)."""
+    items = [out] if isinstance(out, torch.Tensor) else out
+    if isinstance(items, (tuple, list)):
+        tensors = [o for o in items if isinstance(o, torch.Tensor) and o.is_floating_point()]
+        if tensors:
+            return tensors
+    raise TypeError(
+        f"`{what}` must return a floating tensor or a tuple of tensors, got "
+        f"{type(out).__name__}: {_short(out)}"
+    )
+
+
+def _given_cotangent(torch, cotangent: Any, outs: list) -> list[np.ndarray]:
+    items = cotangent if isinstance(cotangent, (tuple, list)) else [cotangent]
+    if len(items) != len(outs):
+        raise ValueError(
+            f"`cotangent` has {len(items)} arrays, but the function returns {len(outs)} "
+            "floating tensors"
+        )
+    arrays = []
+    for k, (c, o) in enumerate(zip(items, outs, strict=True)):
+        arr = c.detach().cpu().double().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
+        where = f"[{k}]" if len(outs) > 1 else ""
+        if arr.shape != tuple(o.shape) or arr.dtype.kind not in "iuf":
+            raise ValueError(
+                f"`cotangent`{where} must be real with the output's shape {tuple(o.shape)}, "
+                f"got {arr.dtype} of shape {arr.shape}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"`cotangent`{where} must be finite")
+        arrays.append(arr.astype(np.float64))
+    return arrays
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _save(torch, module) -> dict:
+    """What check_module must put back: parameter values, .grad, buffers, modes."""
+    with torch.no_grad():
+        return {
+            "params": [
+                (p, p.detach().clone(), p.grad, None if p.grad is None else p.grad.clone())
+                for p in module.parameters()
+            ],
+            "buffers": [(b, b.detach().clone()) for b in module.buffers()],
+            "modes": [(m, m.training) for m in module.modules()],
+        }
+
+
+def _restore(torch, saved: dict) -> None:
+    with torch.no_grad():
+        for p, value, grad, grad_value in saved["params"]:
+            if not _same(torch, p, value):
+                p.copy_(value)
+            p.grad = grad
+            if grad is not None and not _same(torch, grad, grad_value):
+                grad.copy_(grad_value)
+        for b, value in saved["buffers"]:
+            if not _same(torch, b, value):
+                b.copy_(value)
+    for m, training in saved["modes"]:
+        m.training = training
+
+
+def _same(torch, a, b) -> bool:
+    # Bitwise, so that NaN equals NaN and a restored value is the very same number.
+    return (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and torch.equal(
+            a.detach().reshape(-1).view(torch.uint8), b.detach().reshape(-1).view(torch.uint8)
+        )
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
