@@ -109,3 +109,63 @@ def test_numba_engine_threads(benchmark, jitted_mlp, threads):
     finally:
         numba.set_num_threads(before)
     assert report.engine == "numba"
+
+
+# --- the fixed cost of a small check: the course net, numba engine ------------------------------
+# One group, one run: the whole check, its evaluations of f alone (the kernel on the same plan
+# plus the first call and the noise probe's calls, one at a time), and the course loop. The
+# fixed cost is the first minus the second; the target is at most 250 us, so that the numba
+# engine is at least 7x the course loop.
+FIXED = "small-check fixed cost, course net (n=47)"
+
+
+@pytest.fixture(scope="module")
+def course_flat():
+    from .workloads import course_net
+
+    w = course_net()
+    theta, g = w.theta(), w.flat_grad()
+    gradcheck.check(w.flat, theta, g, engine="numba", seed=0)  # compile outside the timing
+    return w, theta, g
+
+
+def test_small_check_whole(benchmark, course_flat):
+    w, theta, g = course_flat
+    benchmark.group = FIXED
+    report = benchmark.pedantic(
+        gradcheck.check, (w.flat, theta, g), {"engine": "numba", "seed": 0}, rounds=300
+    )
+    assert report.engine == "numba"
+    benchmark.extra_info["nfev"] = report.nfev
+
+
+def test_small_check_evaluations_alone(benchmark, course_flat):
+    from gradcheck import _jit, _plan
+
+    w, theta, g = course_flat
+    benchmark.group = FIXED
+    report = gradcheck.check(w.flat, theta, g, engine="numba", seed=0)
+    plan = _plan.make(theta, np.arange(theta.size), method="central", eps=None,
+                      loss_dtype=np.dtype(np.float64), seed=0)  # fmt: skip
+    kernel = _jit.compiled("evaluate_flat", parallel=True)
+    f = _jit.first_class(w.flat)
+    out = np.empty(plan.values.shape)
+    singles = report.nfev - plan.values.size  # the first call and the noise probe's
+
+    def evaluations():
+        kernel(f, theta, plan.idx, plan.values, out, 4 * numba.get_num_threads())
+        for _ in range(singles):
+            w.flat(theta)
+
+    benchmark.pedantic(evaluations, rounds=300)
+
+
+def test_small_check_course_loop(benchmark, course_flat):
+    from gradcheck import _demo
+
+    w, theta, g = course_flat
+    benchmark.group = FIXED
+    difference = benchmark.pedantic(
+        _demo.course_loop, (w.loss, theta, g), {"unflatten": w.unflatten}, rounds=100
+    )
+    assert difference < 1e-5

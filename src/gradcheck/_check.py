@@ -213,12 +213,15 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
 def _streams(seed: int, options: _options.Options) -> list:
     """Generators for the noise probe, the sample and the directions.
 
-    None where unused: making one costs a small check more than its compare does.
+    The k-th is the k-th child of ``SeedSequence(seed)``, made only when used (None
+    otherwise): making one costs a small check more than its compare does.
     """
     used = (options.noise, options.sample is not None or options.budget is not None,
             options.directions is not None or options.budget is not None)  # fmt: skip
-    children = np.random.SeedSequence(seed).spawn(3)
-    return [np.random.default_rng(c) if u else None for c, u in zip(children, used, strict=True)]
+    return [
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,))) if u else None
+        for k, u in enumerate(used)
+    ]
 
 
 def _select(problem, evaluator, options, rng, blocks) -> tuple[_plan.Selection, float | None]:

@@ -108,11 +108,14 @@ def compare(
     if plan.method == "complex":
         fd_all = fd_all + np.finfo(dtype).eps * np.abs(est.gradapprox)  # exact to rounding
     ok = ~est.bad
-    counted = ok if marks is None else ok & ~marks.kinks
-    j = _judged(layout, plan.idx[counted], analytic[counted], est.gradapprox[counted],
-                fd_all[counted], dtype)  # fmt: skip
-    seg_all = np.searchsorted(plan.idx, layout.offsets).tolist()
     any_bad = bool(est.bad.any())
+    if any_bad or marks is not None:
+        counted = ok if marks is None else ok & ~marks.kinks
+        j = _judged(layout, plan.idx[counted], analytic[counted], est.gradapprox[counted],
+                    fd_all[counted], dtype)  # fmt: skip
+    else:  # every entry counts: no copies
+        j = _judged(layout, plan.idx, analytic, est.gradapprox, fd_all, dtype)
+    seg_all = np.searchsorted(plan.idx, layout.offsets).tolist()
     blocks = []
     for k, block in enumerate(layout.blocks):
         mine = slice(seg_all[k], seg_all[k + 1])
@@ -142,11 +145,11 @@ def _judged(layout, idx, a, b, fd_error, dtype) -> _Judged:
     seg = np.searchsorted(idx, layout.offsets)
     norms, diffs = segment_differences(a, b, seg)
     fd_norms = segment_norms(fd_error, fd_error, seg)[:, 0]
-    with np.errstate(over="ignore", invalid="ignore"):
-        err = np.abs(a - b)
-    score = scores(a, b, fd_error, dtype)
-    # Entries where both sides are below what the differences resolve were not tested.
-    untested = (np.abs(a) + np.abs(b)) < _policy.NOISE * fd_error
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        size, err, noise = np.abs(a) + np.abs(b), np.abs(a - b), _policy.NOISE * fd_error
+        score = _score(err, _policy.RTOL[dtype] * size + noise)
+        # Entries where both sides are below what the differences resolve were not tested.
+        untested = size < noise
     worst_at, n_untested = _per_block(seg, err, untested)
     return _Judged(idx, a, b, err, score, seg.tolist(), norms.tolist(), diffs.tolist(),
                    fd_norms.tolist(), worst_at, n_untested)  # fmt: skip
@@ -232,8 +235,11 @@ def scores(a: np.ndarray, b: np.ndarray, fd_error: np.ndarray, dtype: np.dtype) 
     """
     allowed = _policy.RTOL[dtype] * (np.abs(a) + np.abs(b)) + _policy.NOISE * fd_error
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        err = np.abs(a - b)
-        score = np.where(err == 0, 0.0, err / allowed)
+        return _score(np.abs(a - b), allowed)
+
+
+def _score(err: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    score = np.where(err == 0, 0.0, err / allowed)
     return np.where(np.isnan(score), np.inf, score)
 
 

@@ -207,7 +207,9 @@ def batched_engine(
     per_row = max(1, buffer.size * buffer.itemsize)
     batch = int(max(1, min(rows, BATCH_BYTES // per_row)))
     stack = np.empty((batch, buffer.size), dtype=buffer.dtype)
-    build = _jit.compiled("build_batch", parallel=True)
+    # Serial: the copy is memory-bound, and a parallel kernel's threads spin-wait after each
+    # call (OpenMP), taking the cores the user's batched f (BLAS, torch, jax) needs next.
+    build = _jit.compiled("build_batch", parallel=False)
     stored = values.astype(buffer.dtype)
     out = np.empty(rows)
     for start in range(0, rows, batch):
@@ -234,6 +236,22 @@ def numba_segment_engine(f: Any, buffer: np.ndarray, points: list) -> np.ndarray
 # Fewer points than this go to the jitted f one call at a time (the noise probe, the
 # directions' pairs): entering a parallel kernel with a first-class function costs more.
 NUMBA_SEGMENTS = 32
+def _flat_points(f: Any, buffer: np.ndarray, points: list) -> np.ndarray:
+    """A flat ``f`` at a few points, called one by one: a point that spans the whole buffer
+    is passed as it is, without a copy into the buffer and back.
+    """
+    n = buffer.size
+    out = np.empty(len(points))
+    for j, (lo, hi, v) in enumerate(points):
+        if lo == 0 and hi == n:
+            out[j] = f(v)
+        else:
+            row = buffer.copy()
+            row[lo:hi] = v
+            out[j] = f(row)
+    return out
+
+
 # engine="auto" compiles the numba kernel only when the Python engine would take longer than
 # a first compile costs here (1-2 s), unless the kernel is already compiled in this process.
 AUTO_NUMBA_SECONDS = 1.0
@@ -321,6 +339,8 @@ class Evaluator:
             )
         elif engine == "numba" and len(points) >= NUMBA_SEGMENTS:
             values = numba_segment_engine(self._jitted(), self.buffer, points)
+        elif engine == "numba":
+            values = _flat_points(self.problem.f, self.buffer, points)
         elif engine == "dask":
             from . import _dask
 

@@ -13,10 +13,12 @@ cache rather than fail.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
 import types
+import weakref
 
 # Set GRADCHECK_NUMBA_CACHE=0 to keep numba from writing cache files.
 CACHE = os.environ.get("GRADCHECK_NUMBA_CACHE", "1") != "0"
@@ -120,13 +122,27 @@ def return_type_name(f, x) -> str | None:
     return None if compiled_for_x is None else str(compiled_for_x.signature.return_type)
 
 
+_ADDRESSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def first_class(f):
     """``f`` as the kernels take a first-class function most cheaply: its compiled address.
 
     Handing the dispatcher itself makes numba look its machine code up again on every
-    kernel call (about 15 us); the address, found once per check, spares that. When numba
-    cannot give the address, the dispatcher serves as before.
+    kernel call (about 15 us); the address, found once per jitted f (and kept while f
+    lives), spares that. When numba cannot give the address, the dispatcher serves.
     """
+    try:
+        return _ADDRESSES[f]
+    except (KeyError, TypeError):
+        pass
+    found = _first_class(f)
+    with contextlib.suppress(TypeError):  # f not weakly referable: found again next time
+        _ADDRESSES[f] = found
+    return found
+
+
+def _first_class(f):
     numba = numba_module()
     t = numba.types
     sig = t.float64(t.Array(t.float64, 1, "C"))
@@ -144,10 +160,14 @@ def _address_class():
     numba = numba_module()
 
     class CompiledAddress(numba.types.WrapperAddressProtocol):
-        """A jitted f by the address of its compiled code; holds f so the code stays."""
+        """A jitted f by the address of its compiled code.
+
+        It refers to f weakly (the cache of these is keyed by f); whoever evaluates holds f,
+        and so its code, alive.
+        """
 
         def __init__(self, f, address, sig):
-            self.f, self._address, self._sig = f, address, sig
+            self.f, self._address, self._sig = weakref.ref(f), address, sig
 
         def __wrapper_address__(self):
             return self._address

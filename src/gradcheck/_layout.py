@@ -40,9 +40,16 @@ class Block:
         """``"W1[3, 2]"`` for the entry at ``flat_index`` of the whole buffer."""
         if not self.shape:
             return self.name
-        # C order, as np.unravel_index gives, in plain integers: a report names ten entries
-        # and numpy's per-call cost would dominate.
-        rest, where = int(flat_index) - self.offset, []
+        rest = int(flat_index) - self.offset
+        # The common shapes first: a report names a dozen entries per check.
+        if len(self.shape) == 1:
+            return f"{self.name}[{rest}]"
+        if len(self.shape) == 2:
+            row, column = divmod(rest, self.shape[1])
+            return f"{self.name}[{row}, {column}]"
+        # C order, as np.unravel_index gives, in plain integers: numpy's per-call cost would
+        # dominate.
+        where = []
         for extent in reversed(self.shape):
             rest, i = divmod(rest, extent)
             where.append(i)
