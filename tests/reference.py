@@ -94,3 +94,55 @@ def reference_relative_difference(a, b) -> float:
     if num == 0 and den == 0:
         return 0.0
     return num / den
+
+
+def reference_richardson(f, params):
+    """Richardson extrapolation of central differences, one deep copy per evaluation.
+
+    h = eps**(1/5) * max(1, |x|); D(h) and D(h/2) are central differences over the width
+    the stored values span; the estimate is (4 D(h/2) - D(h)) / 3.
+    """
+    out = []
+    for path, arr in leaves(params):
+        arr = np.asarray(arr)
+        eps = np.finfo(arr.dtype).eps
+        for flat_index in range(arr.size):
+            where = np.unravel_index(flat_index, arr.shape)
+            x = float(arr[where])
+            h = eps ** (1 / 5) * max(1.0, abs(x))
+            d = []
+            for step in (h, h / 2):
+                xp, xm = float(arr.dtype.type(x + step)), float(arr.dtype.type(x - step))
+                fp = _evaluate_at(f, params, path, where, xp)
+                fm = _evaluate_at(f, params, path, where, xm)
+                d.append((float(fp) - float(fm)) / (xp - xm))
+            out.append((4 * d[1] - d[0]) / 3)
+    return np.array(out)
+
+
+def reference_complex_step(f, params, h=1e-20):
+    """Im f(x + ih) / h per coordinate, on complex deep copies of the parameters."""
+    out = []
+    for path, arr in leaves(params):
+        arr = np.asarray(arr)
+        for flat_index in range(arr.size):
+            where = np.unravel_index(flat_index, arr.shape)
+            trial = copy.deepcopy(params)
+            if path:
+                parent = get(trial, path[:-1])
+                parent[path[-1]] = parent[path[-1]].astype(np.complex128)
+                get(trial, path)[where] += 1j * h
+            else:
+                trial = trial.astype(np.complex128)
+                trial[where] += 1j * h
+            out.append(float(np.imag(f(trial))) / h)
+    return np.array(out)
+
+
+def reference_directional(f, x, lo, hi, plus, minus):
+    """f(x with x[lo:hi] = plus) - f(x with x[lo:hi] = minus), on fresh copies of the flat
+    vector x, and the displacement ``plus - minus`` the difference spans."""
+    at_plus, at_minus = np.array(x, dtype=np.float64), np.array(x, dtype=np.float64)
+    at_plus[lo:hi], at_minus[lo:hi] = plus, minus
+    span = np.asarray(plus, dtype=np.float64) - np.asarray(minus, dtype=np.float64)
+    return float(f(at_plus)) - float(f(at_minus)), span
