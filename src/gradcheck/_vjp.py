@@ -26,6 +26,7 @@ import numpy as np
 from . import _layout
 from ._check import check
 from ._report import Report
+from ._results import Verdict
 
 # The cotangents come from a stream of their own, keyed off the check's seed: gradcheck.check
 # spawns its streams (noise, sample, directions) as children 0, 1, 2 of SeedSequence(seed),
@@ -34,9 +35,6 @@ COTANGENT_STREAM = 0x636F74  # "cot"
 
 # How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
 EVALUATE = ("native", "float64")
-
-# Worse verdicts first, to pick the report shown when several projections were checked.
-_SEVERITY = {"fail": 3, "inconclusive": 2, "warn": 1, "pass": 0}
 
 
 @dataclass(frozen=True)
@@ -103,9 +101,11 @@ def worst_of(
     seed (the report says so), not given.
     """
     reports = [run_one(c) for c in cotangents]
+    # The worst verdict, and among equals the largest difference (the last of ties), is the
+    # report shown.
     order = sorted(
         range(len(reports)),
-        key=lambda i: (_SEVERITY.get(reports[i].verdict, 3), _order_key(reports[i].difference)),
+        key=lambda i: (Verdict(reports[i].verdict).severity, _order_key(reports[i].difference)),
     )
     pick = order[-1]
     report = reports[pick]
