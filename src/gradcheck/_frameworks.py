@@ -10,12 +10,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from . import _vjp
+from ._check import check
+from ._report import Report
 
 # How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
 EVALUATE = ("native", "float64")
@@ -78,6 +80,15 @@ def cotangents(run: Run, shapes: list[tuple[int, ...]], given: Callable[[], Any]
     if run.cotangent is not None:
         return [given()]
     return [_vjp.draw_like(_vjp.cotangent_rng(run.seed, k), shapes) for k in range(run.projections)]
+
+
+def check_numeric(numeric: tuple, params: dict, analytic: dict, run: Run) -> Report:
+    """:func:`gradcheck.check` of one projection, ``numeric`` being what the adapter's
+    ``_numeric`` chose: ``(f, batched, note)``; the note (why not vmap) joins the report's.
+    """
+    f, batched, note = numeric
+    report = check(f, params, analytic, seed=run.seed, batched=batched, **run.options)
+    return replace(report, notes=(*report.notes, note)) if note else report
 
 
 def _batched(options: dict) -> bool | None:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from . import _frameworks, _vjp
-from ._check import check as _check
 from ._frameworks import short as _short
 from ._report import Report
 
@@ -333,9 +332,8 @@ def _projection(torch, traced: _Traced, run, ct) -> Report:
     else:
         pairs = zip(traced.outs, cts, strict=True)
         scale = float(sum((o.detach().double().abs() * c.abs()).sum() for o, c in pairs))
-    f, is_batched, note = _numeric(torch, traced, project, scale, run.batched)
-    report = _check(f, traced.params, analytic, seed=run.seed, batched=is_batched, **run.options)
-    return replace(report, notes=(*report.notes, note)) if note else report
+    numeric = _numeric(torch, traced, project, scale, run.batched)
+    return _frameworks.check_numeric(numeric, traced.params, analytic, run)
 
 
 def _numeric(torch, traced: _Traced, project, scale: float, batched: bool | None):
