@@ -9,12 +9,12 @@ probability zero, so one random projection finds any error; more projections mak
 one less likely to be drawn weak.
 
 The helpers here (seeds, cotangents, the report that records them, several projections)
-are shared by the torch and jax adapters.
+are shared by the torch and jax adapters; what only the adapters share is in
+``_frameworks``.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -32,9 +32,6 @@ from ._results import Verdict
 # spawns its streams (noise, sample, directions) as children 0, 1, 2 of SeedSequence(seed),
 # so this key, far from those, keeps the cotangent independent of what they draw.
 COTANGENT_STREAM = 0x636F74  # "cot"
-
-# How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
-EVALUATE = ("native", "float64")
 
 
 @dataclass(frozen=True)
@@ -133,56 +130,6 @@ def worst_of(
 def _order_key(difference: float) -> float:
     # NaN sorts as the worst difference: it never passes.
     return np.inf if difference != difference else difference
-
-
-# --- shared by the torch and jax adapters ------------------------------------------------------
-
-
-def validate_evaluate(evaluate: Any) -> None:
-    if evaluate not in EVALUATE:
-        raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {evaluate!r}")
-
-
-def adapter_batched(options: dict) -> bool | None:
-    """``batched`` for the adapters: None tries vmap, True requires it, False skips it."""
-    batched = options.pop("batched", None)
-    if batched is not None and not isinstance(batched, bool):
-        raise TypeError(f"`batched` must be True, False or None, got {batched!r}")
-    engine = options.get("engine", "auto")
-    if engine == "batched":
-        batched = True
-    elif engine != "auto":
-        if batched:
-            raise ValueError(f"batched=True runs in the batched engine, not engine={engine!r}")
-        batched = False
-    if options.get("method") == "complex":
-        raise ValueError(
-            "method='complex' is not supported by the framework adapters (the inputs are "
-            "real tensors); use method='central'"
-        )
-    return batched
-
-
-def parameter_names(target: Any, count: int, *, skip: int = 0) -> list[str]:
-    """The names of ``target``'s first ``count`` positional parameters (after ``skip``),
-    else ``input0``, ``input1``, ... when the signature cannot be read or has too few.
-    """
-    default = [f"input{i}" for i in range(count)]
-    try:
-        parameters = list(inspect.signature(target).parameters.values())[skip:]
-    except (TypeError, ValueError):
-        return default
-    names = []
-    for p in parameters:
-        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            break
-        names.append(p.name)
-    return names[:count] if len(names) >= count else default
-
-
-def short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_vjp(
