@@ -9,12 +9,12 @@ probability zero, so one random projection finds any error; more projections mak
 one less likely to be drawn weak.
 
 The helpers here (seeds, cotangents, the report that records them, several projections)
-are shared by the torch and jax adapters.
+are shared by the torch and jax adapters; what only the adapters share is in
+``_frameworks``.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -26,17 +26,12 @@ import numpy as np
 from . import _layout
 from ._check import check
 from ._report import Report
+from ._results import Verdict
 
 # The cotangents come from a stream of their own, keyed off the check's seed: gradcheck.check
 # spawns its streams (noise, sample, directions) as children 0, 1, 2 of SeedSequence(seed),
 # so this key, far from those, keeps the cotangent independent of what they draw.
 COTANGENT_STREAM = 0x636F74  # "cot"
-
-# How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
-EVALUATE = ("native", "float64")
-
-# Worse verdicts first, to pick the report shown when several projections were checked.
-_SEVERITY = {"fail": 3, "inconclusive": 2, "warn": 1, "pass": 0}
 
 
 @dataclass(frozen=True)
@@ -103,9 +98,11 @@ def worst_of(
     seed (the report says so), not given.
     """
     reports = [run_one(c) for c in cotangents]
+    # The worst verdict, and among equals the largest difference (the last of ties), is the
+    # report shown.
     order = sorted(
         range(len(reports)),
-        key=lambda i: (_SEVERITY.get(reports[i].verdict, 3), _order_key(reports[i].difference)),
+        key=lambda i: (Verdict(reports[i].verdict).severity, _order_key(reports[i].difference)),
     )
     pick = order[-1]
     report = reports[pick]
@@ -133,56 +130,6 @@ def worst_of(
 def _order_key(difference: float) -> float:
     # NaN sorts as the worst difference: it never passes.
     return np.inf if difference != difference else difference
-
-
-# --- shared by the torch and jax adapters ------------------------------------------------------
-
-
-def validate_evaluate(evaluate: Any) -> None:
-    if evaluate not in EVALUATE:
-        raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {evaluate!r}")
-
-
-def adapter_batched(options: dict) -> bool | None:
-    """``batched`` for the adapters: None tries vmap, True requires it, False skips it."""
-    batched = options.pop("batched", None)
-    if batched is not None and not isinstance(batched, bool):
-        raise TypeError(f"`batched` must be True, False or None, got {batched!r}")
-    engine = options.get("engine", "auto")
-    if engine == "batched":
-        batched = True
-    elif engine != "auto":
-        if batched:
-            raise ValueError(f"batched=True runs in the batched engine, not engine={engine!r}")
-        batched = False
-    if options.get("method") == "complex":
-        raise ValueError(
-            "method='complex' is not supported by the framework adapters (the inputs are "
-            "real tensors); use method='central'"
-        )
-    return batched
-
-
-def parameter_names(target: Any, count: int, *, skip: int = 0) -> list[str]:
-    """The names of ``target``'s first ``count`` positional parameters (after ``skip``),
-    else ``input0``, ``input1``, ... when the signature cannot be read or has too few.
-    """
-    default = [f"input{i}" for i in range(count)]
-    try:
-        parameters = list(inspect.signature(target).parameters.values())[skip:]
-    except (TypeError, ValueError):
-        return default
-    names = []
-    for p in parameters:
-        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            break
-        names.append(p.name)
-    return names[:count] if len(names) >= count else default
-
-
-def short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_vjp(

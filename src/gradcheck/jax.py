@@ -17,24 +17,21 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from . import _vjp
-from ._check import check as _check
+from . import _frameworks, _vjp
 from ._report import Report
 
 __all__ = ["check"]
 
-# Memory for one vmapped call (rows and outputs, room for intermediates); larger stacks are
-# split. Stacks are padded to a power of two rows (at least MIN_ROWS) so that jit compiles
-# one program per size class, not one per chunk length the check happens to ask for.
-VMAP_BYTES = 64 << 20
+# Stacks are padded to a power of two rows (at least MIN_ROWS) so that jit compiles one
+# program per size class, not one per chunk length the check happens to ask for; chunks
+# stay within _frameworks.VMAP_BYTES.
 MIN_ROWS = 8
-# As in gradcheck.torch: vmapped and single-point values at the inputs agree to rounding.
-VMAP_AGREE_ULPS = 1000.0
 
 
 def check(
@@ -109,15 +106,14 @@ def check(
     started = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
-    _vjp.validate_evaluate(evaluate)
-    projections = _vjp.validate_projections(projections, cotangent)
-    seed = _vjp.resolve_seed(options.pop("seed", None))
-    batched = _vjp.adapter_batched(options)
+    run = _frameworks.settings(
+        started, options, evaluate=evaluate, projections=projections, cotangent=cotangent
+    )
 
     keyword = isinstance(args, Mapping)
     if not keyword and not isinstance(args, (tuple, list)):
         args = (args,)
-    names = [str(k) for k in args] if keyword else _vjp.parameter_names(fn, len(args))
+    names = [str(k) for k in args] if keyword else _frameworks.parameter_names(fn, len(args))
     values = list(args.values()) if keyword else list(args)
     flat = [jax.tree_util.tree_flatten_with_path(v) for v in values]
     # (arg position, leaf position) -> block name, for every floating array leaf.
@@ -132,136 +128,161 @@ def check(
             + ", ".join(f"{n}: {type(v).__name__}" for n, v in zip(names, values, strict=True))
         )
     dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in checked}
-    wide = evaluate == "float64" or np.dtype(np.float64) in dtypes
-    with _x64(jax) if wide else contextlib.nullcontext():
-        return _run(
-            jax,
-            fn,
-            keyword,
-            names,
-            flat,
-            checked,
-            wide=wide,
-            cotangent=cotangent,
-            projections=projections,
-            seed=seed,
-            batched=batched,
-            options=options,
-            started=started,
-        )
+    run = replace(run, wide=run.wide or np.dtype(np.float64) in dtypes)
+    with _x64(jax) if run.wide else contextlib.nullcontext():
+        return _run(jax, _Args(fn, keyword, names, flat, checked), run)
 
 
-def _run(jax, fn, keyword, names, flat, checked, **kw) -> Report:
-    jnp = jax.numpy
-    wide = kw["wide"]
-    devices = [
-        leaf.devices() for pairs, _ in flat for _, leaf in pairs if isinstance(leaf, jax.Array)
-    ]
-    device = next(iter(devices[0])) if devices else None
-    dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in checked}
-    if not wide and len(dtypes) > 1:
-        raise ValueError(
-            f"the checked arrays mix dtypes ({', '.join(sorted(map(str, dtypes)))}); use "
-            "evaluate='float64', or give them one dtype"
-        )
-    dtype = np.dtype(np.float64) if wide else dtypes.pop()
-    # numpy copies of the checked leaves (the point), and the rest held fixed.
-    point = {
-        name: np.array(flat[i][0][j][1], dtype=dtype, copy=True) for (i, j), name in checked.items()
-    }
+# --- the core: the checked leaves of the arguments, checked through a projection --------------
 
-    def g(named):
-        rebuilt = []
-        for i, (pairs, treedef) in enumerate(flat):
-            leaves = [
-                named[checked[i, j]] if (i, j) in checked else leaf
-                for j, (_, leaf) in enumerate(pairs)
-            ]
-            rebuilt.append(jax.tree_util.tree_unflatten(treedef, leaves))
-        return fn(**dict(zip(names, rebuilt, strict=True))) if keyword else fn(*rebuilt)
+
+@dataclass(frozen=True)
+class _Args:
+    """The user's arguments, flattened: which leaves are checked and how to rebuild them."""
+
+    fn: Callable[..., Any]
+    keyword: bool  # called as fn(**args)
+    names: list[str]
+    flat: list  # per argument: its (path, leaf) pairs and its treedef
+    checked: dict  # (argument, leaf) position -> block name, for every floating array leaf
+
+
+@dataclass(frozen=True)
+class _Traced:
+    """The call through ``jax.vjp`` at the point: what every projection of one check shares."""
+
+    g: Callable[[dict], Any]  # fn of the named checked leaves, the others held fixed
+    put: Callable[[dict], dict]  # numpy leaves to jax arrays on the inputs' device
+    point: dict  # numpy copies of the checked leaves: the point gradcheck.check differences at
+    pullback: Callable[[Any], Any]  # jax.vjp's, at the point
+    out_leaves: list  # the output's leaves at the point ...
+    out_tree: Any  # ... and its structure
+    projected: list[int]  # the floating output leaves, which the projection sums over
+    float32: bool  # the loss gradcheck.check sees is float32
+    acc: Any  # the projection's accumulation dtype
+
+
+def _run(jax, args: _Args, run) -> Report:
+    """Check the projection of ``fn`` at the checked leaves: the analytic side by
+    ``jax.vjp``, the numeric side by ``gradcheck.check`` on numpy copies of them.
+    """
+    point, device = _point(jax, args, run.wide)
+    g = partial(_call, jax, args)
 
     def put(named):
         return {n: jax.device_put(a, device) for n, a in named.items()}
 
+    traced = _trace(jax, g, put, point, run.wide)
+    out_leaves, projected = traced.out_leaves, traced.projected
+    shapes = [out_leaves[k].shape for k in projected]
+    given = partial(_given_cotangent, jax, run.cotangent, traced)
+    cotangents = _frameworks.cotangents(run, shapes, given)
+
+    def record(ct):
+        leaves = iter(c.astype(out_leaves[k].dtype) for c, k in zip(ct, projected, strict=True))
+        return jax.tree_util.tree_unflatten(
+            traced.out_tree,
+            [next(leaves) if k in projected else None for k in range(len(out_leaves))],
+        )
+
+    one = partial(_projection, jax, traced, run)
+    return _vjp.worst_of(one, cotangents, run.started, drawn=run.drawn, record=record)
+
+
+def _point(jax, args: _Args, wide: bool) -> tuple[dict, Any]:
+    """The numpy copies of the checked leaves (one dtype) and the device they came from."""
+    flat = args.flat
+    devices = [
+        leaf.devices() for pairs, _ in flat for _, leaf in pairs if isinstance(leaf, jax.Array)
+    ]
+    device = next(iter(devices[0])) if devices else None
+    dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in args.checked}
+    if not wide and len(dtypes) > 1:
+        _frameworks.refuse_mixed_dtypes("arrays", ", ".join(sorted(map(str, dtypes))))
+    dtype = np.dtype(np.float64) if wide else dtypes.pop()
+    point = {
+        name: np.array(flat[i][0][j][1], dtype=dtype, copy=True)
+        for (i, j), name in args.checked.items()
+    }
+    return point, device
+
+
+def _call(jax, args: _Args, named: dict) -> Any:
+    """``fn`` with the checked leaves taken from ``named``, the rest as the user gave them."""
+    rebuilt = []
+    for i, (pairs, treedef) in enumerate(args.flat):
+        leaves = [
+            named[args.checked[i, j]] if (i, j) in args.checked else leaf
+            for j, (_, leaf) in enumerate(pairs)
+        ]
+        rebuilt.append(jax.tree_util.tree_unflatten(treedef, leaves))
+    if args.keyword:
+        return args.fn(**dict(zip(args.names, rebuilt, strict=True)))
+    return args.fn(*rebuilt)
+
+
+def _trace(jax, g, put, point: dict, wide: bool) -> _Traced:
+    """``jax.vjp`` of ``g`` at the point, refusing outputs the check cannot project."""
+    jnp = jax.numpy
     out, pullback = jax.vjp(g, put(point))
     out_leaves, out_tree = jax.tree_util.tree_flatten(out)
     projected = [k for k, o in enumerate(out_leaves) if jnp.issubdtype(o.dtype, jnp.floating)]
     if not projected:
         raise TypeError(
-            f"`fn(*args)` must return floating arrays, got {_vjp.short(out)} (dtypes "
+            f"`fn(*args)` must return floating arrays, got {_frameworks.short(out)} (dtypes "
             f"{sorted({str(o.dtype) for o in out_leaves})})"
         )
-    if wide and any(out_leaves[k].dtype != jnp.float64 for k in projected):
-        got = sorted({str(out_leaves[k].dtype) for k in projected} - {"float64"})
-        raise ValueError(
-            f"evaluate='float64' needs the function to follow its inputs' dtype, but on "
-            f"float64 inputs it returned {', '.join(got)}: use evaluate='native'"
-        )
+    if wide:
+        _frameworks.require_float64((str(out_leaves[k].dtype) for k in projected), "float64")
     float32 = all(out_leaves[k].dtype == jnp.float32 for k in projected)
-    cotangent, projections, seed = kw["cotangent"], kw["projections"], kw["seed"]
-    if cotangent is None:
-        shapes = [out_leaves[k].shape for k in projected]
-        cotangents = [
-            _vjp.draw_like(_vjp.cotangent_rng(seed, k), shapes) for k in range(projections)
-        ]
-    else:
-        cotangents = [_given_cotangent(jax, cotangent, out_tree, out_leaves, projected)]
     # Projections accumulate in float64 when jax allows it, else in the output's float32.
     acc = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    out_numel = sum(int(np.prod(out_leaves[k].shape)) for k in projected)
+    return _Traced(g, put, point, pullback, out_leaves, out_tree, projected, float32, acc)
 
-    def run_one(ct):
-        # Rounded to each output's dtype, as the vjp receives it: both sides project on the
-        # very same numbers.
-        rounded = [c.astype(out_leaves[k].dtype) for c, k in zip(ct, projected, strict=True)]
-        full = list(rounded_iter(rounded))
 
-        def project(named):
-            ys = jax.tree_util.tree_leaves(g(named))
-            total = jnp.zeros((), acc)
-            for k, c in zip(projected, rounded, strict=True):
-                total = total + jnp.sum(ys[k].astype(acc) * jnp.asarray(c, acc))
-            return total
+def _projection(jax, traced: _Traced, run, ct) -> Report:
+    """The check of the projection on one cotangent ``ct`` (the projected leaves' arrays)."""
+    jnp = jax.numpy
+    out_leaves, projected, acc = traced.out_leaves, traced.projected, traced.acc
+    # Rounded to each output's dtype, as the vjp receives it: both sides project on the
+    # very same numbers.
+    rounded = [c.astype(out_leaves[k].dtype) for c, k in zip(ct, projected, strict=True)]
 
-        (grads,) = pullback(jax.tree_util.tree_unflatten(out_tree, full))
-        analytic = {n: np.asarray(v) for n, v in grads.items()}
-        scale = float(
-            sum(
-                np.sum(np.abs(np.asarray(out_leaves[k], np.float64)) * np.abs(c))
-                for k, c in zip(projected, rounded, strict=True)
-            )
+    def project(named):
+        ys = jax.tree_util.tree_leaves(traced.g(named))
+        total = jnp.zeros((), acc)
+        for k, c in zip(projected, rounded, strict=True):
+            total = total + jnp.sum(ys[k].astype(acc) * jnp.asarray(c, acc))
+        return total
+
+    # Every output leaf gets a cotangent: the projected ones theirs, the others zeros of
+    # jax's float0 (integer outputs have no tangent space).
+    it = iter(rounded)
+    full = [
+        next(it) if k in projected else np.zeros(o.shape, jax.dtypes.float0)
+        for k, o in enumerate(out_leaves)
+    ]
+    (grads,) = traced.pullback(jax.tree_util.tree_unflatten(traced.out_tree, full))
+    analytic = {n: np.asarray(v) for n, v in grads.items()}
+    scale = float(
+        sum(
+            np.sum(np.abs(np.asarray(out_leaves[k], np.float64)) * np.abs(c))
+            for k, c in zip(projected, rounded, strict=True)
         )
-        f, is_batched, note = _numeric(
-            jax, project, put, point, kw["batched"], float32, scale, out_numel
-        )
-        report = _check(f, point, analytic, seed=seed, batched=is_batched, **kw["options"])
-        return replace(report, notes=(*report.notes, note)) if note else report
-
-    def rounded_iter(rounded):
-        # Every output leaf gets a cotangent: the projected ones theirs, the others zeros of
-        # jax's float0 (integer outputs have no tangent space).
-        it = iter(rounded)
-        for k, o in enumerate(out_leaves):
-            yield next(it) if k in projected else np.zeros(o.shape, jax.dtypes.float0)
-
-    def record(ct):
-        leaves = iter(c.astype(out_leaves[k].dtype) for c, k in zip(ct, projected, strict=True))
-        return jax.tree_util.tree_unflatten(
-            out_tree, [next(leaves) if k in projected else None for k in range(len(out_leaves))]
-        )
-
-    return _vjp.worst_of(run_one, cotangents, kw["started"], drawn=cotangent is None, record=record)
+    )
+    numeric = _numeric(jax, traced, project, scale, run.batched)
+    return _frameworks.check_numeric(numeric, traced.point, analytic, run)
 
 
-def _numeric(jax, project, put, point, batched, float32, scale, out_numel):
+def _numeric(jax, traced: _Traced, project, scale: float, batched: bool | None):
     """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
 
     ``jit(vmap(project))`` on stacks (unless ``batched`` is False), tried once on two rows
     and kept when it runs and agrees with ``jit(project)`` at the inputs; otherwise
     ``jit(project)`` one point at a time, and ``note`` says why.
     """
-    loss_dtype = np.float32 if float32 else np.float64
-    eps = float(np.finfo(loss_dtype).eps)
+    put, point = traced.put, traced.point
+    loss_dtype = np.float32 if traced.float32 else np.float64
     # What jax.vjp traced, jit traces too: the one-point f is always jitted.
     jitted = jax.jit(project)
 
@@ -269,47 +290,43 @@ def _numeric(jax, project, put, point, batched, float32, scale, out_numel):
         return loss_dtype(jitted(put(struct)))
 
     want = float(one(point))
-
-    def agrees(values) -> bool:
-        return all(abs(float(v) - want) <= VMAP_AGREE_ULPS * eps * scale for v in values)
-
-    if batched is False:
-        return one, False, None
-
     vmapped = jax.jit(jax.vmap(project))
-    n = sum(a.size for a in point.values())
-    rows = max(MIN_ROWS, 1 << int(np.log2(max(1, VMAP_BYTES // (8 * (n + 4 * out_numel))))))
 
-    def many(struct):
-        count = len(next(iter(struct.values())))
-        values = np.empty(count)
-        for lo in range(0, count, rows):
-            hi = min(lo + rows, count)
-            size = max(MIN_ROWS, 1 << (hi - lo - 1).bit_length())  # the padded size
-            part = {}
-            for k, a in struct.items():
-                block = np.empty((size, *a.shape[1:]), a.dtype)
-                block[: hi - lo] = a[lo:hi]
-                block[hi - lo :] = a[lo]  # padding rows: a real point, discarded
-                part[k] = block
-            values[lo:hi] = np.asarray(vmapped(put(part)))[: hi - lo]
-        return values.astype(loss_dtype)
+    def call(part):
+        return np.asarray(vmapped(put(part)))
 
-    try:
-        ok = agrees(many({k: np.repeat(a[None], 2, axis=0) for k, a in point.items()}))
-        why = "" if ok else "jax.vmap changed its value at the inputs"
-    except Exception as exc:
-        ok, why = False, _why(exc)
-    if not ok:
-        if batched:
-            raise ValueError(f"batched=True, but jax.vmap cannot evaluate the function: {why}")
-        return one, False, f"evaluated point by point: jax.vmap cannot run it ({why:.160})"
-    return many, True, None
+    out_numel = sum(int(np.prod(traced.out_leaves[k].shape)) for k in traced.projected)
+    rows = max(MIN_ROWS, 1 << int(np.log2(_frameworks.vmap_rows(point, out_numel))))
+    return _frameworks.vmap_or_loop(
+        one,
+        _frameworks.stacked(call, rows, loss_dtype, pad=_padded),
+        point,
+        lambda: want,
+        batched=batched,
+        tol=_frameworks.agreement(loss_dtype, scale),
+        refusal=_refusal,
+    )
 
 
-def _why(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+def _padded(part: dict) -> dict:
+    """A chunk padded to its size class with copies of its first row (a real point)."""
+    count = len(next(iter(part.values())))
+    size = max(MIN_ROWS, 1 << (count - 1).bit_length())
+    padded = {}
+    for k, a in part.items():
+        block = np.empty((size, *a.shape[1:]), a.dtype)
+        block[:count] = a
+        block[count:] = a[0]
+        padded[k] = block
+    return padded
+
+
+def _refusal(exc, got, want) -> _frameworks.Refusal:
+    why = "jax.vmap changed its value at the inputs" if exc is None else _frameworks.why(exc)
+    return _frameworks.refused("jax.vmap", "evaluate", why)
+
+
+# --- helpers ----------------------------------------------------------------------------------
 
 
 def _jax():
@@ -350,20 +367,15 @@ def _path_name(path: tuple) -> str:
     return "".join(parts)
 
 
-def _given_cotangent(jax, cotangent, out_tree, out_leaves, projected) -> list[np.ndarray]:
+def _given_cotangent(jax, cotangent, traced: _Traced) -> list[np.ndarray]:
     leaves, tree = jax.tree_util.tree_flatten(cotangent)
-    if tree != out_tree:
-        raise ValueError(f"`cotangent` must have the output's structure {out_tree}, got {tree}")
-    arrays = []
-    for k in projected:
-        arr = np.asarray(leaves[k])
-        want = tuple(out_leaves[k].shape)
-        if arr.shape != want or arr.dtype.kind not in "iuf":
-            raise ValueError(
-                f"`cotangent` leaf {k} must be real with the output's shape {want}, got "
-                f"{arr.dtype} of shape {arr.shape}"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"`cotangent` leaf {k} must be finite")
-        arrays.append(arr.astype(np.float64))
-    return arrays
+    if tree != traced.out_tree:
+        raise ValueError(
+            f"`cotangent` must have the output's structure {traced.out_tree}, got {tree}"
+        )
+    return [
+        _frameworks.cotangent_leaf(
+            np.asarray(leaves[k]), tuple(traced.out_leaves[k].shape), f"`cotangent` leaf {k}"
+        )
+        for k in traced.projected
+    ]

@@ -17,24 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from . import _vjp
-from ._check import check as _check
+from . import _frameworks, _vjp
+from ._frameworks import short as _short
 from ._report import Report
 
 __all__ = ["check", "check_module"]
-
-# Memory for one vmapped call: the perturbed rows and their outputs, with room for the
-# intermediates (four outputs' worth) of a typical layer. Larger stacks are split.
-VMAP_BYTES = 64 << 20
-# The vmapped and the looped value of f at the inputs may differ by the rounding of a
-# differently ordered sum; beyond this many units of the projection's scale, vmap computed
-# something else (random ops, state, data-dependent code) and the loop is used.
-VMAP_AGREE_ULPS = 1000.0
 
 
 def check(
@@ -118,49 +111,24 @@ def check(
     started = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
-    _vjp.validate_evaluate(evaluate)
-    projections = _vjp.validate_projections(projections, cotangent)
-    seed = _vjp.resolve_seed(options.pop("seed", None))
-    batched = _vjp.adapter_batched(options)
-
+    run = _frameworks.settings(
+        started, options, evaluate=evaluate, projections=projections, cotangent=cotangent
+    )
+    inputs = _inputs(torch, inputs)
     keyword = isinstance(inputs, Mapping)
-    if isinstance(inputs, torch.Tensor):
-        inputs = (inputs,)
-    if not keyword and not isinstance(inputs, (tuple, list)):
-        raise TypeError(
-            "`inputs` must be a tensor, a tuple / list of inputs or a dict, got "
-            f"{type(inputs).__name__}: {_short(inputs)}"
-        )
     names = [str(k) for k in inputs] if keyword else _parameter_names(fn, len(inputs))
     values = list(inputs.values()) if keyword else list(inputs)
     checked = _checked(torch, names, values)
-    wide = evaluate == "float64"
     # Private copies, detached: the user's tensors and their .grad are never touched.
-    point = {
-        n: _prepared(torch, v, wide) for n, v in zip(names, values, strict=True) if n in checked
-    }
-    fixed = [
-        _prepared(torch, v, wide) if n not in checked else None
-        for n, v in zip(names, values, strict=True)
-    ]
+    pairs = list(zip(names, values, strict=True))
+    point = {n: _prepared(torch, v, run.wide) for n, v in pairs if n in checked}
+    fixed = [_prepared(torch, v, run.wide) if n not in checked else None for n, v in pairs]
 
     def g(tensors):
         args = [tensors[n] if n in checked else c for n, c in zip(names, fixed, strict=True)]
         return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
 
-    return _run(
-        torch,
-        g,
-        point,
-        loss=None,
-        cotangent=cotangent,
-        projections=projections,
-        seed=seed,
-        batched=batched,
-        wide=wide,
-        options=options,
-        started=started,
-    )
+    return _run(torch, g, point, run)
 
 
 def check_module(
@@ -238,22 +206,14 @@ def check_module(
         raise TypeError(f"`loss` must be callable or None, got {type(loss).__name__}: {loss!r:.80}")
     if loss is not None and (cotangent is not None or projections != 1):
         raise ValueError("`loss` makes the output scalar: it takes no `cotangent` or `projections`")
-    _vjp.validate_evaluate(evaluate)
-    projections = _vjp.validate_projections(projections, cotangent)
-    seed = _vjp.resolve_seed(options.pop("seed", None))
-    batched = _vjp.adapter_batched(options)
-    wide = evaluate == "float64"
-    if isinstance(inputs, torch.Tensor):
-        inputs = (inputs,)
+    run = _frameworks.settings(
+        started, options, evaluate=evaluate, projections=projections, cotangent=cotangent, loss=loss
+    )
+    inputs = _inputs(torch, inputs)
     if isinstance(inputs, Mapping):
-        args, kwargs = (), {k: _prepared(torch, v, wide) for k, v in inputs.items()}
-    elif isinstance(inputs, (tuple, list)):
-        args, kwargs = tuple(_prepared(torch, v, wide) for v in inputs), {}
+        args, kwargs = (), {k: _prepared(torch, v, run.wide) for k, v in inputs.items()}
     else:
-        raise TypeError(
-            "`inputs` must be a tensor, a tuple / list of inputs or a dict, got "
-            f"{type(inputs).__name__}: {_short(inputs)}"
-        )
+        args, kwargs = tuple(_prepared(torch, v, run.wide) for v in inputs), {}
     named = dict(module.named_parameters())
     trained = [n for n, p in named.items() if p.requires_grad]
     if not trained:
@@ -262,145 +222,130 @@ def check_module(
             "to check"
         )
 
-    saved = _save(torch, module)
-    try:
-        point = {n: _prepared(torch, named[n], wide) for n in trained}
+    with _frameworks.module_kept(torch, module):
+        point = {n: _prepared(torch, named[n], run.wide) for n in trained}
         # Frozen parameters and buffers go in as private copies too: functional_call then
         # never touches the module's own tensors (batch norm updates its copies' statistics).
-        fixed = {n: _prepared(torch, p, wide) for n, p in named.items() if n not in point}
-        fixed.update({n: _prepared(torch, b, wide) for n, b in module.named_buffers()})
+        fixed = {n: _prepared(torch, p, run.wide) for n, p in named.items() if n not in point}
+        fixed.update({n: _prepared(torch, b, run.wide) for n, b in module.named_buffers()})
         functional_call = torch.func.functional_call
 
         def g(tensors):
             return functional_call(module, {**fixed, **tensors}, args, kwargs)
 
-        return _run(
-            torch,
-            g,
-            point,
-            loss=loss,
-            cotangent=cotangent,
-            projections=projections,
-            seed=seed,
-            batched=batched,
-            wide=wide,
-            options=options,
-            started=started,
-        )
-    finally:
-        _restore(torch, saved)
+        return _run(torch, g, point, run)
 
 
 # --- the shared core: a function of named tensors, checked through a projection --------------
 
 
-def _run(torch, g, point, *, loss, cotangent, projections, seed, batched, wide, options, started):
+@dataclass(frozen=True)
+class _Traced:
+    """The first call through autograd: what every projection of one check shares."""
+
+    g: Callable[[dict], Any]  # the function of the named checked tensors
+    point: dict  # the checked tensors (private copies)
+    params: dict  # ... as numpy arrays: the point gradcheck.check differences at
+    leaves: dict  # clones of ``point`` that require grad, for the analytic side
+    out: Any  # g(leaves)
+    outs: list  # its floating tensors
+    float32: bool  # the loss gradcheck.check sees is float32
+
+
+def _run(torch, g, point, run) -> Report:
     """Check ``g(point)``'s projection: the analytic side by autograd, the numeric side by
     ``gradcheck.check`` on numpy copies of ``point``.
     """
-    _validate_dtypes(torch, point)
+    traced = _trace(torch, g, point, run)
+    shapes = [tuple(o.shape) for o in traced.outs]
+    given = partial(_given_cotangent, torch, run.cotangent, traced.outs)
+    cotangents = _frameworks.cotangents(run, shapes, given)
+
+    def record(ct):
+        if ct is None:
+            return None
+        return ct[0] if isinstance(traced.out, torch.Tensor) else tuple(ct)
+
+    one = partial(_projection, torch, traced, run)
+    return _vjp.worst_of(one, cotangents, run.started, drawn=run.drawn, record=record)
+
+
+def _trace(torch, g, point, run) -> _Traced:
+    """Call ``g`` once through autograd, refusing outputs the check cannot project."""
+    _frameworks.validate_tensor_dtypes(torch, point)
     leaves = {n: t.clone().requires_grad_(True) for n, t in point.items()}
     with torch.enable_grad():
         out = g(leaves)
-    outs = _outputs(torch, out, "fn(*inputs)" if loss is None else "module(*inputs)")
-    if wide and any(o.dtype != torch.float64 for o in outs):
-        got = sorted({str(o.dtype) for o in outs if o.dtype != torch.float64})
-        raise ValueError(
-            f"evaluate='float64' needs the function to follow its inputs' dtype, but on "
-            f"float64 inputs it returned {', '.join(got)}: use evaluate='native'"
-        )
-    if loss is not None:
-        scalar = loss(out)
+    outs = _outputs(torch, out, "fn(*inputs)" if run.loss is None else "module(*inputs)")
+    if run.wide:
+        _frameworks.require_float64((str(o.dtype) for o in outs), str(torch.float64))
+    if run.loss is None:
+        float32 = all(o.dtype != torch.float64 for o in outs)
+    else:
+        scalar = run.loss(out)
         if not isinstance(scalar, torch.Tensor) or scalar.numel() != 1:
             raise TypeError(
                 f"`loss` must return a one-element tensor, got {type(scalar).__name__}: "
                 f"{_short(scalar)}"
             )
         float32 = scalar.dtype != torch.float64
-        cotangents = [None]
-    else:
-        float32 = all(o.dtype != torch.float64 for o in outs)
-        if cotangent is None:
-            shapes = [tuple(o.shape) for o in outs]
-            cotangents = [
-                _vjp.draw_like(_vjp.cotangent_rng(seed, k), shapes) for k in range(projections)
-            ]
-        else:
-            cotangents = [_given_cotangent(torch, cotangent, outs)]
+    params = {n: _numpy(t) for n, t in point.items()}
+    return _Traced(g, point, params, leaves, out, outs, float32)
 
-    out_numel = sum(o.numel() for o in outs)
 
-    def run_one(ct):
-        cts = None
-        if ct is not None:
-            # Rounded to the output's dtype, as autograd hands it to the backward, then
-            # widened: both sides project on the very same numbers.
-            cts = [
-                torch.as_tensor(c, dtype=o.dtype, device=o.device).double()
-                for c, o in zip(ct, outs, strict=True)
-            ]
+def _projection(torch, traced: _Traced, run, ct) -> Report:
+    """The check of one projection: on cotangent ``ct``, or through ``run.loss`` (None)."""
+    cts = None
+    if ct is not None:
+        # Rounded to the output's dtype, as autograd hands it to the backward, then
+        # widened: both sides project on the very same numbers.
+        cts = [
+            torch.as_tensor(c, dtype=o.dtype, device=o.device).double()
+            for c, o in zip(ct, traced.outs, strict=True)
+        ]
 
-        def project(y):
-            if cts is None:
-                return loss(y).reshape(()).double()
-            total = 0.0
-            for o, c in zip(_outputs(torch, y, "fn(*inputs)"), cts, strict=True):
-                # float64 accumulation of <c, y>, whatever the output's dtype.
-                total = total + (o.double() * c).sum()
-            return total
-
-        with torch.enable_grad():
-            value = project(g(leaves))
-        if not value.requires_grad:
-            raise ValueError(
-                "the output does not depend on the checked inputs through autograd (it has "
-                "no grad_fn): does the function detach, call .numpy() or run under no_grad?"
-            )
-        grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
-        analytic = {
-            # An input the output does not use has a zero gradient (autograd says None).
-            n: _numpy(torch.zeros_like(t) if gr is None else gr)
-            for (n, t), gr in zip(leaves.items(), grads, strict=True)
-        }
-        params = {n: _numpy(t) for n, t in point.items()}
+    def project(y):
         if cts is None:
-            scale = abs(float(value.detach()))
-        else:
-            scale = float(
-                sum(
-                    (o.detach().double().abs() * c.abs()).sum()
-                    for o, c in zip(outs, cts, strict=True)
-                )
-            )
-        f, is_batched, note = _numeric(
-            torch, g, project, point, params, batched, float32, scale, out_numel
+            return run.loss(y).reshape(()).double()
+        total = 0.0
+        for o, c in zip(_outputs(torch, y, "fn(*inputs)"), cts, strict=True):
+            # float64 accumulation of <c, y>, whatever the output's dtype.
+            total = total + (o.double() * c).sum()
+        return total
+
+    leaves = traced.leaves
+    with torch.enable_grad():
+        value = project(traced.g(leaves))
+    if not value.requires_grad:
+        raise ValueError(
+            "the output does not depend on the checked inputs through autograd (it has "
+            "no grad_fn): does the function detach, call .numpy() or run under no_grad?"
         )
-        report = _check(f, params, analytic, seed=seed, batched=is_batched, **options)
-        return replace(report, notes=(*report.notes, note)) if note else report
-
-    def record(ct):
-        if ct is None:
-            return None
-        return ct[0] if isinstance(out, torch.Tensor) else tuple(ct)
-
-    return _vjp.worst_of(
-        run_one,
-        cotangents,
-        started,
-        drawn=cotangent is None and loss is None,
-        record=record,
-    )
+    grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+    analytic = {
+        # An input the output does not use has a zero gradient (autograd says None).
+        n: _numpy(torch.zeros_like(t) if gr is None else gr)
+        for (n, t), gr in zip(leaves.items(), grads, strict=True)
+    }
+    if cts is None:
+        scale = abs(float(value.detach()))
+    else:
+        pairs = zip(traced.outs, cts, strict=True)
+        scale = float(sum((o.detach().double().abs() * c.abs()).sum() for o, c in pairs))
+    numeric = _numeric(torch, traced, project, scale, run.batched)
+    return _frameworks.check_numeric(numeric, traced.params, analytic, run)
 
 
-def _numeric(torch, g, project, point, params, batched, float32, scale, out_numel):
+def _numeric(torch, traced: _Traced, project, scale: float, batched: bool | None):
     """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
 
     A vmapped ``f`` evaluating stacks of points is tried once on two rows and kept when it
     runs and agrees with the one-point ``f``; otherwise the points are evaluated one by one
     and ``note`` says why.
     """
-    where = {n: (t.device, t.dtype) for n, t in point.items()}
-    loss_dtype = np.float32 if float32 else np.float64
+    g, params = traced.g, traced.params
+    where = {n: (t.device, t.dtype) for n, t in traced.point.items()}
+    loss_dtype = np.float32 if traced.float32 else np.float64
 
     def tensors(struct):
         # On the inputs' own device and dtype; on the CPU in the same dtype, the tensors are
@@ -413,38 +358,29 @@ def _numeric(torch, g, project, point, params, batched, float32, scale, out_nume
         with torch.no_grad():
             return loss_dtype(project(g(tensors(struct))).item())
 
-    if batched is False:
-        return one, False, None
     vmapped = torch.func.vmap(lambda t: project(g(t)))
-    n = sum(a.size for a in params.values())
-    rows = max(1, VMAP_BYTES // (8 * (n + 4 * out_numel)))
 
-    def many(struct):
-        count = len(next(iter(struct.values())))
-        values = np.empty(count)
-        for lo in range(0, count, rows):
-            part = tensors({k: a[lo : lo + rows] for k, a in struct.items()})
-            with torch.no_grad():
-                values[lo : lo + rows] = vmapped(part).double().cpu().numpy()
-        return values.astype(loss_dtype)
+    def call(part):
+        with torch.no_grad():
+            return vmapped(tensors(part)).double().cpu().numpy()
 
-    try:
-        got = many({k: np.repeat(a[None], 2, axis=0) for k, a in params.items()})
-    except Exception as exc:  # vmap refuses many things (custom Functions, .item(), state)
-        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if batched:
-            raise ValueError(
-                f"batched=True, but torch.func.vmap cannot run the function: {why}"
-            ) from exc
-        return one, False, f"evaluated point by point: torch.func.vmap cannot run it ({why:.160})"
-    want = float(one(params))
-    eps = float(np.finfo(loss_dtype).eps)
-    if not all(abs(float(v) - want) <= VMAP_AGREE_ULPS * eps * scale for v in got):
-        why = f"torch.func.vmap gave {float(got[0])!r} at the inputs, one call {want!r}"
-        if batched:
-            raise ValueError(f"batched=True, but {why}")
-        return one, False, f"evaluated point by point: {why}"
-    return many, True, None
+    rows = _frameworks.vmap_rows(params, sum(o.numel() for o in traced.outs))
+    return _frameworks.vmap_or_loop(
+        one,
+        _frameworks.stacked(call, rows, loss_dtype),
+        params,
+        lambda: float(one(params)),
+        batched=batched,
+        tol=_frameworks.agreement(loss_dtype, scale),
+        refusal=_refusal,
+    )
+
+
+def _refusal(exc, got, want) -> _frameworks.Refusal:
+    if exc is not None:
+        return _frameworks.refused("torch.func.vmap", "run", _frameworks.why(exc), exc)
+    why = f"torch.func.vmap gave {float(got[0])!r} at the inputs, one call {want!r}"
+    return _frameworks.Refusal(why, why)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -456,6 +392,18 @@ def _torch():
     except ImportError as exc:  # pragma: no cover - the tests run with torch installed
         raise ImportError("gradcheck.torch needs PyTorch: pip install 'gradcheck[torch]'") from exc
     return torch
+
+
+def _inputs(torch, inputs: Any) -> Any:
+    """``inputs`` as a dict or a tuple / list of inputs (a lone tensor: a 1-tuple)."""
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    if isinstance(inputs, (Mapping, tuple, list)):
+        return inputs
+    raise TypeError(
+        "`inputs` must be a tensor, a tuple / list of inputs or a dict, got "
+        f"{type(inputs).__name__}: {_short(inputs)}"
+    )
 
 
 def _parameter_names(fn: Any, count: int) -> list[str]:
@@ -473,7 +421,7 @@ def _parameter_names(fn: Any, count: int) -> list[str]:
         skip = int(owner.setup_context is torch.autograd.Function.setup_context)
     elif isinstance(fn, torch.nn.Module):
         target = fn.forward
-    return _vjp.parameter_names(target, count, skip=skip)
+    return _frameworks.parameter_names(target, count, skip=skip)
 
 
 def _checked(torch, names: list[str], values: list) -> list[str]:
@@ -492,25 +440,6 @@ def _checked(torch, names: list[str], values: list) -> list[str]:
         )
     wanted = [n for n, v in zip(names, values, strict=True) if n in floating and v.requires_grad]
     return wanted or floating
-
-
-def _validate_dtypes(torch, point: dict) -> None:
-    """float32 or float64, one dtype for all: a float32 entry perturbed in a float64 buffer
-    would round the step it is given.
-    """
-    for n, t in point.items():
-        if t.dtype not in (torch.float32, torch.float64):
-            raise ValueError(
-                f"`{n}` has dtype {t.dtype}: finite differences cannot resolve a gradient in "
-                "it; use evaluate='float64' (if the function follows its inputs' dtype)"
-            )
-    dtypes = {n: t.dtype for n, t in point.items()}
-    if len(set(dtypes.values())) > 1:
-        raise ValueError(
-            "the checked tensors mix dtypes ("
-            + ", ".join(f"{n}: {d}" for n, d in dtypes.items())
-            + "); use evaluate='float64', or give them one dtype"
-        )
 
 
 def _floating(torch, v: Any) -> bool:
@@ -551,60 +480,9 @@ def _given_cotangent(torch, cotangent: Any, outs: list) -> list[np.ndarray]:
     for k, (c, o) in enumerate(zip(items, outs, strict=True)):
         arr = c.detach().cpu().double().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
         where = f"[{k}]" if len(outs) > 1 else ""
-        if arr.shape != tuple(o.shape) or arr.dtype.kind not in "iuf":
-            raise ValueError(
-                f"`cotangent`{where} must be real with the output's shape {tuple(o.shape)}, "
-                f"got {arr.dtype} of shape {arr.shape}"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"`cotangent`{where} must be finite")
-        arrays.append(arr.astype(np.float64))
+        arrays.append(_frameworks.cotangent_leaf(arr, tuple(o.shape), f"`cotangent`{where}"))
     return arrays
 
 
 def _numpy(t) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-def _save(torch, module) -> dict:
-    """What check_module must put back: parameter values, .grad, buffers, modes."""
-    with torch.no_grad():
-        return {
-            "params": [
-                (p, p.detach().clone(), p.grad, None if p.grad is None else p.grad.clone())
-                for p in module.parameters()
-            ],
-            "buffers": [(b, b.detach().clone()) for b in module.buffers()],
-            "modes": [(m, m.training) for m in module.modules()],
-        }
-
-
-def _restore(torch, saved: dict) -> None:
-    with torch.no_grad():
-        for p, value, grad, grad_value in saved["params"]:
-            if not _same(torch, p, value):
-                p.copy_(value)
-            p.grad = grad
-            if grad is not None and not _same(torch, grad, grad_value):
-                grad.copy_(grad_value)
-        for b, value in saved["buffers"]:
-            if not _same(torch, b, value):
-                b.copy_(value)
-    for m, training in saved["modes"]:
-        m.training = training
-
-
-def _same(torch, a, b) -> bool:
-    # Bitwise, so that NaN equals NaN and a restored value is the very same number.
-    return (
-        a.shape == b.shape
-        and a.dtype == b.dtype
-        and torch.equal(
-            a.detach().reshape(-1).view(torch.uint8), b.detach().reshape(-1).view(torch.uint8)
-        )
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
