@@ -154,9 +154,20 @@ def test_float32_parameters_pass_with_default_settings():
         return np.float32(0.5) * x @ A32 @ x + b32 @ x
 
     grad = A.astype(np.float64) @ x32.astype(np.float64) + b32
-    r = gradcheck.check(f, x32, grad)
+    r = gradcheck.check(f, x32, grad, evaluate="native")
     assert r.tol == (1e-3, 1e-2)
     assert r.verdict == "pass"
     np.testing.assert_allclose(r.gradapprox, reference_gradapprox(f, x32), rtol=1e-12)
     # The float64 thresholds and steps would have failed it.
-    assert gradcheck.check(f, x32, grad, eps=1e-6, tol=(1e-7, 1e-5)).verdict == "fail"
+    assert (
+        gradcheck.check(f, x32, grad, eps=1e-6, tol=(1e-7, 1e-5), evaluate="native").verdict
+        == "fail"
+    )
+    # By default f, which follows its input's dtype, is evaluated on float64 copies: the
+    # differences are float64's, the thresholds still float32's.
+    wide = gradcheck.check(f, x32, grad)
+    assert wide.tol == (1e-3, 1e-2)
+    assert wide.verdict == "pass"
+    np.testing.assert_allclose(
+        wide.gradapprox, reference_gradapprox(f, x32.astype(np.float64)), rtol=1e-12
+    )

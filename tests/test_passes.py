@@ -217,18 +217,19 @@ def test_a_nondeterministic_f_is_inconclusive_even_when_its_differences_pass():
     assert any("not deterministic" in n for n in r.notes)
 
 
-def test_the_untested_count_is_per_block():
-    # W[1] and W[2] are 0 on both sides (f does not reach them at this point); b is fully
-    # tested.
+def test_the_untested_and_zero_counts_are_per_block():
+    # W[1]'s derivative (1e-30) is far below what the differences resolve: untested. W[2]
+    # is 0 on both sides (f does not move with it at this point): agreement. b is tested.
     params = {"W": np.array([1.0, 0.0, 0.0]), "b": np.array([2.0, 3.0])}
 
     def f(p):
-        return p["W"][0] ** 2 + p["W"][1] ** 2 * p["W"][2] ** 2 + p["b"] @ p["b"]
+        w = p["W"]
+        return w[0] ** 2 + 1e-30 * w[1] + w[1] ** 2 * w[2] ** 2 + p["b"] @ p["b"]
 
-    grads = {"W": np.array([2.0, 0.0, 0.0]), "b": 2 * params["b"]}
+    grads = {"W": np.array([2.0, 1e-30, 0.0]), "b": 2 * params["b"]}
     r = gradcheck.check(f, params, grads, seed=0)
-    assert r.blocks["W"].untested == 2
-    assert r.blocks["b"].untested == 0
+    assert (r.blocks["W"].untested, r.blocks["W"].zeros) == (1, 1)
+    assert (r.blocks["b"].untested, r.blocks["b"].zeros) == (0, 0)
     assert r.verdict == "pass"
 
 

@@ -138,7 +138,8 @@ def test_coarsest_is_the_difference_a_five_percent_error_makes():
     assert gradcheck.relative_difference(g, 1.05 * g) == pytest.approx(_policy.COARSEST)
     # Thresholds raised to 0.03 would let that error through: the verdict cannot be "pass".
     e_pred = 0.03 / _policy.RESOLVE
-    tol = _compare.adapt(_policy.THRESHOLDS[np.dtype(np.float64)], e_pred)
+    tol = _policy.THRESHOLDS[np.dtype(np.float64)]
+    assert _compare.adapt(tol, e_pred)[1] == pytest.approx(0.03)
     assert _compare.judge(_policy.COARSEST, tol, e_pred) == "inconclusive"
 
 

@@ -26,6 +26,7 @@ from . import (
     _progress,
     _refine,
     _report,
+    _results,
 )
 from ._report import Report
 
@@ -48,6 +49,7 @@ def check(
     client: Any = None,
     progress: bool | None = None,
     noise: bool = True,
+    evaluate: str = "auto",
 ) -> Report:
     """Check a hand-written gradient against finite differences.
 
@@ -126,6 +128,13 @@ def check(
         (a non-deterministic f makes the check "inconclusive") and estimate its noise level
         along a random line (Moré & Wild's ECnoise), which sets what the finite differences
         can resolve. False: assume rounding noise ``u * |f(params)|`` only.
+    evaluate : {"auto", "float64", "native"}
+        For float32 parameters. "auto": when ``f`` follows its input's dtype (given float64
+        copies, it computes in float64), evaluate it there, so that the finite differences
+        are accurate to float64's resolution while the float32 gradient is still held to
+        float32's thresholds; otherwise, and with "native", evaluate in float32 (steps and
+        noise of float32). "float64" insists (an error if ``f`` casts to float32 inside).
+        Finding out costs one more evaluation of ``f``.
 
     Returns
     -------
@@ -166,7 +175,7 @@ def check(
     options = _options.validate(
         eps=eps, method=method, seed=seed, engine=engine, batched=batched, tol=tol,
         sample=sample, directions=directions, localize=localize, budget=budget,
-        client=client, progress=progress, noise=noise,
+        client=client, progress=progress, noise=noise, evaluate=evaluate,
     )  # fmt: skip
     return run(f, params, grad, options, started=started)
 
@@ -174,7 +183,7 @@ def check(
 def run(f, params, grad, options: _options.Options, *, blocks=None, started=None) -> Report:
     """Check with validated ``options``; ``blocks`` limits it to those block indices."""
     started = time.perf_counter() if started is None else started
-    problem = _problem.build(f, params, grad, batched=options.batched)
+    problem = _problem.build(f, params, grad, batched=options.batched, evaluate=options.evaluate)
     seed = int(np.random.default_rng().integers(2**63)) if options.seed is None else options.seed
     options = replace(options, seed=seed)
     # One stream each for the noise probe, the sample and the directions, so that turning
@@ -196,6 +205,7 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first)
     evaluator.verify()
     comparison, kinks = refined.comparison, refined.kinks
+    refine_notes = refined.notes
     if selection.directions:
         directed = _directions.directions(
             problem, evaluator, replace(options, directions=selection.directions),
@@ -205,7 +215,8 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
         named = {k.name for k in kinks}
         comparison = directed.comparison
         kinks += tuple(k for k in directed.kinks if k.name not in named)
-    notes = (*((noise.note,) if noise.note else ()), *estimated.notes)
+    notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *refine_notes)
+    notes += _widening(problem)
     outcome = _report.Outcome(selection, plan, estimated.est, comparison, kinks, notes)
     return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)
 
@@ -222,6 +233,18 @@ def _streams(seed: int, options: _options.Options) -> list:
         np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,))) if u else None
         for k, u in enumerate(used)
     ]
+
+
+def _widening(problem) -> tuple:
+    if not problem.widened:
+        return ()
+    return (
+        _results.Note(
+            "float32 parameters, f evaluated on float64 copies (it follows its input's "
+            "dtype): the float32 gradient is held to float32's thresholds against "
+            "differences accurate to float64's; evaluate='native' checks in float32"
+        ),
+    )
 
 
 def _select(problem, evaluator, options, rng, blocks) -> tuple[_plan.Selection, float | None]:

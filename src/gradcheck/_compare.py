@@ -26,6 +26,7 @@ class Marks:
 
     kinks: np.ndarray  # at or across a kink: counted in the global difference only
     on_kink: np.ndarray  # of those, the ones sitting on one (only seen between its slopes)
+    smooth: np.ndarray  # of those, the ones a smaller step resolved (truncation, no kink)
 
 
 @dataclass(frozen=True)
@@ -40,26 +41,52 @@ class Comparison:
 
 
 def judge(difference: float, tol: tuple[float, float], e_pred: float = 0.0) -> Verdict:
-    """The verdict on one relative difference; ``e_pred`` as from ``resolution``."""
+    """The verdict on one relative difference.
+
+    ``tol`` is the (pass, fail) pair the dtype (or the user) sets; ``e_pred`` the relative
+    difference the noise of f alone could produce (``resolution``): with it the thresholds
+    rise to what the arithmetic resolves (``adapt``; pass e_pred=0 for fixed thresholds).
+    The observed agreement counts as evidence: a difference at or below the dtype's pass
+    threshold passes however noisy f is, since noise would have shown as disagreement.
+    """
+    passes, fails = adapt(tol, e_pred)
     # Written so that NaN fails: `d > tol` would be False for NaN.
-    if not difference <= tol[1]:
+    if not difference <= fails:
         return Verdict.FAIL
-    if _policy.RESOLVE * e_pred > _policy.COARSEST:
-        return Verdict.INCONCLUSIVE  # rounding in f could hide a 5% error
-    return Verdict.PASS if difference <= tol[0] else Verdict.WARN
+    if difference <= tol[0]:
+        return Verdict.PASS
+    # Within what noise explains: a pass only while a 5% error in every entry (COARSEST)
+    # would still stand out above it.
+    if difference <= passes and passes < _policy.COARSEST:
+        return Verdict.PASS
+    if difference <= tol[1]:
+        return Verdict.WARN
+    # Above what a correct gradient shows, yet within what the noise could make.
+    return Verdict.INCONCLUSIVE
 
 
 def resolution(norm_error_bound: float, norm_a: float, norm_b: float) -> float:
-    """e_pred: the relative difference that rounding alone could produce."""
+    """e_pred: the relative difference that the noise of f alone could produce.
+
+    Both sides exactly zero leave nothing to resolve: 0 (their agreement is exact, and a
+    wrong analytic value would have made them differ).
+    """
     total = float(norm_a) + float(norm_b)
     if total == 0.0:
-        return 0.0 if norm_error_bound == 0.0 else math.inf
+        return 0.0
     return float(norm_error_bound) / total
 
 
 def adapt(tol: tuple[float, float], e_pred: float) -> tuple[float, float]:
-    """Raise the default thresholds to what the arithmetic can resolve (see ``_policy``)."""
-    return (max(tol[0], _policy.ADAPT_PASS * e_pred), max(tol[1], _policy.RESOLVE * e_pred))
+    """The thresholds raised to what the arithmetic can resolve (see ``_policy``).
+
+    Never above 1: the relative difference cannot exceed it, and a threshold there says
+    nothing.
+    """
+    return (
+        min(1.0, max(tol[0], _policy.ADAPT_PASS * e_pred)),
+        min(1.0, max(tol[1], _policy.RESOLVE * e_pred)),
+    )
 
 
 def thresholds(dtype: np.dtype, method: str, tol) -> tuple[tuple[float, float], bool]:
@@ -89,6 +116,8 @@ class _Judged:
     fd_norms: list  # the norm of what noise in f allows, per block
     worst_at: list  # position of the largest |error| (NaN first), -1 for an empty block
     untested: list  # entries where both sides lie below what the differences resolve
+    zeros: list  # entries exactly 0 on both sides
+    top_at: list  # position of the highest score, -1 for an empty block
 
 
 def compare(
@@ -100,13 +129,14 @@ def compare(
     come from the kink pass. Every block of the layout is judged; the plan's coordinates
     say which hold checked entries.
     """
-    dtype, layout = problem.dtype, problem.layout
+    dtype, layout = problem.tol_dtype, problem.layout
     tol, adaptive = thresholds(dtype, plan.method, tol)
     analytic = problem.analytic[plan.idx]
     # What noise in f alone can make each difference wrong by.
     fd_all = noise_f * est.sensitivity
     if plan.method == "complex":
-        fd_all = fd_all + np.finfo(dtype).eps * np.abs(est.gradapprox)  # exact to rounding
+        # Exact to the rounding of the evaluation.
+        fd_all = fd_all + np.finfo(problem.dtype).eps * np.abs(est.gradapprox)
     ok = ~est.bad
     any_bad = bool(est.bad.any())
     if any_bad or marks is not None:
@@ -120,12 +150,11 @@ def compare(
     for k, block in enumerate(layout.blocks):
         mine = slice(seg_all[k], seg_all[k + 1])
         skipped = plan.idx[mine][est.bad[mine]] if any_bad else plan.idx[:0]
-        kinks = (0, 0)
+        kinks = (0, 0, 0)
         if marks is not None:
-            kinks = (
-                int((marks.kinks[mine] & ok[mine]).sum()),
-                int(marks.on_kink[mine][ok[mine]].sum()),
-            )
+            out = marks.kinks[mine] & ok[mine]
+            smooth = int((marks.smooth[mine] & out).sum())
+            kinks = (int(out.sum()) - smooth, int(marks.on_kink[mine][ok[mine]].sum()), smooth)
         checked = seg_all[k + 1] - seg_all[k] - int(skipped.size)
         blocks.append(_block(block, k, j, (tol, adaptive), skipped, checked, kinks))
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
@@ -148,51 +177,76 @@ def _judged(layout, idx, a, b, fd_error, dtype) -> _Judged:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         size, err, noise = np.abs(a) + np.abs(b), np.abs(a - b), _policy.NOISE * fd_error
         score = _score(err, _policy.RTOL[dtype] * size + noise)
-        # Entries where both sides are below what the differences resolve were not tested.
-        untested = size < noise
-    worst_at, n_untested = _per_block(seg, err, untested)
+        # Both sides exactly 0 is agreement; both below what the differences resolve, and
+        # not both 0, was not tested.
+        zero = size == 0
+        untested = (size < noise) & ~zero
+    worst_at, top_at = _argmax_per_block(seg, err), _argmax_per_block(seg, score)
+    counts = _count_per_block(seg, untested, zero)
     return _Judged(idx, a, b, err, score, seg.tolist(), norms.tolist(), diffs.tolist(),
-                   fd_norms.tolist(), worst_at, n_untested)  # fmt: skip
+                   fd_norms.tolist(), worst_at, *counts, top_at)  # fmt: skip
 
 
-def _per_block(seg: np.ndarray, err: np.ndarray, untested: np.ndarray) -> tuple[list, list]:
-    """Per block: where the largest error is (NaN counts as infinite) and how many entries
-    are untested; one array pass for all blocks, so a report of many blocks stays cheap.
+def _argmax_per_block(seg: np.ndarray, values: np.ndarray) -> list:
+    """Per block, where ``values`` is largest (NaN counts as infinite), -1 when empty; one
+    array pass for all blocks, so that a report of many blocks stays cheap.
     """
     counts = np.diff(seg)
     full = counts > 0
-    worst_at = np.full(counts.size, -1, dtype=np.int64)
-    n_untested = np.zeros(counts.size, dtype=np.int64)
+    at = np.full(counts.size, -1, dtype=np.int64)
     starts = seg[:-1][full]
     if starts.size:
-        key = np.where(np.isnan(err), np.inf, err)
+        key = np.where(np.isnan(values), np.inf, values)
         hits = np.flatnonzero(key == np.repeat(np.maximum.reduceat(key, starts), counts[full]))
-        worst_at[full] = hits[np.searchsorted(hits, starts)]
-        n_untested[full] = np.add.reduceat(untested, starts, dtype=np.int64)
-    return worst_at.tolist(), n_untested.tolist()
+        at[full] = hits[np.searchsorted(hits, starts)]
+    return at.tolist()
+
+
+def _count_per_block(seg: np.ndarray, *masks: np.ndarray) -> list:
+    """Per block, how many entries each mask holds."""
+    counts = np.diff(seg)
+    full = counts > 0
+    out = []
+    for mask in masks:
+        n = np.zeros(counts.size, dtype=np.int64)
+        if full.any():
+            n[full] = np.add.reduceat(mask, seg[:-1][full], dtype=np.int64)
+        out.append(n.tolist())
+    return out
 
 
 def _block(block, k, j: _Judged, thresholds, skipped, checked, kinks) -> BlockResult:
     """Block ``k``'s result from the judged entries ``j``.
 
-    ``thresholds`` is (tol, adaptive); ``kinks`` (entries at or across a kink, entries on one).
+    ``thresholds`` is (tol, adaptive); ``kinks`` (entries at or across a kink, entries on
+    one, entries a smaller step resolved).
     """
-    (tol, adaptive), (kinked, on_kink) = thresholds, kinks
+    (tol, adaptive), (kinked, on_kink, smooth) = thresholds, kinks
     lo, hi = j.seg[k], j.seg[k + 1]
     na, nb, nd = j.norms[k]
     block_tol, note = tol, None
     if hi > lo:
         d = j.diffs[k]
-        e_pred = resolution(j.fd_norms[k], na, nb)
-        block_tol = adapt(tol, e_pred) if adaptive else tol
-        verdict = judge(d, block_tol, e_pred)
-        if skipped.size and verdict != Verdict.FAIL:
+        e_pred = resolution(j.fd_norms[k], na, nb) if adaptive else 0.0
+        block_tol = adapt(tol, e_pred)
+        verdict = judge(d, tol, e_pred)
+        if verdict == Verdict.INCONCLUSIVE:
+            note = _unresolved(d, tol, block_tol)
+        top = j.top_at[k]
+        if verdict != Verdict.FAIL and j.score[top] > _policy.ENTRY_FAIL:
+            verdict, note = Verdict.FAIL, _wrong_entry(block, j, top, d)
+        elif skipped.size and verdict != Verdict.FAIL:
             verdict = Verdict.INCONCLUSIVE
+            note = (
+                f"f was not finite at {skipped.size} perturbed entries: fix f there, or "
+                "check at another point"
+            )
     elif skipped.size:
         d, verdict = math.nan, Verdict.INCONCLUSIVE  # every point was non-finite
-    elif kinked:
+        note = "f was not finite at the perturbed points of every checked entry"
+    elif kinked or smooth:
         d, verdict = math.nan, Verdict.PASS  # every entry agreed once the step missed the kink
-        if on_kink == kinked:
+        if on_kink == kinked and not smooth:
             # Lying between the one-sided slopes is all a value on a kink can show.
             verdict = Verdict.INCONCLUSIVE
             note = (
@@ -202,8 +256,10 @@ def _block(block, k, j: _Judged, thresholds, skipped, checked, kinks) -> BlockRe
     else:
         # Not checked by coordinates: an empty block passes; otherwise directions judge.
         d, verdict = (0.0, Verdict.PASS) if block.size == 0 else (math.nan, Verdict.UNTESTED)
-    if verdict == Verdict.FAIL:
+    if verdict == Verdict.FAIL and note is None:
         note = diagnose(block, j.idx[lo:hi], j.a[lo:hi], j.b[lo:hi])
+        if note is None and hi > lo and j.score[j.top_at[k]] > _policy.ENTRY_FAIL:
+            note = _wrong_entry(block, j, j.top_at[k], d)
     at, max_err = None, math.nan
     if hi > lo:
         m = j.worst_at[k]
@@ -224,7 +280,32 @@ def _block(block, k, j: _Judged, thresholds, skipped, checked, kinks) -> BlockRe
         tol=block_tol,
         kinks=kinked,
         untested=j.untested[k],
+        zeros=j.zeros[k],
         diagnosis=note,
+    )
+
+
+def _unresolved(d: float, tol, raised) -> str:
+    """Why a block is inconclusive, in words: what could not be resolved, what to do."""
+    reach = (
+        "any difference could come from the noise in f alone"
+        if raised[1] >= 1.0
+        else f"the noise in f alone can make up to {raised[1]:.3g}"
+    )
+    return (
+        f"the difference {d:.3g} is above what a correct gradient shows (fail > {tol[1]:.3g}), "
+        f"but {reach}: the finite differences cannot tell; lower the noise of f (compute "
+        "the loss in float64; evaluate='float64' for float32 parameters) or try larger "
+        "steps (eps=)"
+    )
+
+
+def _wrong_entry(block, j: _Judged, top: int, d: float) -> str:
+    name = block.entry_name(int(j.idx[top]))
+    return (
+        f"{name} is wrong: analytic {float(j.a[top]):.6g}, numeric {float(j.b[top]):.6g} "
+        f"(score {float(j.score[top]):.3g}, far beyond its noise, and no kink at a smaller "
+        f"step); the block's difference is {d:.2g}"
     )
 
 
@@ -257,8 +338,15 @@ def diagnose(block, idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> str | None
     if aa == 0.0:
         return f"the analytic gradient of {block.name} is zero: a missing term?"
     scale = ab / bb
-    residual = math.sqrt(max(aa - 2 * scale * ab + scale * scale * bb, 0.0) / aa)
-    if residual < _policy.FACTOR_RESIDUAL and abs(scale - 1) > _policy.FACTOR_MIN:
+    left = math.sqrt(max(aa - 2 * scale * ab + scale * scale * bb, 0.0))
+    error = math.sqrt(max(aa - 2 * ab + bb, 0.0))
+    # "A factor" only when the factor explains the error: what it leaves is small both
+    # against the gradient and against the error itself (an added term halved leaves most
+    # of the error, whatever factor fits best).
+    explains = left < _policy.FACTOR_RESIDUAL * math.sqrt(aa) and left <= (
+        _policy.FACTOR_EXPLAINS * error
+    )
+    if explains and abs(scale - 1) > _policy.FACTOR_MIN:
         if abs(scale + 1) < _policy.SIGN_TOL:
             return f"sign flipped: {block.name} = -1.00 x numeric"
         return f"{block.name} = {scale:.2f} x numeric (a wrong factor)"

@@ -67,7 +67,7 @@ def directions(
     """
     tol = so_far.tol
     if so_far.adaptive and options.method == "complex":
-        tol = _policy.THRESHOLDS[problem.dtype]
+        tol = _policy.THRESHOLDS[problem.tol_dtype]
     search = Search(
         problem,
         evaluator,
@@ -108,8 +108,9 @@ def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
     norms, diffs = segment_differences(predicted[ok], numeric[ok], np.array([0, int(ok.sum())]))
     d = float(diffs[0])
     e_pred = resolution(2 * s.noise_f * np.sqrt(ok.sum()), norms[0, 0], norms[0, 1])
-    block_tol = adapt(s.tol, e_pred) if s.adaptive else s.tol
-    verdict = judge(d, block_tol, e_pred)
+    e_pred = e_pred if s.adaptive else 0.0
+    block_tol = adapt(s.tol, e_pred)
+    verdict = judge(d, s.tol, e_pred)
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
     found = ()
@@ -133,9 +134,8 @@ def _one_direction(s: Search, lo: int, hi: int) -> tuple[float, float]:
 def disagrees(s: Search, numeric: float, predicted: float) -> bool:
     """Whether one directional pair (numeric, predicted) fails, by the block's rules."""
     norms, diffs = segment_differences(np.array([predicted]), np.array([numeric]), np.array([0, 1]))
-    e_pred = resolution(2 * s.noise_f, norms[0, 0], norms[0, 1])
-    tol = adapt(s.tol, e_pred) if s.adaptive else s.tol
-    return judge(float(diffs[0]), tol) == Verdict.FAIL
+    e_pred = resolution(2 * s.noise_f, norms[0, 0], norms[0, 1]) if s.adaptive else 0.0
+    return judge(float(diffs[0]), s.tol, e_pred) == Verdict.FAIL
 
 
 def _search(s: Search, lo: int, hi: int) -> tuple[int, ...]:

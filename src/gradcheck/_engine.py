@@ -270,7 +270,7 @@ class Evaluator:
     def __init__(self, problem: Any, *, client: Any = None):
         self.problem = problem
         self.buffer = problem.theta.copy()
-        self.nfev = 1  # the first call, which built the problem
+        self.nfev = problem.calls  # the first call, which built the problem
         self.engine = "batched" if problem.call.batched else "python"
         self.client = client
         self.tick: Progress = None  # the progress bar's update, while one is shown

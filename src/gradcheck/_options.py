@@ -16,6 +16,7 @@ import numpy as np
 from ._plan import METHODS
 
 ENGINES = ("auto", "python", "numba", "batched", "dask")
+EVALUATE = ("auto", "float64", "native")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Options:
     client: Any = None
     progress: bool | None = None
     noise: bool = True
+    evaluate: str = "auto"  # float32 parameters: "auto", "float64" or "native"
 
 
 NAMES = frozenset(f.name for f in fields(Options))
@@ -66,6 +68,8 @@ def validate(**given: Any) -> Options:
     _sample(o.sample)
     if o.progress is not None and not isinstance(o.progress, bool):
         raise TypeError(f"`progress` must be True, False or None, got {o.progress!r}")
+    if o.evaluate not in EVALUATE:
+        raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {o.evaluate!r}")
     if not isinstance(o.noise, bool):
         raise TypeError(f"`noise` must be True or False, got {o.noise!r}")
     seed = None if o.seed is None else int(o.seed)

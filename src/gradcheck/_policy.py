@@ -51,6 +51,14 @@ KINK_TENFOLD = 0.1
 # shrinks tenfold) and by KINK_SLACK times the slack allowed for rounding.
 KINK_GAP = 0.5
 KINK_SLACK = 10.0
+# An entry that agrees at a smaller step is the truncation error of a curved f, not a
+# kink, when its error fell at least this much at a tenth of the step: h^2 predicts 100,
+# a kink the step still crosses keeps its error (the slack allows for rounding).
+TRUNCATION_FALL = 30.0
+# An entry whose score (its |error| over what its noise and RTOL allow) exceeds this, and
+# that is no kink, is wrong: it fails its block however little it moves the block's norm
+# (one wrong entry among 200 moves it by ~1/400 of the entry's error).
+ENTRY_FAIL = 10.0
 
 # ------------------------------------------------------------------ noise of f
 # f(params) repeated may move by this many times its rounding u |f0| before the check calls
@@ -87,10 +95,12 @@ COMPLEX_SELF_TEST = (1e-3, 1e-6, 3)
 WHOLE_BLOCK = 32
 
 # ------------------------------------------------------------------ diagnosis
-# "A wrong factor" only when one factor explains the error to FACTOR_RESIDUAL of |grad|
+# "A wrong factor" only when one factor explains the gradient to FACTOR_RESIDUAL of |grad|
 # and differs from 1 by more than FACTOR_MIN; "sign flipped" within SIGN_TOL of -1;
 # "transposed" when the transpose matches to TRANSPOSE_TOL.
 FACTOR_RESIDUAL = 0.05
 FACTOR_MIN = 0.01
+# ... and leaves at most this fraction of the error itself unexplained.
+FACTOR_EXPLAINS = 0.25
 SIGN_TOL = 0.05
 TRANSPOSE_TOL = 0.05

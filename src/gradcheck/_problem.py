@@ -20,6 +20,8 @@ from . import _layout
 from ._layout import Layout
 from ._plan import coarser
 
+_F64 = np.dtype(np.float64)
+
 
 class FunctionOutputError(TypeError):
     """f returned something that is not one real number (or one per row, batched)."""
@@ -47,14 +49,30 @@ class Problem:
     dtype: np.dtype  # the coarser of the parameters' and the loss dtype: it sets the steps
     call: Call
     seconds: float  # how long the first call took (a JIT compile included)
+    # The precision the gradient is judged at: the coarser of the parameters' own dtype and
+    # what f returned at them. It differs from `dtype` when float32 parameters are evaluated
+    # on float64 copies (f follows its input's dtype): the steps and the noise are then
+    # float64's, the thresholds still float32's, since the gradient was computed in float32.
+    tol_dtype: np.dtype = _F64
+    calls: int = 1  # evaluations of f the first call took (2 when it tried float64)
 
     @property
     def n(self) -> int:
         return self.layout.n
 
+    @property
+    def widened(self) -> bool:
+        """float32 parameters evaluated on float64 copies."""
+        return self.theta.dtype != self.layout.dtype
 
-def build(f: Callable[..., Any], params: Any, grad: Any, *, batched: bool) -> Problem:
+
+def build(
+    f: Callable[..., Any], params: Any, grad: Any, *, batched: bool, evaluate: str = "native"
+) -> Problem:
     """Lay out ``params``, call ``f`` (and a callable ``grad``) once, and freeze the facts.
+
+    ``evaluate``: "auto" evaluates float32 parameters on float64 copies when f follows its
+    input's dtype, "float64" insists on it, "native" keeps the parameters' dtype.
 
     Raises ``ValueError`` when f or grad modify their input, or ``f(params)`` is not
     finite; ``TypeError`` when f's result is not one real number.
@@ -84,10 +102,49 @@ def build(f: Callable[..., Any], params: Any, grad: Any, *, batched: bool) -> Pr
         grad = grad(struct)
     analytic = layout.flatten(grad, what="grad")
     unchanged(layout, buffer, pristine, "f or grad")
+    tol_dtype = coarser(buffer.dtype, loss_dtype)
+    calls = 1
+    if buffer.dtype == np.float32 and evaluate != "native":
+        wide = _widened(f, layout, pristine, call, (f0, loss_dtype))
+        calls = 2
+        if wide is not None:
+            pristine, (f0, loss_dtype) = wide
+        elif evaluate == "float64":
+            raise ValueError(
+                "evaluate='float64' needs f to follow its input's dtype, but f gave the same "
+                f"{loss_dtype} loss on float64 copies of the float32 parameters (it casts "
+                "to float32 inside): use evaluate='native'"
+            )
     analytic.flags.writeable = False
     pristine.flags.writeable = False
-    dtype = coarser(buffer.dtype, loss_dtype)
-    return Problem(f, layout, pristine, analytic, f0, loss_dtype, dtype, call, seconds)
+    dtype = coarser(pristine.dtype, loss_dtype)
+    return Problem(
+        f, layout, pristine, analytic, f0, loss_dtype, dtype, call, seconds, tol_dtype, calls
+    )
+
+
+def _widened(f, layout: Layout, theta: np.ndarray, call: Call, first: tuple):
+    """``(float64 theta, (f0, loss dtype))`` when f follows its input's dtype, else None.
+
+    f follows it when, on float64 copies of the float32 parameters, it returns a float64
+    loss that is not bitwise the float32 run's: a float32 loss turned float64, or a float64
+    loss that moved (the arithmetic inside changed precision). A bitwise-equal loss means f
+    casts to float32 inside, and its differences would carry float32's noise anyway.
+    """
+    wide = theta.astype(np.float64)
+    if call.batched:
+        out = batch_values(f, layout, wide.reshape(1, -1), 1)
+    else:
+        out = f(layout.structure(wide))
+        if call.pair:
+            out = split(out)[0]
+    f64, dtype = loss_value(out)
+    f32, dtype32 = first
+    moved = dtype32 == np.float32 or f64 != f32
+    if dtype != np.float64 or not moved or not np.isfinite(f64):
+        return None
+    unchanged(layout, wide, theta.astype(np.float64), "f")
+    return wide, (f64, dtype)
 
 
 def unchanged(layout: Layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> None:

@@ -25,7 +25,7 @@ from . import _plan, _policy
 from ._compare import Comparison, Marks, compare, scores
 from ._estimate import Estimate, estimate
 from ._plan import Plan
-from ._results import Kink
+from ._results import Kink, Note
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Refined:
 
     comparison: Comparison
     kinks: tuple[Kink, ...]
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,9 @@ class Examined:
     """What smaller steps showed of some positions of a plan."""
 
     mask: np.ndarray  # bool, aligned with the plan: the entry disagrees only at a kink
-    kinds: tuple[tuple[int, str], ...]  # (position, "crossed" | "at"), by position
+    # (position, "crossed" | "at" | "smooth"), by position; "smooth": the entry agrees at
+    # a smaller step, its first disagreement the truncation error of a curved f.
+    kinds: tuple[tuple[int, str], ...]
 
 
 def refine(
@@ -56,7 +59,7 @@ def refine(
     if plan.method == "complex" or not plan.idx.size:
         return Refined(first, ())
     a = problem.analytic[plan.idx]
-    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.dtype)
+    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.tol_dtype)
     score[est.bad] = 0.0
     if not (score > 1).any():
         return Refined(first, ())
@@ -80,11 +83,26 @@ def refine(
         kinds = sorted(kinds + list(more.kinds))
     if not mask.any():
         return Refined(first, ())
-    on_kink = np.zeros_like(mask)
+    on_kink, smooth = np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
+    smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
     again = compare(problem, plan, est, tol=options.tol, noise_f=first.noise_f,
-                    marks=Marks(mask, on_kink))  # fmt: skip
-    return Refined(again, kinks_of(problem, plan, est, kinds))
+                    marks=Marks(mask, on_kink, smooth))  # fmt: skip
+    return Refined(again, kinks_of(problem, plan, est, kinds), _smooth_note(problem, plan, smooth))
+
+
+def _smooth_note(problem: Any, plan: Plan, smooth: np.ndarray) -> tuple[Note, ...]:
+    if not smooth.any():
+        return ()
+    names = [problem.layout.entry_name(int(i)) for i in plan.idx[smooth][:5]]
+    more = f" and {int(smooth.sum()) - 5} more" if smooth.sum() > 5 else ""
+    return (
+        Note(
+            f"{', '.join(names)}{more} agree at a tenth of the step: their first "
+            "disagreement was the truncation error of a curved f, which falls with the "
+            "square of the step (no kink); they are judged at the smaller step"
+        ),
+    )
 
 
 def kinks_of(problem: Any, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]:
@@ -99,6 +117,7 @@ def kinks_of(problem: Any, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]
             float(est.one_sided[pos, 1]),
         )
         for pos, kind in kinds
+        if kind != "smooth"
     )
 
 
@@ -107,6 +126,7 @@ class _Smaller:
     """A flagged entry's evaluations at each smaller step."""
 
     agrees: np.ndarray  # the finest step that resolves it agrees with the analytic value
+    fell: np.ndarray  # |error| at the first smaller step over |error| at the check's step
     sides: list  # one-sided slopes (m, 2) per step
     slacks: list  # what rounding allows the slopes to differ by, per step
     valid: list  # the step spanned something (a user's step may vanish), per step
@@ -144,21 +164,26 @@ def examine(
                 high - low > _policy.KINK_SLACK * slack
             )
         at &= straddles | ~ok
+    # An error that falls with the square of the step (a hundredfold at a tenth of it) is
+    # the truncation error of a curved f, not a kink: a kink's error stays while the step
+    # still crosses it, then vanishes at once.
+    smooth = agrees & (s.fell <= 1.0 / _policy.TRUNCATION_FALL)
     kinds = []
-    for pos, crossed, on in zip(flagged.tolist(), agrees.tolist(), at.tolist(), strict=True):
+    rows = zip(flagged.tolist(), agrees.tolist(), at.tolist(), smooth.tolist(), strict=True)
+    for pos, crossed, on, curved in rows:
         if crossed or on:
             mask[pos] = True
-            kinds.append((pos, "crossed" if crossed else "at"))
+            kinds.append((pos, "smooth" if curved else "crossed" if crossed else "at"))
     return Examined(mask, tuple(kinds))
 
 
 def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -> _Smaller:
     """Evaluate the flagged entries at each step of SHRINK, through the check's engine."""
-    rtol = _policy.RTOL[problem.dtype]
+    rtol = _policy.RTOL[problem.tol_dtype]
     a = problem.analytic[plan.idx[flagged]]
     first_error = np.abs(a - est.gradapprox[flagged])
     agrees = np.zeros(flagged.size, dtype=bool)
-    sides, slacks, valid = [], [], []
+    sides, slacks, valid, falls = [], [], [], []
     for factor in _policy.SHRINK:
         sub = _plan.make(
             problem.theta,
@@ -188,11 +213,12 @@ def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -
             slack = (
                 rtol * np.abs(smaller.one_sided).sum(axis=1) + _policy.NOISE * 2 * noise_f / span
             )
+            falls.append(err / first_error)
         agrees = np.where(resolves, fits, agrees)
         sides.append(smaller.one_sided)
         slacks.append(slack)
         valid.append(spans)
-    return _Smaller(agrees, sides, slacks, valid)
+    return _Smaller(agrees, falls[0], sides, slacks, valid)
 
 
 def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:

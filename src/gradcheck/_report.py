@@ -307,12 +307,22 @@ def format_report(r: Report) -> str:
             lines.append(f"  {b.name}: {b.diagnosis}")
         if b.localized:
             lines.append(f"  {b.name}: the directional search found {', '.join(b.localized)}")
+        if b.zeros:
+            lines.append(
+                f"  {b.name}: {b.zeros:,} entr{'y is' if b.zeros == 1 else 'ies are'} exactly 0 "
+                "on both sides (agreement: f does not move with them here)"
+            )
         if b.untested:
             lines.append(
                 f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
                 "(both sides below what the finite differences resolve)"
             )
-        if b.tol != r.tol and b.tol == b.tol and b.size:
+        if b.tol != r.tol and b.tol == b.tol and b.size and b.tol[1] >= 1.0:
+            lines.append(
+                f"  {b.name}: the noise in f ({r.noise:.3g}) is too large for any difference "
+                "to fail here"
+            )
+        elif b.tol != r.tol and b.tol == b.tol and b.size:
             lines.append(
                 f"  {b.name}: thresholds raised to pass <= {b.tol[0]:.3g}, fail > {b.tol[1]:.3g} "
                 f"for the noise in f ({r.noise:.3g})"
@@ -386,7 +396,13 @@ def _summary(r: Report) -> str:
             "Look at their backward pass first."
         )
     if r.verdict == "inconclusive":
-        return "No block fails, but some could not be judged (see above)."
+        unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
+        if unjudged:
+            return (
+                f"No block fails, but {', '.join(unjudged)} could not be judged: "
+                "each says why above, and what to do."
+            )
+        return "No block fails, but the check is inconclusive: see the notes above."
     if r.verdict == "warn":
         return "No block fails; some differences lie between the pass and fail thresholds."
     return "Every block passes."

@@ -94,7 +94,8 @@ def step_sweep(
         As for :func:`gradcheck.check`.
     **options
         Passed on to :func:`gradcheck.check` (``sample``, ``seed``, ``engine``, ...); each
-        step is a check of its own, without the noise probe.
+        step is a check of its own, without the noise probe, and float32 parameters are
+        evaluated in float32 (``evaluate="native"``): the curve of f in its own dtype.
 
     Returns
     -------
@@ -118,6 +119,9 @@ def step_sweep(
         raise ValueError(f"`steps` must be positive finite numbers, got {steps!r}")
     steps = np.sort(steps)[::-1]
     options.setdefault("noise", False)
+    # The curve of f in its own dtype: float32 parameters are not evaluated in float64 here
+    # (pass evaluate="auto" to see the curve the default check would use).
+    options.setdefault("evaluate", "native")
     differences = np.empty(steps.size)
     tol = None
     for i, h in enumerate(steps.tolist()):
