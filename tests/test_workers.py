@@ -110,6 +110,9 @@ def test_the_default_uses_every_core_only_when_the_check_is_long(mlp, monkeypatc
     assert "python engine, 3 workers" in str(long)
     assert long.to_dict()["workers"] == 3
     _same(short, long)
+    # No more copies of theta than the memory allows: here room for two.
+    monkeypatch.setattr(_workers, "WORKERS_BYTES", 2 * 8 * sum(a.size for a in params.values()))
+    assert gradcheck.check(f, params, grad, engine="python").workers == 2
     # The other engines are parallel in their own way (or batched): workers do not apply.
     assert gradcheck.check(f, params, grad, engine="python", method="complex").workers == 1
 

@@ -98,8 +98,9 @@ def check(
         parameters (``f`` gets its own views of that copy) with BLAS held to one thread
         (when threadpoolctl is installed). ``f`` must be thread-safe: no shared mutable
         state (a cache on ``self``, a global counter); numpy releases the GIL in its
-        kernels, so a numpy ``f`` runs on every core. 1: serial. None (default): every
-        core when the check is expected to take longer than half a second (the first
+        kernels, so a numpy ``f`` runs on every core. Each worker holds a copy of the
+        parameters. 1: serial. None (default): every core (as many as 1 GiB of copies
+        allows) when the check is expected to take longer than half a second (the first
         call's time times the evaluations), serially otherwise. The results are those of
         the serial engine, bit for bit. Other engines ignore it.
     batched : bool

@@ -308,7 +308,8 @@ class Evaluator:
             self.workers = workers
         else:
             seconds = (per_call or self.problem.seconds) * plan.values.size
-            many = _workers.cores()
+            room = _workers.WORKERS_BYTES // max(1, self.buffer.nbytes)
+            many = max(1, min(_workers.cores(), room))
             self.workers = many if seconds > _workers.WORKERS_SECONDS else 1
         return self.engine
 

@@ -29,6 +29,10 @@ import numpy as np
 # half a second the most threads could save is a quarter of a second on 2 cores, not worth
 # that risk.
 WORKERS_SECONDS = 0.5
+# workers=None makes no more copies of theta than fit in this much memory (each worker
+# holds one): on a many-core machine a model of 10^7 float64 parameters would otherwise
+# take 80 MB a core.
+WORKERS_BYTES = 1 << 30
 # Pieces per worker, handed out as workers become free: a few per worker balance uneven
 # costs (an f slower on some blocks) without making the pieces so small their bookkeeping
 # shows.
