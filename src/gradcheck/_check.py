@@ -40,6 +40,7 @@ def check(
     method: str = "central",
     seed: int | None = None,
     engine: str = "auto",
+    workers: int | None = None,
     batched: bool = False,
     tol: float | tuple[float, float] | None = None,
     sample: int | float | None = None,
@@ -94,6 +95,16 @@ def check(
         check is long enough to repay compiling the kernel, and "python" otherwise. "dask"
         sends slices of the coordinates to the workers of a ``dask.distributed`` client,
         each running the serial Python or numba engine.
+    workers : int, optional
+        Threads the python engine evaluates ``f`` on, each perturbing its own copy of the
+        parameters (``f`` gets its own views of that copy) with BLAS held to one thread
+        (when threadpoolctl is installed). ``f`` must be thread-safe: no shared mutable
+        state (a cache on ``self``, a global counter); numpy releases the GIL in its
+        kernels, so a numpy ``f`` runs on every core. Each worker holds a copy of the
+        parameters. 1: serial. None (default): every core (as many as 1 GiB of copies
+        allows) when the check is expected to take longer than half a second (the first
+        call's time times the evaluations), serially otherwise. The results are those of
+        the serial engine, bit for bit. Other engines ignore it.
     batched : bool
         ``f`` takes a stack of parameter vectors (see ``f``).
     tol : float or (float, float), optional
@@ -173,8 +184,8 @@ def check(
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}: {f!r:.80}")
     options = _options.validate(
-        eps=eps, method=method, seed=seed, engine=engine, batched=batched, tol=tol,
-        sample=sample, directions=directions, localize=localize, budget=budget,
+        eps=eps, method=method, seed=seed, engine=engine, workers=workers, batched=batched,
+        tol=tol, sample=sample, directions=directions, localize=localize, budget=budget,
         client=client, progress=progress, noise=noise, evaluate=evaluate,
     )  # fmt: skip
     return run(f, params, grad, options, started=started)
@@ -194,28 +205,32 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     plan = _plan.make(problem.theta, selection.idx, method=options.method, eps=options.eps,
                       loss_dtype=problem.loss_dtype, seed=seed)  # fmt: skip
     _plan.refuse_collapsed(plan, problem.layout, problem.theta, options.eps)
-    evaluator.choose(options.engine, plan, per_call)
+    evaluator.choose(options.engine, plan, per_call, options.workers)
     noise = _probe(problem, evaluator, options, noise_rng, selection.blocks)
-    expected = plan.values.size + 2 * (selection.directions or 0) * len(selection.blocks)
+    directed_evals = 2 * (selection.directions or 0) * len(selection.blocks)
+    expected = plan.values.size + directed_evals
     show = _progress.wanted(options.progress, per_call or problem.seconds, expected)
-    with _progress.bar(evaluator, show, plan.idx.size):
+    # One bar through every pass that evaluates; it grows for the kinks' re-checks.
+    with _progress.bar(evaluator, show, expected) as bar:
         estimated = _estimate.run(problem, evaluator, plan)
-    evaluator.verify()
-    first = _compare.compare(problem, plan, estimated.est, tol=options.tol, noise_f=noise.level)
-    refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first)
-    evaluator.verify()
-    comparison, kinks = refined.comparison, refined.kinks
-    refine_notes = refined.notes
-    if selection.directions:
-        directed = _directions.directions(
-            problem, evaluator, replace(options, directions=selection.directions),
-            comparison, direction_rng, selection.blocks,
-        )  # fmt: skip
         evaluator.verify()
-        named = {k.name for k in kinks}
-        comparison = directed.comparison
-        kinks += tuple(k for k in directed.kinks if k.name not in named)
-    notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *refine_notes)
+        first = _compare.compare(problem, plan, estimated.est, tol=options.tol,
+                                 noise_f=noise.level)  # fmt: skip
+        refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first)
+        evaluator.verify()
+        comparison, kinks = refined.comparison, refined.kinks
+        if selection.directions:
+            if bar is not None:
+                bar.ahead(directed_evals)
+            directed = _directions.directions(
+                problem, evaluator, replace(options, directions=selection.directions),
+                comparison, direction_rng, selection.blocks,
+            )  # fmt: skip
+            evaluator.verify()
+            named = {k.name for k in kinks}
+            comparison = directed.comparison
+            kinks += tuple(k for k in directed.kinks if k.name not in named)
+    notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *refined.notes)
     notes += _widening(problem)
     outcome = _report.Outcome(selection, plan, estimated.est, comparison, kinks, notes)
     return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)

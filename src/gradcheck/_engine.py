@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _jit
+from . import _jit, _progress, _workers
 from ._layout import Layout
 from ._problem import (
     Call,
@@ -33,8 +33,8 @@ from ._problem import (
     unchanged,
 )
 
-# Coordinates per Python-level batch: bounds the engine's temporary lists and sets how
-# often a progress bar moves.
+# Coordinates per Python-level batch: bounds the engine's temporary lists (a progress bar
+# moves by time, see _progress.Pace).
 PY_CHUNK = 1 << 12
 # Memory for one stack of perturbed vectors in the batched engine.
 BATCH_BYTES = 64 << 20
@@ -52,25 +52,31 @@ def python_engine(
     idx: np.ndarray,
     values: np.ndarray,
     progress: Progress = None,
+    offset: int = 0,
 ) -> np.ndarray:
     """Evaluate ``call()`` (f applied to the views of ``buffer``) with buffer[idx[j]] set to
-    each of values[j, :] in turn.
+    each of values[j, :] in turn; ``offset`` is where ``idx`` starts in the whole plan (for
+    the error message that names a perturbation).
     """
     m, n_values = values.shape
     out = np.empty(m * n_values)
     cell = memoryview(buffer)  # item access without creating numpy scalars
+    pace = _progress.Pace(progress, PY_CHUNK)
     for start in range(0, m, PY_CHUNK):
         stop = min(start + PY_CHUNK, m)
         results = []
-        for i, vs in zip(idx[start:stop].tolist(), values[start:stop].tolist(), strict=True):
-            saved = cell[i]
-            for v in vs:
-                cell[i] = v
-                results.append(call())
-            cell[i] = saved
-        out[start * n_values : stop * n_values] = _as_floats(results, start, n_values)
-        if progress:
-            progress(stop - start)
+        lo = start
+        while lo < stop:  # strides between looks at the clock (one stride: no bar)
+            hi = min(lo + pace.stride, stop)
+            for i, vs in zip(idx[lo:hi].tolist(), values[lo:hi].tolist(), strict=True):
+                saved = cell[i]
+                for v in vs:
+                    cell[i] = v
+                    results.append(call())
+                cell[i] = saved
+            pace.done(hi - lo)
+            lo = hi
+        out[start * n_values : stop * n_values] = _as_floats(results, offset + start, n_values)
     return out.reshape(m, n_values)
 
 
@@ -87,15 +93,17 @@ def complex_engine(
     and as a real one when it dropped it: the caller decides what that means.
     """
     results = []
-    for start in range(0, idx.size, PY_CHUNK):
-        stop = min(start + PY_CHUNK, idx.size)
+    pace = _progress.Pace(progress, PY_CHUNK)
+    start = 0
+    while start < idx.size:
+        stop = min(start + pace.stride, idx.size)
         for i, h in zip(idx[start:stop].tolist(), steps[start:stop].tolist(), strict=True):
             saved = buffer[i]
             buffer[i] = complex(saved.real, h)
             results.append(call())
             buffer[i] = saved
-        if progress:
-            progress(stop - start)
+        pace.done(stop - start)
+        start = stop
     arr = np.array(results)
     if arr.shape != (idx.size,) or arr.dtype.kind not in "iufc":
         pos, r = next(
@@ -236,6 +244,8 @@ def numba_segment_engine(f: Any, buffer: np.ndarray, points: list) -> np.ndarray
 # Fewer points than this go to the jitted f one call at a time (the noise probe, the
 # directions' pairs): entering a parallel kernel with a first-class function costs more.
 NUMBA_SEGMENTS = 32
+
+
 def _flat_points(f: Any, buffer: np.ndarray, points: list) -> np.ndarray:
     """A flat ``f`` at a few points, called one by one: a point that spans the whole buffer
     is passed as it is, without a copy into the buffer and back.
@@ -273,18 +283,34 @@ class Evaluator:
         self.nfev = problem.calls  # the first call, which built the problem
         self.engine = "batched" if problem.call.batched else "python"
         self.client = client
-        self.tick: Progress = None  # the progress bar's update, while one is shown
+        self.workers = 1  # threads the python engine runs on (choose sets it)
+        self.bar: Any = None  # the progress bar (_progress.Bar), while one is shown
         layout = problem.layout
         self._call = None
         self._cbuffer = self._ccall = None  # the complex step's buffer, made when needed
         self._first_class = None  # the jitted f as the numba kernels take it
+        self._copies: list = []  # each worker's (buffer, call), made when first needed
         if not problem.call.batched:
             self._call = caller(problem.f, layout.structure(self.buffer), problem.call)
 
     # ------------------------------------------------------------- choosing
-    def choose(self, requested: str, plan: Any, per_call: float | None) -> str:
-        """Pick the engine for ``requested`` ("auto" or a name) and use it from now on."""
+    def choose(
+        self, requested: str, plan: Any, per_call: float | None, workers: int | None = 1
+    ) -> str:
+        """Pick the engine for ``requested`` ("auto" or a name) and use it from now on, and
+        how many threads the python engine runs on (``workers``; None: every core when the
+        check is long enough to repay them).
+        """
         self.engine = self._pick(requested, plan, per_call)
+        if self.engine != "python" or plan.method == "complex":
+            self.workers = 1  # the other engines are parallel in their own way, or serial
+        elif workers is not None:
+            self.workers = workers
+        else:
+            seconds = (per_call or self.problem.seconds) * plan.values.size
+            room = _workers.WORKERS_BYTES // max(1, self.buffer.nbytes)
+            many = max(1, min(_workers.cores(), room))
+            self.workers = many if seconds > _workers.WORKERS_SECONDS else 1
         return self.engine
 
     def _pick(self, requested, plan, per_call) -> str:
@@ -313,18 +339,19 @@ class Evaluator:
     def run(self, plan: Any) -> np.ndarray:
         """``F[j, k]``: f with coordinate ``plan.idx[j]`` set to ``plan.values[j, k]``."""
         engine, f, buffer = self.engine, self.problem.f, self.buffer
+        tick = self._ticker(*plan.values.shape)
         if engine == "batched":
-            values = batched_engine(
-                f, self.problem.layout, buffer, plan.idx, plan.values, self.tick
-            )
+            values = batched_engine(f, self.problem.layout, buffer, plan.idx, plan.values, tick)
         elif engine == "numba":
-            values = numba_engine(self._jitted(), buffer, plan.idx, plan.values, self.tick)
+            values = numba_engine(self._jitted(), buffer, plan.idx, plan.values, tick)
         elif engine == "dask":
             from . import _dask
 
-            values = _dask.run(self._client(), self.problem, buffer, plan, self.tick)
+            values = _dask.run(self._client(), self.problem, buffer, plan, tick)
+        elif self.workers > 1 and plan.idx.size > 1:
+            values = _workers.run(python_engine, self._worker_copies(), plan.idx, plan.values, tick)
         else:
-            values = python_engine(self._call, buffer, plan.idx, plan.values, self.tick)
+            values = python_engine(self._call, buffer, plan.idx, plan.values, tick)
         self.nfev += plan.values.size
         return values
 
@@ -348,6 +375,9 @@ class Evaluator:
         else:
             values = segment_engine(self._call, self.buffer, points)
         self.nfev += len(points)
+        if self.bar is not None:
+            self.bar.expect(len(points))
+            self.bar.update(len(points))
         return values
 
     def complex(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -357,7 +387,7 @@ class Evaluator:
             self._cbuffer = self.buffer.astype(kind)
             struct = self.problem.layout.structure(self._cbuffer)
             self._ccall = caller(self.problem.f, struct, self.problem.call)
-        values = complex_engine(self._ccall, self._cbuffer, idx, steps, self.tick)
+        values = complex_engine(self._ccall, self._cbuffer, idx, steps, self._ticker(idx.size, 1))
         self.nfev += int(idx.size)
         return values
 
@@ -373,7 +403,26 @@ class Evaluator:
 
     def verify(self, who: str = "f") -> None:
         """Raise ``ValueError`` if f changed its input (bitwise) since the check began."""
-        unchanged(self.problem.layout, self.buffer, self.problem.theta, who)
+        for buffer in (self.buffer, *(b for b, _ in self._copies)):
+            unchanged(self.problem.layout, buffer, self.problem.theta, who)
+
+    def _ticker(self, m: int, per: int) -> Progress:
+        """The bar's update for a run of ``m`` coordinates of ``per`` evaluations each."""
+        bar = self.bar
+        if bar is None:
+            return None
+        bar.expect(m * per)
+        return lambda done: bar.update(done * per)
+
+    def _worker_copies(self) -> list:
+        """Each worker's own copy of theta and f bound to its own views: made once, kept
+        (each run leaves every copy restored bitwise, as ``verify`` checks).
+        """
+        layout, problem = self.problem.layout, self.problem
+        while len(self._copies) < self.workers:
+            own = self.buffer.copy()
+            self._copies.append((own, caller(problem.f, layout.structure(own), problem.call)))
+        return self._copies[: self.workers]
 
     def _jitted(self):
         if self._first_class is None:

@@ -37,6 +37,7 @@ class Options:
     progress: bool | None = None
     noise: bool = True
     evaluate: str = "auto"  # float32 parameters: "auto", "float64" or "native"
+    workers: int | None = None  # threads for the python engine; None: every core if it pays
 
 
 NAMES = frozenset(f.name for f in fields(Options))
@@ -65,6 +66,13 @@ def validate(**given: Any) -> Options:
     ):
         raise ValueError(f"`directions` must be a positive integer or None, got {o.directions!r}")
     _integer("localize", o.localize, low=0)
+    if o.workers is not None and (
+        isinstance(o.workers, bool) or not isinstance(o.workers, Integral) or o.workers < 1
+    ):
+        raise ValueError(
+            f"`workers` must be a positive integer (1: serial) or None (every core when the "
+            f"check is long enough), got {o.workers!r}"
+        )
     _sample(o.sample)
     if o.progress is not None and not isinstance(o.progress, bool):
         raise TypeError(f"`progress` must be True, False or None, got {o.progress!r}")
@@ -73,7 +81,8 @@ def validate(**given: Any) -> Options:
     if not isinstance(o.noise, bool):
         raise TypeError(f"`noise` must be True or False, got {o.noise!r}")
     seed = None if o.seed is None else int(o.seed)
-    return replace(o, seed=seed, tol=_tol(o.tol))
+    workers = None if o.workers is None else int(o.workers)
+    return replace(o, seed=seed, tol=_tol(o.tol), workers=workers)
 
 
 def _method_and_engine(o: Options) -> None:

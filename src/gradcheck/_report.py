@@ -97,6 +97,7 @@ class Report:
     notes: tuple[str, ...] = ()
     kinks: tuple[Kink, ...] = ()
     replay: Replay | None = None
+    workers: int = 1
 
     @property
     def passed(self) -> bool:
@@ -145,6 +146,7 @@ class Report:
                 "notes": list(self.notes),
                 "kinks": [asdict(k) for k in self.kinks],
                 "replay": _replay(self),
+                "workers": self.workers,
             }
         )
 
@@ -236,6 +238,7 @@ def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds:
         nfev=evaluator.nfev,
         seed=options.seed,
         engine=evaluator.engine,
+        workers=evaluator.workers,
         method=options.method,
         step=step,
         n=sum(b.size for b in blocks),
@@ -275,7 +278,9 @@ def format_report(r: Report) -> str:
     head = [
         _headline(r),
         f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
-        f"  {r.nfev:,} evaluations of f, {r.engine} engine, {r.seconds:.3g} s"
+        f"  {r.nfev:,} evaluations of f, {r.engine} engine"
+        + (f", {r.workers} workers" if r.workers > 1 else "")
+        + f", {r.seconds:.3g} s"
         + (f" (budget {r.budget:g} s)" if r.budget is not None else "")
         + f"; seed {r.seed}",
         f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}",

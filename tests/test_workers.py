@@ -1,0 +1,199 @@
+"""The python engine on worker threads: the serial engine's numbers, bit for bit, and the
+same count; the option's validation; a progress bar that moves by time in every pass."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gradcheck
+from gradcheck import Monitor, _workers
+from gradcheck._problem import FunctionOutputError
+
+from .models import mlp_data, mlp_grad, mlp_loss
+
+
+@pytest.fixture
+def mlp():
+    X, y, params = mlp_data(seed=3)
+    return (lambda p: mlp_loss(p, X, y)), params, mlp_grad(params, X, y)
+
+
+def _same(a, b):
+    """Two reports of the same check: every number the engine produced is the same."""
+    assert b.nfev == a.nfev
+    assert b.difference == a.difference
+    assert b.verdict == a.verdict
+    for name in a.gradapprox:
+        assert np.array_equal(a.gradapprox[name], b.gradapprox[name], equal_nan=True), name
+    assert [k.name for k in b.kinks] == [k.name for k in a.kinks]
+    assert {n: r.localized for n, r in b.blocks.items()} == {
+        n: r.localized for n, r in a.blocks.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "how",
+    [{}, {"sample": 20}, {"directions": 3}, {"sample": 0.5, "directions": 2}],
+    ids=["all", "sample", "directions", "both"],
+)
+def test_workers_give_the_serial_engine_s_numbers_bit_for_bit(mlp, how):
+    f, params, grad = mlp
+    serial = gradcheck.check(f, params, grad, engine="python", workers=1, seed=5, **how)
+    threaded = gradcheck.check(f, params, grad, engine="python", workers=2, seed=5, **how)
+    assert (serial.workers, threaded.workers) == (1, 2)
+    _same(serial, threaded)
+
+
+def test_kink_rechecks_and_the_directions_confirmation_run_on_the_workers_too(mlp):
+    f, params, grad = mlp
+    relu = np.array([0.0, 0.0, 0.7, -0.4, 0.0, 1.2])  # entries at the kink of max(x, 0)
+    bad = {**grad, "dW1": grad["dW1"].copy()}
+    bad["dW1"][1, 2] += 0.5  # one wrong entry: the directions' search must find it
+
+    def loss(p):
+        return f(p) + np.maximum(p["r"], 0).sum()
+
+    params = {**params, "r": relu}
+    bad["dr"] = (relu > 0).astype(float)
+    seen = set()
+
+    def watched(p):
+        seen.add(threading.get_ident())
+        time.sleep(1e-4)  # f this cheap could otherwise finish before the second thread starts
+        return loss(p)
+
+    for how in ({"sample": 40}, {"directions": 4}):
+        serial = gradcheck.check(loss, params, bad, engine="python", workers=1, seed=2, **how)
+        seen.clear()
+        threaded = gradcheck.check(watched, params, bad, engine="python", workers=2, seed=2, **how)
+        _same(serial, threaded)
+        assert len(seen - {threading.main_thread().ident}) == 2, how  # both workers ran f
+    assert {k.name for k in threaded.kinks} >= {"r[0]"}
+    assert threaded.blocks["W1"].localized == ("W1[1, 2]",)
+
+
+def test_each_worker_perturbs_its_own_copy_through_its_own_views():
+    seen = {}
+    lock = threading.Lock()
+
+    def f(p):
+        with lock:
+            seen.setdefault(threading.get_ident(), set()).add(p["a"].ctypes.data)
+        time.sleep(1e-4)  # long enough for both threads to take pieces
+        return float(p["a"] @ p["a"] + p["b"].sum())
+
+    params = {"a": np.linspace(-1, 1, 30), "b": np.ones(4)}
+    grad = {"a": 2 * params["a"], "b": np.ones(4)}
+    report = gradcheck.check(f, params, grad, engine="python", workers=2, noise=False)
+    assert report.passed
+    workers = {t: a for t, a in seen.items() if t != threading.main_thread().ident}
+    assert len(workers) == 2
+    first, second = workers.values()
+    assert len(first) == len(second) == 1
+    assert first != second
+    assert params["a"][0] == -1.0  # the user's arrays are left alone
+
+
+def test_the_default_uses_every_core_only_when_the_check_is_long(mlp, monkeypatch):
+    f, params, grad = mlp
+    short = gradcheck.check(f, params, grad, engine="python")
+    assert short.workers == 1  # milliseconds: not worth the threads
+    monkeypatch.setattr(_workers, "cores", lambda: 3)
+    monkeypatch.setattr(_workers, "WORKERS_SECONDS", 0.0)
+    long = gradcheck.check(f, params, grad, engine="python")
+    assert long.workers == 3
+    assert "python engine, 3 workers" in str(long)
+    assert long.to_dict()["workers"] == 3
+    _same(short, long)
+    # No more copies of theta than the memory allows: here room for two.
+    monkeypatch.setattr(_workers, "WORKERS_BYTES", 2 * 8 * sum(a.size for a in params.values()))
+    assert gradcheck.check(f, params, grad, engine="python").workers == 2
+    # The other engines are parallel in their own way (or batched): workers do not apply.
+    assert gradcheck.check(f, params, grad, engine="python", method="complex").workers == 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", (2,)])
+def test_bad_workers_are_refused_by_name_with_the_value(mlp, bad):
+    f, params, grad = mlp
+    with pytest.raises(
+        ValueError, match=r"`workers` must be a positive integer.*got " + re.escape(repr(bad))
+    ):
+        gradcheck.check(f, params, grad, workers=bad)
+    with pytest.raises(ValueError, match="`workers`"):
+        Monitor(every=1, budget=None, workers=bad)
+
+
+def test_the_monitor_passes_workers_on_to_its_checks(mlp):
+    f, params, grad = mlp
+    monitor = Monitor(every=1, budget=None, sample=16, seed=0, workers=2, engine="python")
+    report = monitor.step(0, f, params, grad)
+    assert report is not None
+    assert report.workers == 2
+
+
+def test_an_error_in_f_on_a_worker_reaches_the_caller_as_f_raised_it():
+    x = np.linspace(-1, 1, 64)
+
+    def f(v):
+        if v[50] != x[50]:
+            raise ZeroDivisionError("from f")
+        return float(v @ v)
+
+    with pytest.raises(ZeroDivisionError, match="from f"):
+        gradcheck.check(f, x, 2 * x, engine="python", workers=2, noise=False)
+
+    def g(v):  # names the perturbation by its place in the whole plan, not in a piece
+        return "oops" if v[50] != x[50] else float(v @ v)
+
+    with pytest.raises(FunctionOutputError, match="at perturbation 50 "):
+        gradcheck.check(g, x, 2 * x, engine="python", workers=2, noise=False)
+
+
+def test_f_that_modifies_its_input_on_a_worker_is_caught():
+    x = np.linspace(-1, 1, 40)
+
+    def f(v):
+        if v[30] != x[30]:
+            v[0] = 9.0  # on the worker's own copy: the check must still see it
+        return float(v @ v)
+
+    with pytest.raises(ValueError, match="modified its input"):
+        gradcheck.check(f, x, 2 * x, engine="python", workers=2, noise=False)
+
+
+# ------------------------------------------------------------------ progress by time
+def _percentages(err: str) -> set[int]:
+    return {int(p) for p in re.findall(r"(\d+)%\|", err)}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_bar_moves_during_a_check_of_a_few_seconds(capsys, workers):
+    pytest.importorskip("tqdm")
+    x = np.linspace(-1, 1, 60)
+
+    def slow(v):
+        time.sleep(0.01)
+        return float(v @ v)
+
+    gradcheck.check(slow, x, 2 * x, engine="python", workers=workers, noise=False, progress=True)
+    shown = _percentages(capsys.readouterr().err)
+    assert len(shown - {0, 100}) >= 3, shown  # not 0% for the whole run, then 100%
+    assert 100 in shown
+
+
+def test_the_bar_moves_through_the_directions(capsys):
+    pytest.importorskip("tqdm")
+    x = np.linspace(-1, 1, 10)
+
+    def slow(v):
+        time.sleep(0.02)
+        return float(v @ v)
+
+    gradcheck.check(slow, x, 2 * x, directions=25, noise=False, progress=True)
+    shown = _percentages(capsys.readouterr().err)
+    assert len(shown - {0, 100}) >= 3, shown
