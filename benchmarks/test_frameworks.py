@@ -32,6 +32,8 @@ import pytest
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 
+from tests import layers  # noqa: E402
+
 import gradcheck.jax  # noqa: E402
 import gradcheck.torch  # noqa: E402
 
@@ -55,65 +57,14 @@ def one_torch_thread():
 # --- torch: LayerNorm as a custom Function ----------------------------------------------------
 
 
-def _ln(x, w, b):
-    xc = x - x.mean(-1, keepdim=True)
-    rstd = ((xc * xc).mean(-1, keepdim=True) + 1e-5).rsqrt()
-    return xc * rstd * w + b, xc * rstd, rstd
-
-
 def torch_layer_norm(bug=None):
     """``bug="term"``: dx misses the term through the variance (the issue's example)."""
-
-    class LayerNorm(torch.autograd.Function):
-        generate_vmap_rule = True
-
-        @staticmethod
-        def forward(x, weight, bias):
-            return _ln(x, weight, bias)[0]
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            x, weight, bias = inputs
-            _, xhat, rstd = _ln(x, weight, bias)
-            ctx.save_for_backward(xhat, rstd, weight)
-
-        @staticmethod
-        def backward(ctx, g):
-            xhat, rstd, weight = ctx.saved_tensors
-            gx = g * weight
-            dx = gx - gx.mean(-1, keepdim=True)
-            if bug != "term":
-                dx = dx - xhat * (gx * xhat).mean(-1, keepdim=True)
-            return rstd * dx, (g * xhat).sum(0), g.sum(0)
-
-    return LayerNorm.apply
+    return layers.torch_layer_norm("x" if bug == "term" else bug).apply
 
 
 def torch_linear_gelu(bug=None):
     """A fused Linear+GELU (tanh form); ``bug="cubic"``: 0.13 for 3 * 0.044715 in dz."""
-
-    class LinearGelu(torch.autograd.Function):
-        generate_vmap_rule = True
-
-        @staticmethod
-        def forward(x, weight):
-            return torch.nn.functional.gelu(x @ weight.T, approximate="tanh")
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(*inputs)
-
-        @staticmethod
-        def backward(ctx, g):
-            x, weight = ctx.saved_tensors
-            z = x @ weight.T
-            k = (2 / torch.pi) ** 0.5
-            t = torch.tanh(k * (z + 0.044715 * z**3))
-            c = 0.13 if bug == "cubic" else 3 * 0.044715
-            gz = g * (0.5 * (1 + t) + 0.5 * z * (1 - t**2) * k * (1 + c * z**2))
-            return gz @ weight, gz.T @ x
-
-    return LinearGelu.apply
+    return layers.torch_linear_gelu(bug).apply
 
 
 def _torch_inputs(size):
@@ -180,31 +131,7 @@ def test_torch_layer_norm(benchmark, size, contender):
 # --- jax: LayerNorm as a custom_vjp rule -------------------------------------------------------
 
 
-def jax_layer_norm(bug=None):
-    """``bug="n"``: the backward misses a 1/n (the issue's example)."""
-
-    def stats(x):
-        xc = x - x.mean(-1, keepdims=True)
-        rstd = jax.lax.rsqrt((xc * xc).mean(-1, keepdims=True) + 1e-5)
-        return xc * rstd, rstd
-
-    @jax.custom_vjp
-    def f(x, w):
-        return stats(x)[0] * w
-
-    def fwd(x, w):
-        xhat, rstd = stats(x)
-        return xhat * w, (xhat, rstd, w)
-
-    def bwd(res, g):
-        xhat, rstd, w = res
-        n = xhat.shape[-1]
-        gx = g * w
-        proj = (gx * xhat).sum(-1, keepdims=True) / (1 if bug == "n" else n)
-        return rstd * (gx - gx.sum(-1, keepdims=True) / n - xhat * proj), (g * xhat).sum(0)
-
-    f.defvjp(fwd, bwd)
-    return f
+jax_layer_norm = layers.jax_layer_norm  # bug="n": the backward misses a 1/n
 
 
 def _jax_contender(name):

@@ -6,37 +6,14 @@ import pytest
 
 import gradcheck
 
+from . import layers
+
 jax = pytest.importorskip("jax")
 gj = pytest.importorskip("gradcheck.jax")
 jnp = jax.numpy
 
 
-def layer_norm(bug=None):
-    """LayerNorm over the last axis with a custom_vjp; ``bug="n"`` drops a 1/n."""
-
-    def stats(x):
-        xc = x - x.mean(-1, keepdims=True)
-        rstd = jax.lax.rsqrt((xc * xc).mean(-1, keepdims=True) + 1e-5)
-        return xc * rstd, rstd
-
-    @jax.custom_vjp
-    def f(x, w):
-        return stats(x)[0] * w
-
-    def fwd(x, w):
-        xhat, rstd = stats(x)
-        return xhat * w, (xhat, rstd, w)
-
-    def bwd(res, g):
-        xhat, rstd, w = res
-        n = xhat.shape[-1]
-        gx = g * w
-        proj = (gx * xhat).sum(-1, keepdims=True) / (1 if bug == "n" else n)
-        dw = (g * xhat).sum(0) * (1.05 if bug == "w" else 1.0)
-        return rstd * (gx - gx.sum(-1, keepdims=True) / n - xhat * proj), dw
-
-    f.defvjp(fwd, bwd)
-    return f
+layer_norm = layers.jax_layer_norm
 
 
 def _inputs(dtype=np.float32):

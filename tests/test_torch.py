@@ -7,50 +7,14 @@ import pytest
 
 import gradcheck
 
+from . import layers
+
 torch = pytest.importorskip("torch")
 gt = pytest.importorskip("gradcheck.torch")
 
 
-def _layer_norm(x, w, b):
-    mu = x.mean(-1, keepdim=True)
-    xc = x - mu
-    rstd = ((xc * xc).mean(-1, keepdim=True) + 1e-5).rsqrt()
-    return xc * rstd * w + b, xc * rstd, rstd
-
-
-def _layer_norm_backward(g, xhat, rstd, w, bug):
-    gx = g * w
-    dx = gx - gx.mean(-1, keepdim=True)
-    if bug != "x":  # the planted bug: the term through the variance is missing
-        dx = dx - xhat * (gx * xhat).mean(-1, keepdim=True)
-    dw = (g * xhat).sum(0)
-    if bug == "w":
-        dw = dw * 1.05
-    return rstd * dx, dw, g.sum(0)
-
-
-def layer_norm_function(bug=None):
-    """LayerNorm over the last axis as a Function that vmap can run (setup_context)."""
-
-    class LayerNorm(torch.autograd.Function):
-        generate_vmap_rule = True
-
-        @staticmethod
-        def forward(x, weight, bias):
-            return _layer_norm(x, weight, bias)[0]
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            x, weight, bias = inputs
-            _, xhat, rstd = _layer_norm(x, weight, bias)
-            ctx.save_for_backward(xhat, rstd, weight)
-
-        @staticmethod
-        def backward(ctx, g):
-            xhat, rstd, weight = ctx.saved_tensors
-            return _layer_norm_backward(g, xhat, rstd, weight, bug)
-
-    return LayerNorm
+_layer_norm, _layer_norm_backward = layers.layer_norm, layers.layer_norm_backward
+layer_norm_function = layers.torch_layer_norm
 
 
 def old_style_layer_norm(bug=None):
@@ -179,27 +143,8 @@ def test_float64_evaluation_refuses_code_that_ignores_the_dtype():
 
 
 def test_fused_linear_gelu_with_a_subtle_derivative_bug_fails():
-    class LinearGelu(torch.autograd.Function):
-        generate_vmap_rule = True
-
-        @staticmethod
-        def forward(x, weight):
-            return torch.nn.functional.gelu(x @ weight.T, approximate="tanh")
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(*inputs)
-
-        @staticmethod
-        def backward(ctx, g):
-            x, weight = ctx.saved_tensors
-            z = x @ weight.T
-            k = (2 / torch.pi) ** 0.5
-            t = torch.tanh(k * (z + 0.044715 * z**3))
-            # Subtly wrong: 0.13 where the derivative of the cubic term gives 3 * 0.044715.
-            dz = 0.5 * (1 + t) + 0.5 * z * (1 - t**2) * k * (1 + 0.13 * z**2)
-            gz = g * dz
-            return gz @ weight, gz.T @ x
+    # Subtly wrong: 0.13 where the derivative of the cubic term gives 3 * 0.044715.
+    LinearGelu = layers.torch_linear_gelu("cubic")
 
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(6, 5, dtype=torch.float64, generator=gen, requires_grad=True)

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__, _demo
 from ._check import check
-from ._options import ENGINES
+from ._options import ENGINES, parse_seed
 from ._plan import METHODS
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -359,12 +359,9 @@ def _positive_int(text: str) -> int:
 
 def _seed(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
+        return parse_seed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _sample(text: str) -> int | float:

@@ -144,3 +144,17 @@ def _tol(tol: Any) -> tuple[float, float] | None:
             f"`tol` must be a positive number or a (pass, fail) pair with pass <= fail, got {tol!r}"
         )
     return (float(pair[0]), float(pair[1]))
+
+
+def parse_seed(text: str) -> int:
+    """A seed written as text (the command line, an ini file): a non-negative integer.
+
+    Raises ``ValueError`` with the message the callers show.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"must be a non-negative integer, got {text!r}")
+    return value

@@ -333,26 +333,20 @@ def plot_step_sweep(
     ax = _axes(ax)
     shown = np.isfinite(sweep.differences) & (sweep.differences > 0)
     ax.loglog(sweep.steps[shown], sweep.differences[shown], "o-", label=label or sweep.method)
-    if sweep.passes:
-        ax.loglog(
-            [sweep.best_step],
-            [sweep.best_difference],
-            "*",
-            markersize=14,
-            color="tab:red",
-            label=f"best: h = {sweep.best_step:.1e}",
-        )
-    else:
-        # No step passes: the bottom of the curve is not a step to use, and a star would
-        # read as one. The gradient is what disagrees.
-        ax.loglog(
-            [sweep.best_step],
-            [sweep.best_difference],
+    # No step passes: the bottom of the curve is not a step to use, and a star would read
+    # as one. The gradient is what disagrees.
+    marker, size, colour, text = (
+        ("*", 14, "tab:red", f"best: h = {sweep.best_step:.1e}")
+        if sweep.passes
+        else (
             "x",
-            markersize=10,
-            color="black",
-            label=f"smallest: {sweep.best_difference:.2g}, no step passes (a wrong gradient?)",
+            10,
+            "black",
+            f"smallest: {sweep.best_difference:.2g}, no step passes (a wrong gradient?)",
         )
+    )
+    ax.loglog([sweep.best_step], [sweep.best_difference], marker, markersize=size,
+              color=colour, label=text)  # fmt: skip
     if thresholds and sweep.tol is not None:
         # The thresholds also keep the log axis a few decades tall, so it has labelled
         # ticks even when the curve is flat (a wrong gradient). Sweeps sharing an axes

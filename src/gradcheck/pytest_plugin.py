@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from ._check import assert_gradient, check
+from ._options import parse_seed
 from ._report import Report
 
 MODES = ("sample", "full")
@@ -157,12 +158,9 @@ def _seed(config: pytest.Config) -> int | None:
         if not text:
             return None
     try:
-        seed = int(text)
-    except ValueError:
-        seed = -1
-    if seed < 0:
-        raise pytest.UsageError(f"{where} must be a non-negative integer, got {text!r}")
-    return seed
+        return parse_seed(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{where} {exc}") from None
 
 
 @pytest.fixture

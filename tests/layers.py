@@ -1,0 +1,111 @@
+"""Layers with hand-written backward passes, shared by the adapters' tests and benchmarks.
+
+The frameworks are imported inside the factories: importing this module needs neither.
+"""
+
+
+def layer_norm(x, w, b):
+    mu = x.mean(-1, keepdim=True)
+    xc = x - mu
+    rstd = ((xc * xc).mean(-1, keepdim=True) + 1e-5).rsqrt()
+    return xc * rstd * w + b, xc * rstd, rstd
+
+
+def layer_norm_backward(g, xhat, rstd, w, bug):
+    gx = g * w
+    dx = gx - gx.mean(-1, keepdim=True)
+    if bug != "x":  # the planted bug: the term through the variance is missing
+        dx = dx - xhat * (gx * xhat).mean(-1, keepdim=True)
+    dw = (g * xhat).sum(0)
+    if bug == "w":
+        dw = dw * 1.05
+    return rstd * dx, dw, g.sum(0)
+
+
+def torch_layer_norm(bug=None):
+    """LayerNorm over the last axis as a torch Function that vmap can run (setup_context).
+
+    ``bug``: "x" (dx misses the term through the variance) or "w" (dw 5% too large).
+    """
+    import torch
+
+
+    class LayerNorm(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x, weight, bias):
+            return layer_norm(x, weight, bias)[0]
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            x, weight, bias = inputs
+            _, xhat, rstd = layer_norm(x, weight, bias)
+            ctx.save_for_backward(xhat, rstd, weight)
+
+        @staticmethod
+        def backward(ctx, g):
+            xhat, rstd, weight = ctx.saved_tensors
+            return layer_norm_backward(g, xhat, rstd, weight, bug)
+
+    return LayerNorm
+
+
+def torch_linear_gelu(bug=None):
+    """A fused Linear+GELU (tanh form) as a torch Function; ``bug="cubic"``: 0.13 for
+    3 * 0.044715 in the derivative of the cubic term."""
+    import torch
+
+
+    class LinearGelu(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x, weight):
+            return torch.nn.functional.gelu(x @ weight.T, approximate="tanh")
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, weight = ctx.saved_tensors
+            z = x @ weight.T
+            k = (2 / torch.pi) ** 0.5
+            t = torch.tanh(k * (z + 0.044715 * z**3))
+            c = 0.13 if bug == "cubic" else 3 * 0.044715
+            gz = g * (0.5 * (1 + t) + 0.5 * z * (1 - t**2) * k * (1 + c * z**2))
+            return gz @ weight, gz.T @ x
+
+    return LinearGelu
+
+
+def jax_layer_norm(bug=None):
+    """LayerNorm over the last axis with a jax custom_vjp; ``bug``: "n" drops a 1/n, "w"
+    makes dw 5% too large."""
+    import jax
+
+    def stats(x):
+        xc = x - x.mean(-1, keepdims=True)
+        rstd = jax.lax.rsqrt((xc * xc).mean(-1, keepdims=True) + 1e-5)
+        return xc * rstd, rstd
+
+    @jax.custom_vjp
+    def f(x, w):
+        return stats(x)[0] * w
+
+    def fwd(x, w):
+        xhat, rstd = stats(x)
+        return xhat * w, (xhat, rstd, w)
+
+    def bwd(res, g):
+        xhat, rstd, w = res
+        n = xhat.shape[-1]
+        gx = g * w
+        proj = (gx * xhat).sum(-1, keepdims=True) / (1 if bug == "n" else n)
+        dw = (g * xhat).sum(0) * (1.05 if bug == "w" else 1.0)
+        return rstd * (gx - gx.sum(-1, keepdims=True) / n - xhat * proj), dw
+
+    f.defvjp(fwd, bwd)
+    return f
