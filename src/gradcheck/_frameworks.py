@@ -87,7 +87,11 @@ def check_numeric(numeric: tuple, params: dict, analytic: dict, run: Run) -> Rep
     ``_numeric`` chose: ``(f, batched, note)``; the note (why not vmap) joins the report's.
     """
     f, batched, note = numeric
-    report = check(f, params, analytic, seed=run.seed, batched=batched, **run.options)
+    # One thread: a module's forward is not safe to run from several threads at once (its
+    # buffers, batch-norm statistics among them, are shared), and the frameworks run their
+    # own kernels on every core already.
+    options = {"workers": 1, **run.options}
+    report = check(f, params, analytic, seed=run.seed, batched=batched, **options)
     return replace(report, notes=(*report.notes, note)) if note else report
 
 

@@ -53,6 +53,12 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
     repeats = evaluator.segments([(lo, hi, whole), (lo, hi, whole)])
     values = np.append(repeats, problem.f0)
     spread = float(values.max() - values.min()) if np.isfinite(values).all() else np.inf
+    # Nondeterminism is the same call on the same memory giving another value: the two
+    # repeats. f(params) from the first call ran on another copy of the parameters, and a
+    # long sum's rounding can follow the memory's alignment (BLAS splits a dot product
+    # where the SIMD lanes start): that difference is noise the differences see, not a
+    # random f.
+    repeated = float(abs(repeats[0] - repeats[1])) if np.isfinite(repeats).all() else np.inf
     direction = rng.standard_normal(hi - lo)
     direction /= np.linalg.norm(direction)
     x = whole.astype(np.float64)
@@ -86,11 +92,11 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
         elif verdict == "too large":
             estimated = None
     note = None
-    if spread > _policy.NONDETERMINISTIC * u_f:
+    if repeated > _policy.NONDETERMINISTIC * u_f:
         note = Note(
-            f"inconclusive: f is not deterministic: f(params) changed by {spread:.3g} "
-            "across 3 calls (dropout, random batches, nondeterministic kernels?); fix its "
-            "randomness before checking",
+            f"inconclusive: f is not deterministic: f(params) changed by {repeated:.3g} "
+            "between two calls at params (dropout, random batches, nondeterministic "
+            "kernels?); fix its randomness before checking",
             floor=Verdict.INCONCLUSIVE,
         )
     return Noise(max(u_f, estimated or 0.0, spread), spread, note)
