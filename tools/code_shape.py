@@ -35,7 +35,8 @@ def functions(path: Path):
                 visit(child, f"{prefix}{child.name}.")
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = child.body
-                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                first = body[0] if body else None
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
                     body = body[1:] or body
                 lines = child.end_lineno - body[0].lineno + 1
                 a = child.args
