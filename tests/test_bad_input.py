@@ -639,3 +639,35 @@ def test_grad_callable_is_called_once_with_the_params_structure():
     for k in params:
         assert seen[0][k].shape == params[k].shape
         np.testing.assert_array_equal(seen[0][k], params[k])
+
+
+def test_scipy_style_args_reach_f_and_a_callable_grad():
+    A = np.array([[3.0, 1.0], [1.0, 2.0]])
+    b = np.array([1.0, -1.0])
+    x = np.array([0.5, -1.0])
+
+    def f(x, A, b):
+        return 0.5 * x @ A @ x - b @ x
+
+    def grad(x, A, b):
+        return A @ x - b
+
+    assert gradcheck.check(f, x, grad, args=(A, b), seed=0).verdict == "pass"
+    wrong = gradcheck.check(f, x, lambda x, A, b: A @ x + b, args=(A, b), seed=0)
+    assert wrong.verdict == "fail"
+    with pytest.raises(TypeError, match=r"`args` must be a tuple"):
+        gradcheck.check(f, x, grad, args=[A, b])
+
+
+def test_f_that_rebinds_a_key_of_its_input_is_told_what_it_did():
+    params = {"W1": np.ones(3), "b1": np.ones(2)}
+
+    def f(p):
+        p["W1"] = p["W1"] * 2  # rebinds: later perturbations would never reach f
+        return (p["W1"] ** 2).sum() + p["b1"].sum()
+
+    grads = {"W1": 8 * np.ones(3), "b1": np.ones(2)}
+    with pytest.raises(ValueError, match=r"f replaced `W1` in the structure it was given"):
+        gradcheck.check(f, params, grads)
+    assert params["W1"] is not None
+    assert np.array_equal(params["W1"], np.ones(3))

@@ -51,6 +51,7 @@ def check(
     progress: bool | None = None,
     noise: bool = True,
     evaluate: str = "auto",
+    args: tuple = (),
 ) -> Report:
     """Check a hand-written gradient against finite differences.
 
@@ -139,6 +140,9 @@ def check(
         (a non-deterministic f makes the check "inconclusive") and estimate its noise level
         along a random line (Moré & Wild's ECnoise), which sets what the finite differences
         can resolve. False: assume rounding noise ``u * |f(params)|`` only.
+    args : tuple
+        Extra arguments, as ``scipy.optimize.check_grad`` takes them: ``f(params, *args)``
+        and a callable ``grad(params, *args)``.
     evaluate : {"auto", "float64", "native"}
         For float32 parameters. "auto": when ``f`` follows its input's dtype (given float64
         copies, it computes in float64), evaluate it there, so that the finite differences
@@ -183,6 +187,10 @@ def check(
     started = time.perf_counter()
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}: {f!r:.80}")
+    if not isinstance(args, tuple):
+        raise TypeError(f"`args` must be a tuple (f(params, *args)), got {args!r:.80}")
+    if args:
+        f, grad = _with_args(f, grad, args)
     options = _options.validate(
         eps=eps, method=method, seed=seed, engine=engine, workers=workers, batched=batched,
         tol=tol, sample=sample, directions=directions, localize=localize, budget=budget,
@@ -248,6 +256,21 @@ def _streams(seed: int, options: _options.Options) -> list:
         np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,))) if u else None
         for k, u in enumerate(used)
     ]
+
+
+def _with_args(f, grad, args: tuple):
+    """``f`` and a callable ``grad`` with the extra arguments bound (scipy's ``args=``)."""
+
+    def bound_f(params):
+        return f(params, *args)
+
+    bound_grad = grad
+    if callable(grad):
+
+        def bound_grad(params):
+            return grad(params, *args)
+
+    return bound_f, bound_grad
 
 
 def _widening(problem) -> tuple:

@@ -87,7 +87,9 @@ def build(
         f0, loss_dtype = loss_value(batch_values(f, layout, buffer.reshape(1, -1), 1))
         call = Call(pair=False, array_valued=False, batched=True)
     else:
+        views = [arr for _, _, arr in _layout.leaves(struct)]
         out = f(struct)
+        rebound(layout, struct, views)
         pair = grad is None
         if pair:
             out, grad = split(out)
@@ -145,6 +147,32 @@ def _widened(f, layout: Layout, theta: np.ndarray, call: Call, first: tuple):
         return None
     unchanged(layout, wide, theta.astype(np.float64), "f")
     return wide, (f64, dtype)
+
+
+def rebound(layout: Layout, struct: Any, views: list) -> None:
+    """Raise ``ValueError`` when f put another array in place of one it was given.
+
+    ``p["W1"] = p["W1"] * 2`` leaves the buffer alone but cuts f off from it: every later
+    perturbation would miss f, and the check would read as noise or nondeterminism.
+    """
+    try:
+        now = _layout.leaves(struct)
+    except TypeError:
+        now = []
+    for block, view, (_, _, arr) in zip(layout.blocks, views, now, strict=False):
+        key = block.path[-1] if block.path else block.name
+        if arr is not view:
+            raise ValueError(
+                f"f replaced `{block.name}` in the structure it was given (as in "
+                f"p[{key!r}] = p[{key!r}] * 2): the check perturbs the "
+                "arrays it hands to f, so f must read them, not rebind them; compute into "
+                "a new variable (w = p[...] * 2) or a copy of the dict"
+            )
+    if len(now) != len(views):
+        raise ValueError(
+            "f added or removed entries of the structure it was given: it must leave its "
+            "argument as it is (work on a copy)"
+        )
 
 
 def unchanged(layout: Layout, buffer: np.ndarray, pristine: np.ndarray, who: str) -> None:
