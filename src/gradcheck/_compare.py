@@ -59,7 +59,9 @@ def judge(difference: float, tol: tuple[float, float], e_pred: float = 0.0) -> V
     # would still stand out above it.
     if difference <= passes and passes < _policy.COARSEST:
         return Verdict.PASS
-    if difference <= tol[1]:
+    # Between the thresholds: a warning, as long as the (raised) fail threshold still
+    # catches a 5% error, or the difference is below the dtype's own fail threshold.
+    if fails <= _policy.COARSEST or difference <= tol[1]:
         return Verdict.WARN
     # Above what a correct gradient shows, yet within what the noise could make.
     return Verdict.INCONCLUSIVE
