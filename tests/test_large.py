@@ -130,13 +130,61 @@ def test_sample_sizes_are_stratified():
     assert take[0] == 10
     assert take[2] == 31
     assert take.sum() == 2000
-    assert take[3] > 10 * take[1]  # shares follow size
+    # Half the rest is shared equally, half by size: the larger block gets more, and the
+    # smaller one far more than its 4% share by size.
+    assert 2 * take[1] < take[3] < 3 * take[1]
+    assert take[1] > 500
     assert _plan.sample_sizes(sizes, 1.0).tolist() == sizes.tolist()
-    # A total below the small blocks' sizes still checks every block.
-    assert (_plan.sample_sizes(sizes, 3) > 0).all()
+    # A total too small for 4 coordinates per block pools the blocks: still 3 in all.
+    assert _plan.sample_sizes(sizes, 3).sum() == 3
     # 0.07 * 300 is 21.000000000000004 in binary: still 21 coordinates, not 22.
     assert _plan.sample_sizes(np.array([300]), 0.07).tolist() == [21]
     assert _plan.sample_sizes(np.array([600]), 0.07).tolist() == [42]
+
+
+def _six_blocks():
+    # Biases of up to 32 entries: the old rule checked them whole and left one coordinate
+    # each to the weights.
+    sizes = {"W1": (20, 32), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (32, 10)}
+    sizes["b3"] = (10,)
+    rng = np.random.default_rng(0)
+    params = {k: rng.standard_normal(s) for k, s in sizes.items()}
+    return params, {k: 2 * v for k, v in params.items()}
+
+
+def test_sample_is_shared_so_that_no_block_starves():
+    params, grad = _six_blocks()
+    r = gradcheck.check(lambda p: sum((v**2).sum() for v in p.values()), params, grad,
+                        sample=50, seed=0, noise=False)  # fmt: skip
+    assert r.checked <= 60
+    assert min(b.checked for b in r.blocks.values()) >= 4
+    assert max(b.miss_probability(0.01) for b in r.blocks.values()) < 0.96
+
+
+def test_sample_over_many_tiny_blocks_pools_them():
+    params = [np.array([1 + k / 10_000]) for k in range(10_000)]
+    grad = [2 * p for p in params]
+    r = gradcheck.check(lambda p: sum(float(v[0]) ** 2 for v in p), params, grad, sample=100,
+                        seed=0, noise=False)  # fmt: skip
+    assert r.passed
+    assert 100 <= r.checked <= 200
+    # Which tiny blocks are looked at is random: another seed, others.
+    again = gradcheck.check(lambda p: sum(float(v[0]) ** 2 for v in p), params, grad,
+                            sample=100, seed=1, noise=False)  # fmt: skip
+    assert not np.array_equal(r.replay.indices, again.replay.indices)
+
+
+def test_directions_lower_the_miss_probability():
+    model = Separable({"W": 1_000})
+    alone = gradcheck.check(model.loss, model.params, model.grad(), directions=2, seed=0)
+    b = alone.blocks["W"]
+    assert b.checked == 0
+    # (2 / pi) atan(2 t / sqrt(q)) per direction, t = 1e-5, q = 0.01: about 1.3e-4.
+    one = 2 / np.pi * np.arctan(2 * b.tol[1] / 0.1)
+    assert b.miss_probability(0.01) == pytest.approx(one**2, rel=1e-9)
+    assert b.miss_probability(0.01) < 1e-6
+    row = next(line for line in str(alone).splitlines() if line.strip().startswith("W "))
+    assert "nan" not in row  # no entry compared one by one: "-", not a NaN error
 
 
 def test_miss_probability_is_the_hypergeometric_tail():

@@ -99,10 +99,13 @@ def check(
         between. Default by dtype: float64 ``(1e-7, 1e-5)``, float32 ``(1e-3, 1e-2)``.
     sample : int or float, optional
         Check a random sample of coordinates instead of all: an int is how many, a float in
-        (0, 1] what fraction. Stratified per block: blocks of up to 32 entries are checked
-        whole, larger ones get a share in proportion to their size; drawn without
-        replacement from ``seed``. ``report.blocks[name].miss_probability(p)`` is the chance
-        that a bug touching a fraction ``p`` of a block went unseen.
+        (0, 1] what fraction; about that many in all, whatever the number of blocks.
+        Stratified by need: every block gets at least 4 (or all it has) when the total
+        allows, the smallest blocks are pooled and sampled together when it does not, and
+        the rest is shared half equally and half by size; drawn without replacement from
+        ``seed``. ``report.blocks[name].miss_probability(p)`` is the chance that a bug
+        touching a fraction ``p`` of a block went unseen (by the coordinates and by the
+        directions: see :meth:`BlockResult.miss_probability`).
     directions : int, optional
         Also compare ``v . grad`` with the directional difference along this many random
         Gaussian directions per block (2 evaluations each, whatever the block's size). Alone

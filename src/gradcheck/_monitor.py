@@ -97,8 +97,7 @@ class Monitor:
         direction, no coordinates) runs if that fits, and otherwise the check waits for a
         later step. None: no limit.
     sample : int or float or None
-        Coordinates of the block to check one by one (see :func:`gradcheck.check`; blocks of
-        up to 32 entries are checked whole).
+        Coordinates of the block to check one by one (see :func:`gradcheck.check`).
     directions : int or None
         Random directions per block (2 evaluations of ``f`` each, whatever its size).
     on_alert : {"log", "warn", "raise"} or callable

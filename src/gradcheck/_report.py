@@ -280,7 +280,7 @@ def format_report(r: Report) -> str:
         + f"; seed {r.seed}",
         f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}",
     ]
-    sampled = r.checked and r.checked < r.n
+    sampled = r.checked < r.n
     columns = ["block", "shape", "checked", "difference", "verdict", "max |error|", "at"]
     if sampled:
         columns.insert(3, "P(miss 1%)")
@@ -292,11 +292,12 @@ def format_report(r: Report) -> str:
             "block": b.name,
             "shape": "x".join(map(str, b.shape)) or "scalar",
             "checked": f"{b.checked:,}",
-            "P(miss 1%)": f"{b.miss_probability(0.01):.2g}" if b.checked else "-",
+            "P(miss 1%)": f"{b.miss_probability(0.01):.2g}" if b.size else "-",
             "difference": _num(b.difference) if b.checked else "-",
             "directions": _num(b.direction_difference) if b.size else "-",
             "verdict": _verdict_cell(b),
-            "max |error|": _num(b.max_abs_error) if b.size else "-",
+            # Directions alone compare no entry: no entry's error to show.
+            "max |error|": _num(b.max_abs_error) if b.checked else "-",
             "at": b.max_abs_error_at or "-",
         }
         rows.append(tuple(cells[c] for c in columns))
