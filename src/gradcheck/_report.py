@@ -35,6 +35,11 @@ class Report:
         ``||grad - gradapprox|| / (||grad|| + ||gradapprox||)`` over every checked coordinate.
     verdict : str
         ``"pass"``, ``"warn"``, ``"inconclusive"`` or ``"fail"``: the worst block verdict.
+
+    ``str(report)`` is a table that scales with the number of blocks: beyond 20, it lists
+    the failing, inconclusive and warning blocks and the worst passing ones, and sums up
+    the others in one line; ``report.table(full=True)`` (or ``format(report, "full")``)
+    lists every block.
     blocks : Mapping[str, BlockResult]
         Per parameter block: its difference, verdict, norms and largest absolute error.
     worst : tuple of Entry
@@ -150,6 +155,29 @@ class Report:
 
     def __str__(self) -> str:
         return format_report(self)
+
+    def __format__(self, spec: str) -> str:
+        """``f"{report}"`` is ``str(report)``; ``f"{report:full}"`` lists every block."""
+        if spec not in ("", "full"):
+            raise ValueError(f"unknown format {spec!r} for a Report: use '' or 'full'")
+        return format_report(self, full=spec == "full")
+
+    def table(self, full: bool = False) -> str:
+        """The readable report.
+
+        Parameters
+        ----------
+        full : bool
+            List every block. By default, when there are more than 20 blocks, the table
+            shows the failing, inconclusive and warning blocks (up to 20) and the 5 passing
+            blocks with the largest differences, and sums up the rest in one line.
+
+        Returns
+        -------
+        str
+            ``str(report)`` when ``full`` is False.
+        """
+        return format_report(self, full=full)
 
     def plot(self, ax: Any = None) -> Any:
         """Plot each block's difference against the pass and fail thresholds.
@@ -271,7 +299,42 @@ def _replay(r: Report) -> dict | None:
     }
 
 
-def format_report(r: Report) -> str:
+# More blocks than this and the table shows only those worth reading (see Report.table):
+# a report of 10,000 one-entry blocks must stay readable.
+_TABLE_BLOCKS = 20
+_SHOWN_PASSING = 5
+
+
+def _shown_blocks(r: Report, full: bool) -> tuple[list[BlockResult], str | None]:
+    """The blocks the table lists, and the line that sums up the others (None: all shown)."""
+    blocks = list(r.blocks.values())
+    if full or len(blocks) <= _TABLE_BLOCKS:
+        return blocks, None
+
+    def badness(b):  # the most severe first, then the largest difference
+        d = b.difference if b.difference == b.difference else math.inf
+        return (-Verdict(b.verdict).severity, -d)
+
+    bad = sorted((b for b in blocks if b.verdict not in ("pass", "untested")), key=badness)
+    rest = sorted((b for b in blocks if b.verdict == "pass" and b.size), key=badness)
+    shown = bad[:_TABLE_BLOCKS] + rest[:_SHOWN_PASSING]
+    keep = {id(b) for b in shown}
+    hidden = [b for b in blocks if id(b) not in keep]
+    counts: dict[str, int] = {}
+    for b in hidden:
+        word = _verdict_cell(b).lower()
+        counts[word] = counts.get(word, 0) + 1
+    spread = ", ".join(f"{n:,} {word}" for word, n in counts.items())
+    worst = max((b.difference for b in hidden if b.verdict == "pass"), default=math.nan)
+    more = f" (largest passing difference {_num(worst)})" if worst == worst else ""
+    line = (f"  ... {len(hidden):,} more blocks not listed: {spread}{more}; "
+            "report.table(full=True) lists every block")  # fmt: skip
+    return [b for b in blocks if id(b) in keep], line
+
+
+def format_report(r: Report, full: bool = False) -> str:
+    """The readable report; ``full`` lists every block (see :meth:`Report.table`)."""
+    shown, summary = _shown_blocks(r, full)
     head = [
         _headline(r),
         f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
@@ -287,7 +350,7 @@ def format_report(r: Report) -> str:
     if r.directions:
         columns.insert(-3, "directions")
     rows = [tuple(columns)]
-    for b in r.blocks.values():
+    for b in shown:
         cells = {
             "block": b.name,
             "shape": "x".join(map(str, b.shape)) or "scalar",
@@ -302,8 +365,13 @@ def format_report(r: Report) -> str:
         }
         rows.append(tuple(cells[c] for c in columns))
     right = {i for i, c in enumerate(columns) if c not in ("block", "shape", "verdict", "at")}
-    lines = [*head, "", *_table(rows, right=right)]
-    for b in r.blocks.values():
+    lines = [*head, "", *_table(rows, right=right), *((summary,) if summary else ())]
+    raised = sum(b.tol != r.tol and b.tol == b.tol and b.size for b in r.blocks.values())
+    if summary is not None and raised:
+        # One line for all: with many blocks, a line each would bury the failures.
+        lines.append(f"  thresholds raised for the noise in f ({r.noise:.3g}) in {raised:,} "
+                     "blocks (the full table's rows say which)")  # fmt: skip
+    for b in shown:
         if b.diagnosis:
             lines.append(f"  {b.name}: {b.diagnosis}")
         if b.localized:
@@ -313,7 +381,7 @@ def format_report(r: Report) -> str:
                 f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
                 "(both sides below what the finite differences resolve)"
             )
-        if b.tol != r.tol and b.tol == b.tol and b.size:
+        if b.tol != r.tol and b.tol == b.tol and b.size and summary is None:
             lines.append(
                 f"  {b.name}: thresholds raised to pass <= {b.tol[0]:.3g}, fail > {b.tol[1]:.3g} "
                 f"for the noise in f ({r.noise:.3g})"
@@ -327,7 +395,7 @@ def format_report(r: Report) -> str:
         )
     for note in r.notes:
         lines.append(f"  {note}")
-    bad = [b for b in r.blocks.values() if b.nonfinite]
+    bad = [b for b in shown if b.nonfinite]
     for b in bad:
         lines.append(
             f"  f was not finite at perturbed points of {b.name}: {', '.join(b.nonfinite)}"
@@ -383,7 +451,7 @@ def _summary(r: Report) -> str:
     fails = r.failing
     if fails:
         return (
-            f"{len(fails)} of {len(r.blocks)} blocks fail: {', '.join(fails)}. "
+            f"{len(fails)} of {len(r.blocks)} blocks fail: {_names(fails, 20)}. "
             "Look at their backward pass first."
         )
     if r.verdict == "inconclusive":
