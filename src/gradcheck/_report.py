@@ -334,7 +334,7 @@ def _shown_blocks(r: Report, full: bool) -> tuple[list[BlockResult], str | None]
 
 def format_report(r: Report, full: bool = False) -> str:
     """The readable report; ``full`` lists every block (see :meth:`Report.table`)."""
-    shown, summary = _shown_blocks(r, full)
+    listed, summary = _shown_blocks(r, full)
     head = [
         _headline(r),
         f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
@@ -350,7 +350,7 @@ def format_report(r: Report, full: bool = False) -> str:
     if r.directions:
         columns.insert(-3, "directions")
     rows = [tuple(columns)]
-    for b in shown:
+    for b in listed:
         cells = {
             "block": b.name,
             "shape": "x".join(map(str, b.shape)) or "scalar",
@@ -371,7 +371,7 @@ def format_report(r: Report, full: bool = False) -> str:
         # One line for all: with many blocks, a line each would bury the failures.
         lines.append(f"  thresholds raised for the noise in f ({r.noise:.3g}) in {raised:,} "
                      "blocks (the full table's rows say which)")  # fmt: skip
-    for b in shown:
+    for b in listed:
         if b.diagnosis:
             lines.append(f"  {b.name}: {b.diagnosis}")
         if b.localized:
@@ -395,7 +395,7 @@ def format_report(r: Report, full: bool = False) -> str:
         )
     for note in r.notes:
         lines.append(f"  {note}")
-    bad = [b for b in shown if b.nonfinite]
+    bad = [b for b in listed if b.nonfinite]
     for b in bad:
         lines.append(
             f"  f was not finite at perturbed points of {b.name}: {', '.join(b.nonfinite)}"
