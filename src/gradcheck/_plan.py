@@ -169,14 +169,17 @@ def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=Non
     return Selection(idx, sample, directions, scope)
 
 
-def fit_budget(budget, per_call, sizes, sample, directions, *, method, spent):
+def fit_budget(budget, costs, sizes, sample, directions, *, method, spent):
     """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
 
-    ``sizes`` are those of the blocks in scope.
-    ``spent`` evaluations are paid or reserved already (the first call, the timing, the
-    noise probe at its most); a coordinate costs as many evaluations as ``method`` has
+    ``costs`` is ``(per_call, per_round)``: seconds one evaluation of f takes, and
+    evaluations one random direction over every block in scope costs (at least 2 a block;
+    more on a large block, where drawing the direction and writing it in are not free).
+    ``sizes`` are those of the blocks in scope. ``spent`` evaluations are reserved already
+    (the noise probe at its most); a coordinate costs as many evaluations as ``method`` has
     points.
     """
+    per_call, per_round = costs
     affordable = int(budget / per_call) - spent
     n_blocks, n = len(sizes), int(sum(sizes))
     per_coordinate = len(METHODS[method].offsets)
@@ -184,9 +187,9 @@ def fit_budget(budget, per_call, sizes, sample, directions, *, method, spent):
         return None, None  # a full check fits
     if directions is None:
         # Up to 4 directions per block, on at most half the budget; at least one.
-        directions = int(min(4, max(1, affordable // (4 * n_blocks))))
+        directions = int(min(4, max(1, affordable // (2 * per_round))))
     if sample is None:
-        left = affordable - 2 * directions * n_blocks
+        left = affordable - per_round * directions
         fits = left // per_coordinate
         sample = int(fits) if fits >= n_blocks else None
     return sample, directions

@@ -1,0 +1,144 @@
+"""Budget: the deadline a check's passes respect, and the coordinate pass run against it.
+
+``check(budget=...)`` holds the whole call to its budget: the first call, the timing and the
+noise probe are paid from it, the plan is fitted to what is left less a reserve for the
+passes after it (kink re-checks, the directional search, its confirmation), and each of
+those passes stops adding evaluations once its deadline is past. What a pass did not get to
+is reported as not examined, in a note, never guessed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ._estimate import Estimated, estimate
+from ._plan import Plan
+from ._results import Note
+
+# Of the time left once the plan is fitted, this fraction is kept for the passes after it:
+# on a failing gradient the kink re-checks and the directional search spend it.
+RESERVE = 0.2
+# The coordinate pass runs in slices of at most this fraction of the budget, so that it
+# can stop near its deadline when f turns out slower than its timing said.
+SLICE = 0.03
+MAX_SLICES = 64
+# The first slice is this small: the cost it measures sizes the next ones.
+FIRST_SLICE = 8
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the passes must stop adding evaluations, and what one evaluation costs."""
+
+    end: float  # time.perf_counter() value; inf without a budget
+    per_call: float  # seconds per evaluation (0 without a budget)
+    per_point: float = 0.0  # seconds per point of a direction over the largest block
+
+    def for_directions(self) -> Deadline:
+        """The deadline counting each evaluation at the cost of a direction's point."""
+        return replace(self, per_call=max(self.per_call, self.per_point))
+
+    @classmethod
+    def none(cls) -> Deadline:
+        return cls(math.inf, 0.0)
+
+    def left(self) -> float:
+        """Seconds left before the deadline (inf without a budget)."""
+        return self.end - time.perf_counter()
+
+    def affords(self, evaluations: int) -> bool:
+        """Whether ``evaluations`` more fit before the deadline."""
+        return self.end == math.inf or evaluations * self.per_call <= self.left()
+
+    def how_many(self, cost: int, wanted: int) -> int:
+        """How many of ``wanted`` items costing ``cost`` evaluations each still fit."""
+        if self.end == math.inf:
+            return wanted
+        return int(min(wanted, max(0.0, self.left()) // max(cost * self.per_call, 1e-12)))
+
+    def earlier(self, seconds: float) -> Deadline:
+        """A deadline ``seconds`` earlier: time kept for what comes after."""
+        return replace(self, end=self.end - seconds)
+
+
+def time_point(problem: Any, evaluator: Any, scope) -> float:
+    """Seconds one point of a random direction over the largest block in ``scope`` costs:
+    drawing the direction (a throwaway stream, so the check's own draws stay the same),
+    writing it in and evaluating f there. Counted in ``evaluator.nfev``.
+    """
+    from ._plan import direction, relative_step
+
+    offsets = problem.layout.offsets
+    k = max(scope, key=lambda j: int(offsets[j + 1] - offsets[j]))
+    lo, hi = int(offsets[k]), int(offsets[k + 1])
+    if hi == lo:
+        return evaluator.time_one()
+    started = time.perf_counter()
+    rel = relative_step("central", problem.theta.dtype, problem.loss_dtype)
+    plus, _ = direction(problem.theta[lo:hi], rel, np.random.default_rng(0))
+    evaluator.segments([(lo, hi, plus)])
+    return max(time.perf_counter() - started, 1e-9)
+
+
+def plan_seconds(budget: float, elapsed: float) -> float:
+    """Seconds the plan (coordinates and directions) may take of what ``budget`` leaves."""
+    return max(0.0, (budget - elapsed) * (1 - RESERVE))
+
+
+def estimate_within(problem: Any, evaluator: Any, plan: Plan, deadline: Deadline, run):
+    """``(plan, estimated, note)``: the coordinate pass, cut short at ``deadline``.
+
+    ``run(plan)`` is the unbudgeted pass (``_estimate.run``). With a deadline, the plan is
+    evaluated in slices, each a stride through the whole plan (so through every block),
+    sized from the cost per evaluation measured so far; the slices not reached when the
+    deadline passed are dropped from the plan: the report counts only what was checked,
+    and the note says what was left out.
+    """
+    m = plan.idx.size
+    if deadline.end == math.inf or plan.method == "complex" or m == 0:
+        return plan, run(plan), None
+    # Strided order: position p goes in round p % MAX_SLICES, so any prefix of the order
+    # spreads over the whole plan.
+    order = np.argsort(np.arange(m) % MAX_SLICES, kind="stable")
+    per_coordinate = plan.values.shape[1]
+    slice_seconds = SLICE * max(deadline.left(), 1e-3)
+    values = np.empty(plan.values.shape)
+    per_eval, done = deadline.per_call, 0
+    while done < m:
+        if done and deadline.left() <= 0:
+            break
+        size = int(max(1, min(m - done, slice_seconds / max(per_eval * per_coordinate, 1e-9))))
+        if not done:
+            size = min(size, FIRST_SLICE)  # measured before trusted: the timing may be off
+        part = np.sort(order[done : done + size])
+        began = time.perf_counter()
+        values[part] = evaluator.run(subplan(plan, part))
+        # What this slice really cost per evaluation sizes the next one.
+        per_eval = max(per_eval, (time.perf_counter() - began) / (size * per_coordinate))
+        done += size
+    if done == m:
+        return plan, Estimated(estimate(plan, values, problem.f0), ()), None
+    kept = np.sort(order[:done])
+    cut = subplan(plan, kept)
+    note = Note(
+        f"the budget ran out during the coordinate pass: {kept.size:,} of {m:,} planned "
+        "coordinates checked; the others were not examined"
+    )
+    return cut, Estimated(estimate(cut, values[kept], problem.f0), ()), note
+
+
+def subplan(plan: Plan, positions: np.ndarray) -> Plan:
+    """The plan restricted to ``positions`` (sorted): the same steps, fewer coordinates."""
+    return replace(
+        plan,
+        idx=plan.idx[positions],
+        base=plan.base[positions],
+        values=np.ascontiguousarray(plan.values[positions]),
+        width=plan.width[positions],
+        step=plan.step[positions],
+    )
