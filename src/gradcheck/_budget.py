@@ -142,3 +142,76 @@ def subplan(plan: Plan, positions: np.ndarray) -> Plan:
         width=plan.width[positions],
         step=plan.step[positions],
     )
+
+
+# ---------------------------------------------------------------- the monitor's cost model
+# Before any check is measured: one evaluation of f is taken to cost this many training
+# steps, and a check this many seconds besides its evaluations.
+FIRST_STEPS_PER_EVAL = 0.5
+FIXED_SECONDS = 0.002
+# Evaluations of f a check spends besides its coordinates and directions (the first call,
+# the noise probe, the refinement of flagged entries), for the estimate before any check ran.
+EXTRA_EVALUATIONS = 24
+# Recent checks remembered per kind of check: their median is the estimate.
+RECENT = 5
+
+
+class CostModel:
+    """What a monitor's checks cost, in training steps, learned from the checks it ran.
+
+    Costs are kept in training steps, so that a machine that slows down slows the estimate
+    with it. The estimate is the median of the recent checks of the same kind, not their
+    maximum: one slow check (a hiccup, a busy core) must not starve the monitor for the rest
+    of the run. The first check of a kind pays one-time costs (imports, a numba compile,
+    cold caches); it is used only until a second check of that kind has been measured.
+    """
+
+    def __init__(self, options: dict):
+        self._options = options
+        self._costs: dict[Any, list] = {}  # kind -> [first, recent...] in training steps
+        self._per_eval: list[float] = []  # training steps per evaluation, recent checks
+        self._nominal: dict[Any, int] = {}
+
+    def estimate(self, kind, config, sizes, unit: float) -> float:
+        """Seconds a check of ``kind`` (``config`` on blocks of ``sizes``) should cost."""
+        recent = self._costs.get(kind)
+        if recent:
+            return float(np.median(recent[1:] or recent[:1])) * unit
+        nominal = self._nominal.get(kind)
+        if nominal is None:
+            nominal = self._nominal[kind] = evaluations(config, sizes, self._options)
+        if self._per_eval:  # scale what other checks cost per evaluation
+            per_eval = self._per_eval[1:] or self._per_eval[:1]
+            return float(np.median(per_eval)) * nominal * unit
+        # Nothing measured yet: suppose one evaluation of f costs half a training step
+        # (a forward pass and a backward pass cost about three), plus the check's own work.
+        return FIRST_STEPS_PER_EVAL * nominal * unit + FIXED_SECONDS
+
+    def learn(self, kind, seconds: float, nfev: int, unit: float) -> None:
+        """Remember what a check of ``kind`` cost, when a training step costs ``unit``."""
+        if unit <= 0:
+            return
+        steps = seconds / unit
+        recent = self._costs.setdefault(kind, [])
+        # Index 0 keeps the first check (one-time costs); the rest is a window of RECENT.
+        recent.append(steps)
+        if len(recent) > RECENT + 1:
+            del recent[1]
+        if nfev:
+            self._per_eval.append(steps / nfev)
+            if len(self._per_eval) > 4 * RECENT + 1:
+                del self._per_eval[1]
+
+
+def evaluations(config, sizes, options: dict) -> int:
+    """Evaluations of f a check of ``config`` on blocks of ``sizes`` should take, roughly."""
+    from ._plan import sample_sizes
+
+    sample, directions = config
+    n = int(sum(sizes))
+    if sample is None:
+        coords = 0 if directions else n
+    else:
+        coords = int(sample_sizes(np.array(sizes), sample).sum())
+    noise = EXTRA_EVALUATIONS if options.get("noise", True) else 4
+    return 1 + noise + 2 * coords + 2 * (directions or 0) * len(sizes)

@@ -68,6 +68,9 @@ NOISE_RESPACE = 100.0
 ECNOISE_AGREE = 4.0
 # ... and a line along which f moves by more than this fraction of |f| is not noise.
 ECNOISE_FLAT = 0.1
+# The probe's line spans at most this many entries (the first of the blocks in scope):
+# enough for f's noise to show, few enough that writing the points costs nothing next to f.
+NOISE_SPAN = 4096
 # The probe's cost at most, in evaluations: the repeats and every line it may draw.
 NOISE_MOST = 2 + (NOISE_POINTS - 1) * (NOISE_ATTEMPTS + 1)
 
