@@ -221,10 +221,9 @@ def test_a_check_that_costs_too_much_is_put_off_then_shrunk(clock):
     assert history[0]["reduced"]  # then shrunk to fit: one direction, no coordinates
     assert reports[history[0]["step"] - 1].directions == 1
     assert reports[history[0]["step"] - 1].checked == 0
-    assert all(h["reduced"] for h in history if h["block"] == "w")  # w's full check never fits
     assert len(history) >= 5
     assert monitor.overhead <= 0.1
-    assert monitor.deferred >= len(history) - 1
+    assert monitor.deferred >= 1  # the first check at least waited for its credit
 
 
 def test_without_a_budget_it_checks_every_interval(clock):
@@ -476,3 +475,68 @@ def test_a_bad_step_is_refused():
 
 def test_the_public_names():
     assert {"Monitor", "GradientAlert", "GradientError"} <= set(gradcheck.__all__)
+
+
+# ------------------------------------------------------------------ issue 13: checks that catch
+def test_a_bug_is_caught_soon_within_a_five_percent_budget(clock):
+    """The schedule of the 1.86M-parameter run (examples/train_large_with_monitor.py) on a
+    clock: a training step costs 1 s and an evaluation of f 0.065 s (1.6 ms against 25 ms
+    there), six blocks, and from step 700 on db2 loses its 1/n (32 times too large). The
+    first call of f pays a one-time cost of 30 training steps (imports, a compile), as the
+    first check there did.
+    """
+    calls = []
+    shapes = {"W1": (20, 8), "b1": (8,), "W2": (8, 8), "b2": (8,), "W3": (8, 3), "b3": (3,)}
+    rng = np.random.default_rng(0)
+    params = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    scale = {k: rng.uniform(0.5, 2.0, s) for k, s in shapes.items()}
+
+    def loss(p):
+        calls.append(1)
+        clock.now += 30.0 if len(calls) == 1 else 0.065
+        return 0.5 * sum(float(np.sum(scale[k] * p[k] ** 2)) for k in p)
+
+    monitor = Monitor(every=100, budget=0.05, sample=16, directions=2, seed=0,
+                      on_alert=lambda *a: None)  # fmt: skip
+    for step in range(1, 1501):
+        clock.now += 1.0
+        grads = {k: scale[k] * v for k, v in params.items()}
+        if step >= 700:
+            grads["b2"] = grads["b2"] * 32
+        monitor.step(step, loss, params, grads)
+    alerts = [a["step"] for a in monitor.alerts]
+    assert alerts, monitor.history()
+    assert 700 <= alerts[0] <= 1100  # none before the bug, and soon after it
+    assert monitor.overhead <= 0.05
+    assert all(h["verdict"] == "pass" for h in monitor.history() if h["step"] < 700)
+
+
+def test_a_slow_first_check_does_not_starve_the_rest(clock):
+    """The first check pays one-time costs (here 30 s of training time); the estimate of
+    the next ones must not keep that cost, or a 5% budget would wait 600 steps each time.
+    """
+    calls = []
+
+    def loss(p):
+        calls.append(1)
+        clock.now += 30.0 if len(calls) == 1 else 0.01
+        return ls_loss(p)
+
+    monitor = Monitor(every=20, budget=0.05, sample=4, directions=1, seed=0)
+    params = ls_params()
+    for step in range(1, 2001):
+        clock.now += 1.0
+        monitor.step(step, loss, params, ls_grads(params))
+    steps = sorted({h["step"] for h in monitor.history()})
+    assert len(steps) >= 40  # about every 20 steps once the first check is paid off
+    assert monitor.overhead <= 0.05
+
+
+def test_each_check_is_logged_at_info(caplog):
+    monitor = Monitor(every=1, budget=None, seed=0)
+    with caplog.at_level(logging.INFO, logger="gradcheck"):
+        run(monitor, 2)
+    records = [r for r in caplog.records if r.name == "gradcheck" and r.levelno == logging.INFO]
+    assert len(records) == 4  # two blocks, two checks
+    assert "step 1, w: pass" in records[0].getMessage()
+    assert "every block" in records[0].getMessage()

@@ -149,6 +149,10 @@ def subplan(plan: Plan, positions: np.ndarray) -> Plan:
 # steps, and a check this many seconds besides its evaluations.
 FIRST_STEPS_PER_EVAL = 0.5
 FIXED_SECONDS = 0.002
+# With f timed once at params, an evaluation inside a check is taken to cost this many
+# times that call: the check's own work per point (drawing directions, writing the points
+# in, restoring them) comes on top of f.
+OVERHEAD_PER_EVAL = 3.0
 # Evaluations of f a check spends besides its coordinates and directions (the first call,
 # the noise probe, the refinement of flagged entries), for the estimate before any check ran.
 EXTRA_EVALUATIONS = 24
@@ -171,21 +175,42 @@ class CostModel:
         self._costs: dict[Any, list] = {}  # kind -> [first, recent...] in training steps
         self._per_eval: list[float] = []  # training steps per evaluation, recent checks
         self._nominal: dict[Any, int] = {}
+        self._guess = FIRST_STEPS_PER_EVAL  # steps per evaluation before any check ran
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether f has been timed or a check measured (the guess is no longer blind)."""
+        return bool(self._per_eval) or self._guess != FIRST_STEPS_PER_EVAL
+
+    def calibrate(self, seconds: float, unit: float) -> None:
+        """Base the first estimates on one timed call of f (``seconds``), not on a guess."""
+        if unit > 0:
+            self._guess = OVERHEAD_PER_EVAL * seconds / unit
 
     def estimate(self, kind, config, sizes, unit: float) -> float:
-        """Seconds a check of ``kind`` (``config`` on blocks of ``sizes``) should cost."""
+        """Seconds a check of ``kind`` (``config`` on blocks of ``sizes``) should cost.
+
+        The median of the recent checks of ``kind`` after its first; with only the first,
+        no more than the prior (what its evaluations should cost): the excess of a first
+        check over that is taken for one-time costs, and the next check of the kind
+        measures again.
+        """
         recent = self._costs.get(kind)
-        if recent:
-            return float(np.median(recent[1:] or recent[:1])) * unit
+        if recent and len(recent) > 1:
+            return float(np.median(recent[1:])) * unit
         nominal = self._nominal.get(kind)
         if nominal is None:
             nominal = self._nominal[kind] = evaluations(config, sizes, self._options)
-        if self._per_eval:  # scale what other checks cost per evaluation
-            per_eval = self._per_eval[1:] or self._per_eval[:1]
-            return float(np.median(per_eval)) * nominal * unit
-        # Nothing measured yet: suppose one evaluation of f costs half a training step
-        # (a forward pass and a backward pass cost about three), plus the check's own work.
-        return FIRST_STEPS_PER_EVAL * nominal * unit + FIXED_SECONDS
+        # What one evaluation costs, in training steps: the median of the checks after the
+        # first, else no more than the guess (from f timed once, or half a training step:
+        # a forward pass and a backward pass cost about three evaluations).
+        per_eval = self._guess
+        if len(self._per_eval) > 1:
+            per_eval = float(np.median(self._per_eval[1:]))
+        elif self._per_eval:
+            per_eval = min(per_eval, self._per_eval[0])
+        prior = per_eval * nominal * unit + FIXED_SECONDS
+        return min(recent[0] * unit, prior) if recent else prior
 
     def learn(self, kind, seconds: float, nfev: int, unit: float) -> None:
         """Remember what a check of ``kind`` cost, when a training step costs ``unit``."""
@@ -201,6 +226,19 @@ class CostModel:
             self._per_eval.append(steps / nfev)
             if len(self._per_eval) > 4 * RECENT + 1:
                 del self._per_eval[1]
+
+
+def time_call(f, params, clock=None) -> float:
+    """Seconds ``f(params)`` takes: the lesser of two calls, as the first may pay one-time
+    costs (a compile, cold caches). ``clock`` is the monitor's ``perf_counter``.
+    """
+    clock = clock or time.perf_counter
+    timed = []
+    for _ in range(2):
+        began = clock()
+        f(params)
+        timed.append(clock() - began)
+    return min(timed)
 
 
 def evaluations(config, sizes, options: dict) -> int:

@@ -1,9 +1,10 @@
-"""Monitor: budgeted spot checks of one parameter block at a time, inside a training loop.
+"""Monitor: budgeted spot checks of the parameter blocks, inside a training loop.
 
-Every ``every`` steps the monitor checks a few coordinates and random directions of one block
-(round robin), times itself against the training time it sees between its calls, and alerts
-when the same block fails two consecutive checks (a single failure may be a kink crossing).
-See reference/numerics.md section 6.4.
+Every ``every`` steps the monitor checks a few coordinates and random directions of every
+block when its budget allows (of one block in rotation when it does not), times itself
+against the training time it sees between its calls, and confirms a failure at once with a
+second check on fresh draws: it alerts when a block fails both (a single failure may be a
+kink crossing). Its cost model lives in ``_budget``. See reference/numerics.md section 6.4.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ logger = logging.getLogger("gradcheck")
 ALERTS = ("log", "warn", "raise")
 # A block alerts after this many consecutive failed checks.
 ALERT_AFTER = 2
-# A check runs only when the budget's unspent credit covers its estimated cost times this.
-SAFETY = 2.0
+# A check runs only when the budget's unspent credit covers its estimated cost times this:
+# a margin for a check that costs more than the median of its kind. Not more: a check of
+# every block costs some 15 training steps on a large MLP, and each unit of margin delays
+# every check by that cost over the budget (300 steps at 5%).
+SAFETY = 1.25
 # A deferred check looks again once this many times the steps the credit needs have passed.
 MARGIN = 1.25
 # Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (the
@@ -44,7 +48,9 @@ _HISTORY_FIELDS += ("directions", "nfev", "reduced", "seed", "why")
 
 
 class GradientAlert(UserWarning):
-    """Warned by :class:`Monitor` (``on_alert="warn"``) when a block fails twice in a row."""
+    """Warned by :class:`Monitor` (``on_alert="warn"``) when a block fails twice in a row
+    (its check and the confirmation that follows at once).
+    """
 
 
 class GradientError(AssertionError):
@@ -71,11 +77,16 @@ class Monitor:
     """Spot-check a hand-written gradient every few hundred steps of a training run.
 
     Call :meth:`step` once per training step with the loss, the parameters and the gradient
-    just computed. Every ``every`` steps the monitor checks one parameter block, in rotation,
-    on ``sample`` coordinates and ``directions`` random directions, and keeps its own cost
-    under ``budget`` times the training time it measures between its calls. When the same
-    block fails two consecutive checks it alerts (a block that fails once is checked again at
-    the next check, so an alert comes at most one interval after the first failure).
+    just computed. Every ``every`` steps the monitor checks every parameter block (a
+    top-level item of ``params``) on ``sample`` coordinates in all and ``directions`` random
+    directions per block, and keeps its own cost under ``budget`` times the training time
+    it measures between its calls. When checking every block does not fit the budget, it
+    checks every block along one direction each, else one block in rotation (the
+    configured check, else one direction). A block that fails is checked again at once, at
+    the same step, on other coordinates and directions; when it fails again the monitor
+    alerts, so an alert comes at the first check after a bug. The confirmation runs
+    whatever the budget (it is what the monitor is for); its cost is counted, and later
+    checks wait until the credit covers them again.
 
     Parameters
     ----------
@@ -85,18 +96,20 @@ class Monitor:
         (later when the budget is short).
     budget : float or None
         The monitor's time as a fraction of the training time (0.01: 1%). A check runs only
-        when the time budgeted so far, less what the monitor already spent, covers its
-        estimated cost; when the configured check does not fit, a reduced one (one random
-        direction, no coordinates) runs if that fits, and otherwise the check waits for a
-        later step. None: no limit.
+        when the time budgeted so far, less what the monitor already spent, covers 1.25 times
+        its estimated cost: the median of the recent checks of the same kind, in training
+        steps (the first check of a kind, which pays one-time costs such as imports and
+        compiles, counts only until a second one is measured). When no kind of check fits
+        the check waits for a later step. None: no limit.
     sample : int or float or None
         Coordinates of the block to check one by one (see :func:`gradcheck.check`).
     directions : int or None
         Random directions per block (2 evaluations of ``f`` each, whatever its size).
     on_alert : {"log", "warn", "raise"} or callable
-        What to do when a block fails twice in a row: log an error on the ``"gradcheck"``
-        logger, warn with :class:`GradientAlert`, raise :class:`GradientError` (its message
-        is the report's table), or call ``on_alert(block_name, report)``.
+        What to do when a block fails its check and the confirmation: log an error on the
+        ``"gradcheck"`` logger, warn with :class:`GradientAlert`, raise
+        :class:`GradientError` (its message is the report's table), or call
+        ``on_alert(block_name, report)``.
     seed : int, optional
         Seeds the sequence of checks (each check's own seed is in the history).
     **options
@@ -113,6 +126,9 @@ class Monitor:
         Due checks the budget put off to a later step.
     alerts : list of dict
         One entry (``step``, ``block``, ``difference``) per alert raised.
+
+    Each check is logged at INFO on the ``"gradcheck"`` logger (a deferral too), with what
+    it covered and why; :meth:`history` keeps the same reason in ``why``.
     last_report : Report or None
         The report of the latest check.
 
@@ -121,10 +137,11 @@ class Monitor:
     The check runs on the minibatch ``f`` closes over, with the gradient computed for it; it
     must be deterministic (fix dropout masks and the batch-norm mode) or the check says
     "inconclusive". The parameters and gradients are copied by the check and never modified.
-    What a check costs, in training steps: on ``examples/train_with_monitor.py`` (an MLP,
-    minibatches of 256) a check of 16 coordinates and 2 directions cost about 45 training
-    steps and a reduced one about 8, so a 1% budget allows a reduced check about every
-    thousand steps. Failing checks cost more (flagged entries are evaluated again).
+    What a check costs, in training steps: on ``examples/train_large_with_monitor.py`` (a
+    1.86M-parameter MLP, minibatches of 32) a check of every block on 16 coordinates and 2
+    directions each cost about 0.3 s, some 15 to 20 training steps, and one direction per
+    block about half that, so a 5% budget allows a check of every block every few hundred
+    steps. Failing checks cost more (flagged entries are evaluated again, and confirmed).
 
     Examples
     --------
@@ -141,8 +158,8 @@ class Monitor:
     ...         return 0.5 * e @ e / 4
     ...     _ = monitor.step(step, loss, params, grads)
     ...     params = {k: v - 0.1 * grads[k] for k, v in params.items()}
-    >>> [(h["step"], h["block"], h["verdict"]) for h in monitor.history()]
-    [(10, 'w', 'pass'), (20, 'b', 'pass'), (30, 'w', 'pass'), (40, 'b', 'pass')]
+    >>> [(h["step"], h["block"], h["verdict"]) for h in monitor.history()][:4]
+    [(10, 'w', 'pass'), (10, 'b', 'pass'), (20, 'w', 'pass'), (20, 'b', 'pass')]
     """
 
     def __init__(
@@ -256,6 +273,11 @@ class Monitor:
             return None
         scopes = _layout.groups(params)
         names = list(scopes)
+        if self.budget is not None and not self._costs.calibrated:
+            # One call of f, timed, sizes the first check better than a guess: a guess
+            # that is too high puts the first check off for hundreds of steps.
+            seconds = _budget.time_call(f, params, time.perf_counter)
+            self._costs.calibrate(seconds, self._step_seconds())
         config, target, wait, why = self._choose(names, scopes, entered)
         if config is None:
             if not self._deferring:
@@ -411,9 +433,13 @@ class Monitor:
         Returns
         -------
         list of dict
-            One dict per check: ``step``, ``block``, ``difference``, ``verdict``,
-            ``seconds``, ``checked`` (coordinates), ``directions``, ``nfev``, ``reduced``
-            (the budget shrank the check) and ``seed`` (replays it).
+            One dict per block and check (a check of every block gives a row per block, with
+            the same ``step``): ``step``, ``block``, ``difference``, ``verdict``,
+            ``seconds``, ``checked`` (the block's coordinates), ``directions``, ``nfev``
+            (``seconds`` and ``nfev`` are the whole check's), ``reduced`` (the budget shrank
+            the check), ``seed`` (replays it) and ``why``: what the check covered and why
+            (every block, or which kinds of check the credit could not pay for, and what
+            put it off before), or the failure it confirms.
         """
         return [dict(r) for r in self._records if block is None or r["block"] == block]
 
