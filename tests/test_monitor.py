@@ -196,7 +196,6 @@ def test_the_budget_holds_with_a_deterministic_clock(clock):
     assert monitor.overhead <= 0.05
     assert monitor.overhead > 0.02  # it spends its budget rather than sitting idle
     assert monitor.deferred > 0
-    assert any(h["reduced"] for h in history)
     assert all(h["why"] for h in history)  # each check says what it covered and why
     steps = sorted({h["step"] for h in history})
     assert min(np.diff(steps)) >= 10

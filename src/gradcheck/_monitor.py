@@ -36,8 +36,9 @@ ALERT_AFTER = 2
 # A check runs only when the budget's unspent credit covers its estimated cost times this:
 # a margin for a check that costs more than the median of its kind. Not more: a check of
 # every block costs some 15 training steps on a large MLP, and each unit of margin delays
-# every check by that cost over the budget (300 steps at 5%).
-SAFETY = 1.25
+# every check by that cost over the budget (300 steps at 5%). The first checks' estimates
+# rest on f timed in the loop, so a margin of half a check keeps their misses in budget.
+SAFETY = 1.5
 # A deferred check looks again once this many times the steps the credit needs have passed.
 MARGIN = 1.25
 # Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (the
@@ -96,7 +97,7 @@ class Monitor:
         (later when the budget is short).
     budget : float or None
         The monitor's time as a fraction of the training time (0.01: 1%). A check runs only
-        when the time budgeted so far, less what the monitor already spent, covers 1.25 times
+        when the time budgeted so far, less what the monitor already spent, covers 1.5 times
         its estimated cost: the median of the recent checks of the same kind, in training
         steps (the first check of a kind, which pays one-time costs such as imports and
         compiles, counts only until a second one is measured). When no kind of check fits
@@ -273,7 +274,7 @@ class Monitor:
             return None
         scopes = _layout.groups(params)
         names = list(scopes)
-        if self.budget is not None and not self._costs.calibrated:
+        if self.budget is not None and self._costs.wants_timing(step, self.every):
             # One call of f, timed, sizes the first check better than a guess: a guess
             # that is too high puts the first check off for hundreds of steps.
             seconds = _budget.time_call(f, params, time.perf_counter)
