@@ -272,3 +272,9 @@ def evaluations(config, sizes, options: dict) -> int:
         coords = int(sample_sizes(np.array(sizes), sample).sum())
     noise = EXTRA_EVALUATIONS if options.get("noise", True) else 4
     return 1 + noise + 2 * coords + 2 * (directions or 0) * len(sizes)
+
+
+def words(config, target, names) -> str:
+    """A monitor's kind of check in words, for its log and its history's ``why``."""
+    what = "every block" if len(target) == len(names) > 1 else f"block {target[0]}"
+    return what + (" with one direction" if config == (None, 1) else "")

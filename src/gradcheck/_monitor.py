@@ -34,10 +34,8 @@ ALERTS = ("log", "warn", "raise")
 # A block alerts after this many consecutive failed checks.
 ALERT_AFTER = 2
 # A check runs only when the budget's unspent credit covers its estimated cost times this:
-# a margin for a check that costs more than the median of its kind. Not more: a check of
-# every block costs some 15 training steps on a large MLP, and each unit of margin delays
-# every check by that cost over the budget (300 steps at 5%). The first checks' estimates
-# rest on f timed in the loop, so a margin of half a check keeps their misses in budget.
+# a margin for a check dearer than its estimate (the first ones rest on f timed in the
+# loop), not more: each unit of margin delays every check by a check's cost over the budget.
 SAFETY = 1.5
 # A deferred check looks again once this many times the steps the credit needs have passed.
 MARGIN = 1.25
@@ -138,10 +136,8 @@ class Monitor:
     The check runs on the minibatch ``f`` closes over, with the gradient computed for it; it
     must be deterministic (fix dropout masks and the batch-norm mode) or the check says
     "inconclusive". The parameters and gradients are copied by the check and never modified.
-    What a check costs, in training steps: on ``examples/train_large_with_monitor.py`` (a
-    1.86M-parameter MLP, minibatches of 32) a check of every block on 16 coordinates and 2
-    directions each cost about 0.3 s, some 15 to 20 training steps, and one direction per
-    block about half that, so a 5% budget allows a check of every block every few hundred
+    On ``examples/train_large_with_monitor.py`` (a 1.86M-parameter MLP, minibatches of 32)
+    a check of every block costs some 10 to 20 training steps: at 5%, one every few hundred
     steps. Failing checks cost more (flagged entries are evaluated again, and confirmed).
 
     Examples
@@ -216,7 +212,8 @@ class Monitor:
         self._deferring = False
         self._turn = 0  # index of the next block in the rotation
         self._streak: dict[str, int] = {}
-        self._costs = _budget.CostModel(self.options)
+        # Routine checks skip the noise probe (see _check): their cost model knows it.
+        self._costs = _budget.CostModel({**self.options, "noise": False})
         self._why_waiting: str | None = None  # why the check now due was put off
         self._calls = 0  # training steps timed
         self._calls_since = 0  # ... since the last check
@@ -310,7 +307,11 @@ class Monitor:
         started = time.perf_counter()
         sample, directions = config
         seed = int(self._rng.integers(2**63))
-        options = replace(self._options, sample=sample, directions=directions, seed=seed)
+        # Only a confirmation probes f's noise (20 evaluations, most of a routine check):
+        # what a routine check fails is judged again, noise measured, before any alert.
+        noise = self._options.noise and why.startswith("confirming")
+        options = replace(self._options, sample=sample, directions=directions, seed=seed,
+                          noise=noise)  # fmt: skip
         indices = tuple(sorted(k for name in target for k in scopes[name][0]))
         # The same passes as any check, over the whole problem, limited to those blocks'
         # entries: the other blocks stay as they are.
@@ -367,7 +368,7 @@ class Monitor:
                 reduced = ", reduced to one direction" if config != full else ""
                 because = f": {'; '.join(tried)}" if tried else ""
                 return config, target, 0, f"{what}{reduced}{because}"
-            tried.append(f"{_words(config, target, names)} would cost {needed:.3g} s of "
+            tried.append(f"{_budget.words(config, target, names)} would cost {needed:.3g} s of "
                          f"{max(credit, 0):.3g} s of credit")  # fmt: skip
         # Each training step adds budget * unit seconds of credit. Wait a little past the
         # point where the credit should suffice, and never less than a tenth of the
@@ -496,7 +497,3 @@ class Monitor:
         )
 
 
-
-def _words(config, target, names) -> str:
-    what = "every block" if len(target) == len(names) > 1 else f"block {target[0]}"
-    return what + (" with one direction" if config == (None, 1) else "")
