@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _plan
+from gradcheck import _plan, _policy
 
 from .models import Separable
 from .reference import reference_gradapprox
@@ -263,13 +263,17 @@ def test_budget_plans_what_one_evaluation_time_allows(monkeypatch):
     # block (16), and the rest goes to coordinates.
     assert r.directions == 4
     assert r.notes == ()
-    assert r.nfev <= 1600
+    # The noise probe, the timings and the first call are paid in real time before the
+    # fit, not at the mocked 10 ms: their evaluations come on top of the plan's 1,600.
+    assert r.nfev <= 1600 + _policy.NOISE_MOST + 5
     assert r.checked >= (1600 - 2 - 40 - 2 * 4 * 2) // 2 - 5
     richardson = gradcheck.check(
         model.loss, model.params, model.grad(), budget=20.0, seed=0, method="richardson"
     )
-    assert richardson.nfev <= 1600  # four evaluations a coordinate: half as many checked
-    assert richardson.checked == pytest.approx(r.checked / 2, abs=2)
+    # Four evaluations a coordinate: half as many checked.
+    assert richardson.nfev <= 1600 + _policy.NOISE_MOST + 5
+    # The fit counts real elapsed time too (first call, probe): a few coordinates either way.
+    assert richardson.checked == pytest.approx(r.checked / 2, rel=0.05)
 
 
 def _relu_near_zero(n=4096, seed=0):
