@@ -458,3 +458,34 @@ def test_the_json_replays_a_sampled_check():
     assert not report.replay.indices.flags.writeable
     full = gradcheck.check(f, params, grads, seed=3).to_dict()
     assert full["replay"] == {"indices": None, "steps": None}
+
+
+def _many_blocks(wrong=0):
+    params = [np.array([1 + k / 2000]) for k in range(2000)]
+    grad = [2 * p for p in params]
+    for k in range(wrong):
+        grad[k] = 3 * params[k]
+
+    def f(p):
+        return float(np.sum(np.concatenate(p) ** 2))
+
+    return f, params, grad
+
+
+@pytest.mark.parametrize("wrong", [0, 2000])
+def test_a_report_of_many_blocks_stays_short(wrong):
+    f, params, grad = _many_blocks(wrong)
+    report = gradcheck.check(f, params, grad, sample=200, seed=0, noise=False)
+    text = str(report)
+    assert len(text.splitlines()) <= 100, text
+    assert "report.table(full=True) lists every block" in text
+    if wrong:
+        assert report.verdict == "fail"
+        assert text.count("FAIL") >= 20  # the failing blocks are the ones listed
+    # The whole table on request: a row per block.
+    full = report.table(full=True)
+    assert len(full.splitlines()) > 2000
+    assert format(report, "full") == full
+    assert f"{report}" == text
+    with pytest.raises(ValueError, match="unknown format"):
+        format(report, "short")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import (
+    _budget,
     _compare,
     _directions,
     _engine,
@@ -113,10 +114,13 @@ def check(
         between. Default by dtype: float64 ``(1e-7, 1e-5)``, float32 ``(1e-3, 1e-2)``.
     sample : int or float, optional
         Check a random sample of coordinates instead of all: an int is how many, a float in
-        (0, 1] what fraction. Stratified per block: blocks of up to 32 entries are checked
-        whole, larger ones get a share in proportion to their size; drawn without
-        replacement from ``seed``. ``report.blocks[name].miss_probability(p)`` is the chance
-        that a bug touching a fraction ``p`` of a block went unseen.
+        (0, 1] what fraction; about that many in all, whatever the number of blocks.
+        Stratified by need: every block gets at least 4 (or all it has) when the total
+        allows, the smallest blocks are pooled and sampled together when it does not, and
+        the rest is shared half equally and half by size; drawn without replacement from
+        ``seed``. ``report.blocks[name].miss_probability(p)`` is the chance that a bug
+        touching a fraction ``p`` of a block went unseen (by the coordinates and by the
+        directions: see :meth:`BlockResult.miss_probability`).
     directions : int, optional
         Also compare ``v . grad`` with the directional difference along this many random
         Gaussian directions per block (2 evaluations each, whatever the block's size). Alone
@@ -209,36 +213,53 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     # one of them on or off leaves what the others draw unchanged.
     noise_rng, sample_rng, direction_rng = _streams(seed, options)
     evaluator = _engine.Evaluator(problem, client=options.client)
-    selection, per_call = _select(problem, evaluator, options, sample_rng, blocks)
+    # With a budget the noise probe runs first, so that the plan is fitted to the time it
+    # really left rather than to its worst case.
+    scope = tuple(range(len(problem.layout.blocks))) if blocks is None else tuple(blocks)
+    noise = _probe(problem, evaluator, options, noise_rng, scope) if options.budget else None
+    selection, per_call = _select(problem, evaluator, options, sample_rng, blocks, started)
+    # Every pass after the plan stops adding evaluations at the budget's end.
+    timing, per_call = per_call, None if per_call is None else per_call[0]
+    deadline = (_budget.Deadline.none() if per_call is None
+                else _budget.Deadline(started + options.budget, per_call, timing[2]))  # fmt: skip
     plan = _plan.make(problem.theta, selection.idx, method=options.method, eps=options.eps,
                       loss_dtype=problem.loss_dtype, seed=seed)  # fmt: skip
     _plan.refuse_collapsed(plan, problem.layout, problem.theta, options.eps)
     evaluator.choose(options.engine, plan, per_call, options.workers)
-    noise = _probe(problem, evaluator, options, noise_rng, selection.blocks)
+    noise = noise or _probe(problem, evaluator, options, noise_rng, selection.blocks)
     directed_evals = 2 * (selection.directions or 0) * len(selection.blocks)
     expected = plan.values.size + directed_evals
     show = _progress.wanted(options.progress, per_call or problem.seconds, expected)
     # One bar through every pass that evaluates; it grows for the kinks' re-checks.
     with _progress.bar(evaluator, show, expected) as bar:
-        estimated = _estimate.run(problem, evaluator, plan)
+        # The directions, fitted with the plan, keep their share of the time.
+        plan, estimated, cut = _budget.estimate_within(
+            problem, evaluator, plan,
+            deadline.earlier((selection.directions or 0) * timing[1] * per_call
+                             if timing else 0.0),
+            lambda p: _estimate.run(problem, evaluator, p),
+        )  # fmt: skip
+        selection = replace(selection, idx=plan.idx)
         evaluator.verify()
         first = _compare.compare(problem, plan, estimated.est, tol=options.tol,
                                  noise_f=noise.level)  # fmt: skip
-        refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first)
+        refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first,
+                                 deadline)  # fmt: skip
         evaluator.verify()
         comparison, kinks = refined.comparison, refined.kinks
+        notes = (*((cut,) if cut else ()), *refined.notes)
         if selection.directions:
             if bar is not None:
                 bar.ahead(directed_evals)
             directed = _directions.directions(
                 problem, evaluator, replace(options, directions=selection.directions),
-                comparison, direction_rng, selection.blocks,
+                comparison, direction_rng, selection.blocks, deadline,
             )  # fmt: skip
             evaluator.verify()
             named = {k.name for k in kinks}
-            comparison = directed.comparison
+            comparison, notes = directed.comparison, (*notes, *directed.cut)
             kinks += tuple(k for k in directed.kinks if k.name not in named)
-    notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *refined.notes)
+    notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *notes)
     notes += _widening(problem)
     outcome = _report.Outcome(selection, plan, estimated.est, comparison, kinks, notes)
     return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)
@@ -285,8 +306,14 @@ def _widening(problem) -> tuple:
     )
 
 
-def _select(problem, evaluator, options, rng, blocks) -> tuple[_plan.Selection, float | None]:
-    """What to check, fitted to ``options.budget`` when there is one; and the timing."""
+def _select(problem, evaluator, options, rng, blocks, started):
+    """``(selection, timing)``: what to check, fitted to ``options.budget`` when there is
+    one, and ``(seconds per evaluation, evaluations per direction round)`` (None without a
+    budget).
+
+    The budget counts from ``started``: the first call and the timing are paid from it, and
+    a reserve is kept for the passes after the plan (``_budget.RESERVE``).
+    """
     layout = problem.layout
     sample, directions, per_call = options.sample, options.directions, None
     if options.budget is not None:
@@ -294,12 +321,18 @@ def _select(problem, evaluator, options, rng, blocks) -> tuple[_plan.Selection, 
         per_call = sorted(evaluator.time_one() for _ in range(3))[1]
         scope = range(len(layout.blocks)) if blocks is None else blocks
         sizes = [layout.blocks[k].size for k in scope]
-        # Reserve what the noise probe may spend at its most: it runs after the plan.
-        spent = evaluator.nfev + (_policy.NOISE_MOST if options.noise else 0)
+        point = _budget.time_point(problem, evaluator, scope)
+        # One direction over every block: two points each, the overhead of a point
+        # growing with its block's size (largest block measured, the others scaled).
+        extra = max(0.0, point / per_call - 1)
+        per_round = 2 * len(sizes) + 2 * extra * sum(sizes) / max(max(sizes), 1)
+        # The noise probe ran already (see run): what it cost is in the elapsed time.
+        seconds = _budget.plan_seconds(options.budget, time.perf_counter() - started)
         sample, directions = _plan.fit_budget(
-            options.budget, per_call, sizes, sample, directions,
-            method=options.method, spent=spent,
+            seconds, (per_call, per_round), sizes, sample, directions,
+            method=options.method, spent=0,
         )  # fmt: skip
+        per_call = (per_call, per_round, point)
     return _plan.select(layout, sample, directions, rng, blocks), per_call
 
 
@@ -311,6 +344,10 @@ def _probe(problem, evaluator, options, rng, scope) -> _noise.Noise:
     lo, hi = int(offsets[min(scope)]), int(offsets[max(scope) + 1])
     if hi == lo:  # every block in scope is empty: the line has nowhere to go
         lo, hi = 0, problem.n
+    # A line over NOISE_SPAN entries shows f's noise as well as one over millions, and its
+    # points cost f alone rather than f plus writing millions of entries (0.9 s of a 1 s
+    # monitor check on a 1.9M-parameter MLP).
+    hi = min(hi, lo + _policy.NOISE_SPAN)
     return _noise.measure(problem, evaluator, rng, lo, hi)
 
 

@@ -397,7 +397,7 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
         )
     verdict = Verdict.worst(b.verdict for b in blocks)
     difference = comparison.difference
-    if not any(b.checked for b in blocks):
+    if results and not any(b.checked for b in blocks):
         # Directions only: the same metric over every block's directional derivatives.
         predicted = np.concatenate([r.predicted for r in results.values()])
         numeric = np.concatenate([r.numeric for r in results.values()])

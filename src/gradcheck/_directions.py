@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from . import _plan, _policy
+from ._budget import Deadline
 from ._compare import Comparison, adapt, judge, resolution, with_directions
 from ._estimate import estimate
 from ._norms import segment_differences
 from ._refine import examine, kinks_of
-from ._results import Kink, Verdict
+from ._results import Kink, Note, Verdict
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class DirectionResult:
     predicted: np.ndarray  # ... and what the analytic gradient predicts for them
     tol: tuple[float, float]  # the thresholds applied
     note: str | None = None  # why the verdict is what it is, when not plain
+    cut: bool = False  # the deadline stopped the search before it was done
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Directed:
 
     comparison: Comparison
     kinks: tuple[Kink, ...]
+    cut: tuple[Note, ...] = ()  # what the budget's deadline left unexamined
+
+
+NO_DEADLINE = Deadline.none()
 
 
 @dataclass(frozen=True)
@@ -55,16 +61,31 @@ class Search:
     adaptive: bool  # thresholds rise to what the noise of f lets a comparison resolve
     noise_f: float
     localize: int  # at most this many wrong entries searched for per block
+    deadline: Deadline = NO_DEADLINE  # no evaluation is added once it is past
+
+
+# Evaluations the confirmation of one entry the search found may cost: its coordinate
+# check (2) and the look at smaller steps (4). The search keeps that much time for each.
+CONFIRM_EVALUATIONS = 6
 
 
 def directions(
-    problem: Any, evaluator: Any, options: Any, so_far: Comparison, rng, scope: tuple[int, ...]
+    problem: Any,
+    evaluator: Any,
+    options: Any,
+    so_far: Comparison,
+    rng,
+    scope: tuple[int, ...],
+    deadline: Deadline | None = None,
 ) -> Directed:
     """Check each block in ``scope`` along ``options.directions`` random directions.
 
     Directions are central differences whatever the method: a complex or one-sided step,
-    or its thresholds, would misjudge them.
+    or its thresholds, would misjudge them. Past ``deadline`` no block's directions are
+    begun, the search stops and the confirmation checks no more entries; notes say what
+    was not examined.
     """
+    deadline = (deadline or Deadline.none()).for_directions()
     tol = so_far.tol
     if so_far.adaptive and options.method == "complex":
         tol = _policy.THRESHOLDS[problem.tol_dtype]
@@ -77,14 +98,46 @@ def directions(
         so_far.adaptive,
         so_far.noise_f,
         options.localize,
+        deadline,
     )
     layout = problem.layout
-    found = {
-        k: check_block(search, layout.offsets[k], layout.offsets[k + 1], options.directions)
-        for k in scope
-    }
-    found, kinks = _confirm(search, found)
-    return Directed(with_directions(so_far, layout, found, options.directions), kinks)
+    found, skipped = {}, []
+    for k in scope:
+        if not deadline.affords(2 * options.directions):
+            skipped.append(k)
+            continue
+        # Every block's directions first, the searches after: a long search must not
+        # leave a later block unchecked when the budget runs out.
+        found[k] = check_block(replace(search, localize=0), layout.offsets[k],
+                               layout.offsets[k + 1], options.directions)  # fmt: skip
+    for k, r in found.items():
+        if r.verdict == Verdict.FAIL and search.localize > 0:
+            hits, stopped = _search(search, int(layout.offsets[k]), int(layout.offsets[k + 1]))
+            found[k] = replace(r, found=hits, cut=stopped)
+    # A block that neither coordinates nor directions looked at leaves the check unjudged.
+    blind = [k for k in skipped if not so_far.blocks[k].checked]
+    names = [layout.blocks[k].name for k in skipped]
+    cut = [*((_skipped_note(names, blind),) if skipped else ())]
+    cut += [Note(f"the budget cut the directional search of {layout.blocks[k].name} short "
+                 f"after {len(r.found)} entr{'y' if len(r.found) == 1 else 'ies'}: the rest "
+                 "of the block was not searched")
+            for k, r in found.items() if r.cut]  # fmt: skip
+    found, kinks, unconfirmed = _confirm(search, found)
+    if unconfirmed:
+        cut.append(Note(f"the budget ran out before {unconfirmed} entr"
+                        f"{'y' if unconfirmed == 1 else 'ies'} the search pointed to could "
+                        "be confirmed: they are not named"))  # fmt: skip
+    comparison = with_directions(so_far, layout, found, options.directions)
+    return Directed(comparison, kinks, tuple(cut))
+
+
+def _skipped_note(names: list, blind: list) -> Note:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    text = f"the budget ran out before the directions of {shown}: not examined by them"
+    if blind:
+        text = (f"inconclusive: {text}, and {len(blind)} of them had no coordinate checked "
+                "either")  # fmt: skip
+    return Note(text, floor=Verdict.INCONCLUSIVE if blind else Verdict.PASS)
 
 
 def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
@@ -113,10 +166,10 @@ def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
     verdict = judge(d, s.tol, e_pred)
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
-    found = ()
+    found, cut = (), False
     if verdict == Verdict.FAIL and s.localize > 0:
-        found = _search(s, lo, hi)
-    return DirectionResult(d, verdict, found, numeric[ok], predicted[ok], block_tol)
+        found, cut = _search(s, lo, hi)
+    return DirectionResult(d, verdict, found, numeric[ok], predicted[ok], block_tol, cut=cut)
 
 
 def _one_direction(s: Search, lo: int, hi: int) -> tuple[float, float]:
@@ -138,11 +191,16 @@ def disagrees(s: Search, numeric: float, predicted: float) -> bool:
     return judge(float(diffs[0]), s.tol, e_pred) == Verdict.FAIL
 
 
-def _search(s: Search, lo: int, hi: int) -> tuple[int, ...]:
-    """Depth-first halving of [lo, hi) towards wrong coordinates; at most ``localize``."""
+def _search(s: Search, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
+    """Depth-first halving of [lo, hi) towards wrong coordinates; at most ``localize``.
+
+    Also whether the deadline cut it short: it keeps time to confirm what it found.
+    """
     found: list[int] = []
     pending = [(lo, hi)]
     while pending and len(found) < s.localize:
+        if not s.deadline.affords(4 + CONFIRM_EVALUATIONS * (len(found) + 1)):
+            return tuple(found), True
         a, b = pending.pop()
         if b - a == 1:
             found.append(a)  # a one-entry range is only pushed after it failed on its own
@@ -158,21 +216,28 @@ def _search(s: Search, lo: int, hi: int) -> tuple[int, ...]:
             if failing:
                 break
         pending.extend(reversed(failing))
-    return tuple(found)
+    return tuple(found), False
 
 
-def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...]]:
+def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     """Keep, of the entries the search found, those a coordinate check of their own (by
     the search's rule) and a look at smaller steps still call wrong.
 
     A search direction that straddles a kink disagrees just as a bug does. A failing block
     becomes "inconclusive" only when its search ran out of ranges before its limit and every
     entry it found turned out to be a kink; otherwise it still fails, and says why nothing
-    was named.
+    was named. Also how many found entries the deadline left unconfirmed.
     """
     idx = np.array(sorted({i for r in found.values() for i in r.found}), dtype=np.int64)
     if not idx.size:
-        return found, ()
+        return found, (), 0
+    # What the deadline leaves room for; the others are not named, and not guessed at.
+    fits = s.deadline.how_many(CONFIRM_EVALUATIONS, idx.size)
+    unconfirmed = set(idx[fits:].tolist())
+    idx = idx[:fits]
+    if not idx.size:
+        kept = {k: _kept(r, set(), set(), s.localize, unconfirmed) for k, r in found.items()}
+        return kept, (), len(unconfirmed)
     problem = s.problem
     plan = _plan.make(problem.theta, idx, method="central", eps=None,
                       loss_dtype=problem.loss_dtype, seed=0, rel_step=s.rel_step)  # fmt: skip
@@ -191,13 +256,17 @@ def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...]]:
     wrong = set(idx[wrong_pair & ~seen.mask].tolist())
     at_kinks = set(idx[seen.mask].tolist())
     return (
-        {k: _kept(r, wrong, at_kinks, s.localize) for k, r in found.items()},
+        {k: _kept(r, wrong, at_kinks, s.localize, unconfirmed) for k, r in found.items()},
         kinks_of(problem, plan, est, seen.kinds),
+        len(unconfirmed),
     )
 
 
-def _kept(r: DirectionResult, wrong: set, at_kinks: set, localize: int) -> DirectionResult:
+def _kept(r: DirectionResult, wrong: set, at_kinks: set, localize: int,
+          unconfirmed: set) -> DirectionResult:  # fmt: skip
     kept = tuple(i for i in r.found if i in wrong)
+    if unconfirmed.intersection(r.found) and not kept:
+        return replace(r, found=kept)  # a note of the check says the budget ran out
     if r.found and not kept and r.verdict == Verdict.FAIL:
         if len(r.found) < localize and at_kinks.issuperset(r.found):
             note = (

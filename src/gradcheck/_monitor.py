@@ -1,9 +1,10 @@
-"""Monitor: budgeted spot checks of one parameter block at a time, inside a training loop.
+"""Monitor: budgeted spot checks of the parameter blocks, inside a training loop.
 
-Every ``every`` steps the monitor checks a few coordinates and random directions of one block
-(round robin), times itself against the training time it sees between its calls, and alerts
-when the same block fails two consecutive checks (a single failure may be a kink crossing).
-See reference/numerics.md section 6.4.
+Every ``every`` steps the monitor checks a few coordinates and random directions of every
+block when its budget allows (of one block in rotation when it does not), times itself
+against the training time it sees between its calls, and confirms a failure at once with a
+second check on fresh draws: it alerts when a block fails both (a single failure may be a
+kink crossing). Its cost model lives in ``_budget``. See reference/numerics.md section 6.4.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 import os
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from numbers import Integral, Real
@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _check, _layout, _options, _plan
+from . import _budget, _check, _layout, _options
 from ._report import Report
+from ._results import Verdict
 
 __all__ = ["GradientAlert", "GradientError", "Monitor"]
 
@@ -32,26 +33,23 @@ logger = logging.getLogger("gradcheck")
 ALERTS = ("log", "warn", "raise")
 # A block alerts after this many consecutive failed checks.
 ALERT_AFTER = 2
-# A check runs only when the budget's unspent credit covers its estimated cost times this.
-SAFETY = 2.0
+# A check runs only when the budget's unspent credit covers its estimated cost times this:
+# a margin for a check dearer than its estimate (the first ones rest on f timed in the
+# loop), not more: each unit of margin delays every check by a check's cost over the budget.
+SAFETY = 1.5
 # A deferred check looks again once this many times the steps the credit needs have passed.
 MARGIN = 1.25
-# Evaluations of f a check spends besides its coordinates and directions (the first call,
-# the noise probe, the refinement of flagged entries), for the estimate before any check ran.
-EXTRA_EVALUATIONS = 24
-# Before any check is measured: one evaluation of f is taken to cost this many training
-# steps, and a check this many seconds besides its evaluations.
-FIRST_STEPS_PER_EVAL = 0.5
-FIXED_SECONDS = 0.002
 # Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (the
 # training loop hands over f as it trains, a loss of one point).
 _CHECK_OPTIONS = _options.NAMES - {"sample", "directions", "seed", "budget", "batched"}
 _HISTORY_FIELDS = ("step", "block", "difference", "verdict", "seconds", "checked")
-_HISTORY_FIELDS += ("directions", "nfev", "reduced", "seed")
+_HISTORY_FIELDS += ("directions", "nfev", "reduced", "seed", "why")
 
 
 class GradientAlert(UserWarning):
-    """Warned by :class:`Monitor` (``on_alert="warn"``) when a block fails twice in a row."""
+    """Warned by :class:`Monitor` (``on_alert="warn"``) when a block fails twice in a row
+    (its check and the confirmation that follows at once).
+    """
 
 
 class GradientError(AssertionError):
@@ -78,11 +76,16 @@ class Monitor:
     """Spot-check a hand-written gradient every few hundred steps of a training run.
 
     Call :meth:`step` once per training step with the loss, the parameters and the gradient
-    just computed. Every ``every`` steps the monitor checks one parameter block, in rotation,
-    on ``sample`` coordinates and ``directions`` random directions, and keeps its own cost
-    under ``budget`` times the training time it measures between its calls. When the same
-    block fails two consecutive checks it alerts (a block that fails once is checked again at
-    the next check, so an alert comes at most one interval after the first failure).
+    just computed. Every ``every`` steps the monitor checks every parameter block (a
+    top-level item of ``params``) on ``sample`` coordinates in all and ``directions`` random
+    directions per block, and keeps its own cost under ``budget`` times the training time
+    it measures between its calls. When checking every block does not fit the budget, it
+    checks every block along one direction each, else one block in rotation (the
+    configured check, else one direction). A block that fails is checked again at once, at
+    the same step, on other coordinates and directions; when it fails again the monitor
+    alerts, so an alert comes at the first check after a bug. The confirmation runs
+    whatever the budget (it is what the monitor is for); its cost is counted, and later
+    checks wait until the credit covers them again.
 
     Parameters
     ----------
@@ -92,19 +95,20 @@ class Monitor:
         (later when the budget is short).
     budget : float or None
         The monitor's time as a fraction of the training time (0.01: 1%). A check runs only
-        when the time budgeted so far, less what the monitor already spent, covers its
-        estimated cost; when the configured check does not fit, a reduced one (one random
-        direction, no coordinates) runs if that fits, and otherwise the check waits for a
-        later step. None: no limit.
+        when the time budgeted so far, less what the monitor already spent, covers 1.5 times
+        its estimated cost: the median of the recent checks of the same kind, in training
+        steps (the first check of a kind, which pays one-time costs such as imports and
+        compiles, counts only until a second one is measured). When no kind of check fits
+        the check waits for a later step. None: no limit.
     sample : int or float or None
-        Coordinates of the block to check one by one (see :func:`gradcheck.check`; blocks of
-        up to 32 entries are checked whole).
+        Coordinates of the block to check one by one (see :func:`gradcheck.check`).
     directions : int or None
         Random directions per block (2 evaluations of ``f`` each, whatever its size).
     on_alert : {"log", "warn", "raise"} or callable
-        What to do when a block fails twice in a row: log an error on the ``"gradcheck"``
-        logger, warn with :class:`GradientAlert`, raise :class:`GradientError` (its message
-        is the report's table), or call ``on_alert(block_name, report)``.
+        What to do when a block fails its check and the confirmation: log an error on the
+        ``"gradcheck"`` logger, warn with :class:`GradientAlert`, raise
+        :class:`GradientError` (its message is the report's table), or call
+        ``on_alert(block_name, report)``.
     seed : int, optional
         Seeds the sequence of checks (each check's own seed is in the history).
     **options
@@ -121,6 +125,9 @@ class Monitor:
         Due checks the budget put off to a later step.
     alerts : list of dict
         One entry (``step``, ``block``, ``difference``) per alert raised.
+
+    Each check is logged at INFO on the ``"gradcheck"`` logger (a deferral too), with what
+    it covered and why; :meth:`history` keeps the same reason in ``why``.
     last_report : Report or None
         The report of the latest check.
 
@@ -129,10 +136,9 @@ class Monitor:
     The check runs on the minibatch ``f`` closes over, with the gradient computed for it; it
     must be deterministic (fix dropout masks and the batch-norm mode) or the check says
     "inconclusive". The parameters and gradients are copied by the check and never modified.
-    What a check costs, in training steps: on ``examples/train_with_monitor.py`` (an MLP,
-    minibatches of 256) a check of 16 coordinates and 2 directions cost about 45 training
-    steps and a reduced one about 8, so a 1% budget allows a reduced check about every
-    thousand steps. Failing checks cost more (flagged entries are evaluated again).
+    On ``examples/train_large_with_monitor.py`` (a 1.86M-parameter MLP, minibatches of 32)
+    a check of every block costs some 10 to 20 training steps: at 5%, one every few hundred
+    steps. Failing checks cost more (flagged entries are evaluated again, and confirmed).
 
     Examples
     --------
@@ -149,8 +155,8 @@ class Monitor:
     ...         return 0.5 * e @ e / 4
     ...     _ = monitor.step(step, loss, params, grads)
     ...     params = {k: v - 0.1 * grads[k] for k, v in params.items()}
-    >>> [(h["step"], h["block"], h["verdict"]) for h in monitor.history()]
-    [(10, 'w', 'pass'), (20, 'b', 'pass'), (30, 'w', 'pass'), (40, 'b', 'pass')]
+    >>> [(h["step"], h["block"], h["verdict"]) for h in monitor.history()][:4]
+    [(10, 'w', 'pass'), (10, 'b', 'pass'), (20, 'w', 'pass'), (20, 'b', 'pass')]
     """
 
     def __init__(
@@ -205,13 +211,10 @@ class Monitor:
         self._next_due: int | None = None
         self._deferring = False
         self._turn = 0  # index of the next block in the rotation
-        self._pinned: str | None = None  # a block that failed once: checked again next
         self._streak: dict[str, int] = {}
-        # Recent checks' cost in training steps, per (configuration, block), and the most
-        # any check cost per evaluation of f.
-        self._costs: dict[tuple, deque] = {}
-        self._steps_per_eval: float | None = None
-        self._nominal: dict[tuple, int] = {}  # evaluations per (configuration, block size)
+        # Routine checks skip the noise probe (see _check): their cost model knows it.
+        self._costs = _budget.CostModel({**self.options, "noise": False})
+        self._why_waiting: str | None = None  # why the check now due was put off
         self._calls = 0  # training steps timed
         self._calls_since = 0  # ... since the last check
         self._train_since = 0.0
@@ -268,65 +271,112 @@ class Monitor:
             return None
         scopes = _layout.groups(params)
         names = list(scopes)
-        name = self._pinned if self._pinned in names else names[self._turn % len(names)]
-        config, wait = self._choose(name, scopes[name][1], entered)
+        if self.budget is not None and self._costs.wants_timing(step, self.every):
+            # One call of f, timed, sizes the first check better than a guess: a guess
+            # that is too high puts the first check off for hundreds of steps.
+            seconds = _budget.time_call(f, params, time.perf_counter)
+            self._costs.calibrate(seconds, self._step_seconds())
+        config, target, wait, why = self._choose(names, scopes, entered)
         if config is None:
             if not self._deferring:
                 self.deferred += 1
                 self._deferring = True
+            self._why_waiting = why
+            logger.info("gradcheck monitor: step %d: check put off (%s)", step, why)
             self._next_due = step + wait  # look again when the credit should suffice
             return None
+        if self._deferring:
+            why = f"{why}; put off before: {self._why_waiting}"
         self._deferring = False
+        report = self._check(step, (f, params, grad), scopes, config, target, why)
+        self._next_due = step + self.every
+        if len(target) < len(names):
+            self._turn = names.index(target[-1]) + 1
+        failed = [n for n in target if self._streak.get(n) == 1]
+        if failed:
+            # Confirm at once, on other coordinates and directions, at the same step: a
+            # single failure may be a kink crossing, and waiting for the rotation to come
+            # back would multiply the delay by the number of blocks.
+            report = self._check(step, (f, params, grad), scopes, config, tuple(failed),
+                                 f"confirming the failure of {', '.join(failed)}")  # fmt: skip
+        return report
+
+    def _check(self, step, call, scopes, config, target, why) -> Report:
+        """Run one check of ``config`` on the blocks ``target`` and record it."""
+        f, params, grad = call
         started = time.perf_counter()
         sample, directions = config
         seed = int(self._rng.integers(2**63))
-        options = replace(self._options, sample=sample, directions=directions, seed=seed)
-        # The same passes as any check, over the whole problem, limited to one block's
+        # Only a confirmation probes f's noise (20 evaluations, most of a routine check):
+        # what a routine check fails is judged again, noise measured, before any alert.
+        noise = self._options.noise and why.startswith("confirming")
+        options = replace(self._options, sample=sample, directions=directions, seed=seed,
+                          noise=noise)  # fmt: skip
+        indices = tuple(sorted(k for name in target for k in scopes[name][0]))
+        # The same passes as any check, over the whole problem, limited to those blocks'
         # entries: the other blocks stay as they are.
-        report = _check.run(f, params, grad, options, blocks=scopes[name][0])
+        report = _check.run(f, params, grad, options, blocks=indices)
         seconds = time.perf_counter() - started
-        self._learn(config, name, seconds, report.nfev)
+        kind = (config, target)
+        self._costs.learn(kind, seconds, report.nfev, self._step_seconds())
+        self._train_since, self._calls_since = 0.0, 0
         self.checks += 1
         self.last_report = report
-        self._next_due = step + self.every
         reduced = config != (self.sample, self.directions)
-        self._records.append(
-            {
-                "step": step,
-                "block": name,
-                "difference": float(report.difference),
-                "verdict": report.verdict,
-                "seconds": seconds,
-                "checked": int(report.checked),
-                "directions": int(report.directions),
-                "nfev": int(report.nfev),
-                "reduced": reduced,
-                "seed": seed,
-            }
-        )
-        self._after(step, name, report, names)
+        results = list(report.blocks.values())
+        where = {k: i for i, k in enumerate(indices)}
+        for name in target:
+            mine = [results[where[k]] for k in scopes[name][0]]
+            verdict = Verdict.worst(b.verdict for b in mine)
+            differences = [b.difference for b in mine if b.difference == b.difference]
+            self._records.append({
+                "step": step, "block": name,
+                "difference": float(max(differences, default=math.nan)),
+                "verdict": str(verdict), "seconds": seconds,
+                "checked": int(sum(b.checked for b in mine)),
+                "directions": int(report.directions), "nfev": int(report.nfev),
+                "reduced": reduced, "seed": seed, "why": why,
+            })  # fmt: skip
+            logger.info("gradcheck monitor: step %d, %s: %s (difference %.3g; %s)", step,
+                        name, verdict, self._records[-1]["difference"], why)  # fmt: skip
+            self._after(step, name, verdict, report)
         return report
 
     # ---------------------------------------------------------------- budget
-    def _choose(self, name, size, entered):
-        """``(config, 0)``: the (sample, directions) to run now; or ``(None, steps)``: wait."""
-        full = (self.sample, self.directions)
+    def _choose(self, names, scopes, entered):
+        """``(config, target, 0, why)``: the (sample, directions) to run now on the blocks
+        ``target``; or ``(None, (), steps, why)``: wait that many steps.
+
+        Every block at once when that fits (the directions make it cheap: two evaluations a
+        block), else one block in rotation; the configured check, else a reduced one (one
+        direction, no coordinates).
+        """
+        full, every = (self.sample, self.directions), tuple(names)
         if self.budget is None:
-            return full, 0
+            return full, every, 0, "every block (no budget)"
+        one = (names[self._turn % len(names)],)
         credit = self.budget * self._train - (self._spent + time.perf_counter() - entered)
         unit = self._step_seconds()
-        needed = math.inf
-        for config in dict.fromkeys((full, (None, 1))):
-            needed = SAFETY * self._estimate(config, name, size, unit)
+        tried = []
+        for config, target in dict.fromkeys(
+            ((full, every), ((None, 1), every), (full, one), ((None, 1), one))
+        ):
+            sizes = [scopes[n][1] for n in target]
+            needed = SAFETY * self._costs.estimate((config, target), config, sizes, unit)
             if credit >= needed:
-                return config, 0
+                what = "every block" if len(target) == len(names) > 1 else f"block {target[0]}"
+                reduced = ", reduced to one direction" if config != full else ""
+                because = f": {'; '.join(tried)}" if tried else ""
+                return config, target, 0, f"{what}{reduced}{because}"
+            tried.append(f"{_budget.words(config, target, names)} would cost {needed:.3g} s of "
+                         f"{max(credit, 0):.3g} s of credit")  # fmt: skip
         # Each training step adds budget * unit seconds of credit. Wait a little past the
         # point where the credit should suffice, and never less than a tenth of the
         # period: looking costs time too, and polling every step or two just as the credit
         # comes near the need would spend it as fast as training adds it.
         steps = MARGIN * (needed - credit) / (self.budget * unit) if unit > 0 else 1
         floor = max(1, self.every // 10)
-        return None, int(min(max(floor, math.ceil(steps)), self.every))
+        return None, (), int(min(max(floor, math.ceil(steps)), self.every)), tried[-1]
 
     def _step_seconds(self) -> float:
         """Training seconds per step, over the steps since the last check."""
@@ -334,64 +384,27 @@ class Monitor:
             return self._train_since / self._calls_since
         return self._train / max(self._calls, 1)
 
-    def _estimate(self, config, name, size, unit) -> float:
-        """Seconds a check of ``config`` on block ``name`` should cost, when a training step
-        costs ``unit`` seconds.
-
-        Costs are remembered in training steps, so that a machine that slows down (other
-        processes, a throttled CPU) slows the estimate with it.
-        """
-        recent = self._costs.get((config, name))
-        if recent:
-            return max(recent) * unit
-        nominal = self._nominal.get((config, size))
-        if nominal is None:
-            nominal = self._nominal[(config, size)] = _evaluations(config, size, self.options)
-        if self._steps_per_eval is not None:  # scale what other checks cost per evaluation
-            return self._steps_per_eval * nominal * unit
-        # Nothing measured yet: suppose one evaluation of f costs half a training step
-        # (a forward pass and a backward pass cost about three), plus the check's own work.
-        return FIRST_STEPS_PER_EVAL * nominal * unit + FIXED_SECONDS
-
-    def _learn(self, config, name, seconds: float, nfev: int) -> None:
-        """Remember what a check of ``config`` on ``name`` cost, in training steps."""
-        unit = self._step_seconds()
-        if unit > 0:
-            steps = seconds / unit
-            self._costs.setdefault((config, name), deque(maxlen=3)).append(steps)
-            if nfev:
-                self._steps_per_eval = max(self._steps_per_eval or 0.0, steps / nfev)
-        self._train_since = 0.0
-        self._calls_since = 0
-
     # ---------------------------------------------------------------- alerts
-    def _after(self, step, name, report, names) -> None:
-        if report.verdict == "fail":
-            self._streak[name] = self._streak.get(name, 0) + 1
-        else:
-            self._streak[name] = 0
-        streak = self._streak[name]
-        if 0 < streak < ALERT_AFTER:
-            self._pinned = name  # look again at the next check
-            return
-        self._pinned = None
-        self._turn = names.index(name) + 1
+    def _after(self, step, name, verdict, report) -> None:
+        streak = self._streak[name] = self._streak.get(name, 0) + 1 if verdict == "fail" else 0
         if streak == ALERT_AFTER:
             self._alert(step, name, report)
 
     def _alert(self, step, name, report) -> None:
         steps = [r["step"] for r in self._records if r["block"] == name][-ALERT_AFTER:]
-        self.alerts.append({"step": step, "block": name, "difference": report.difference})
+        # The block's own difference (the one its history row shows), not the check's.
+        difference = self._records[-1]["difference"]
+        self.alerts.append({"step": step, "block": name, "difference": difference})
         headline = (
             f"gradcheck monitor: block {name} failed {ALERT_AFTER} consecutive checks "
-            f"(steps {', '.join(map(str, steps))}); difference {report.difference:.3g}"
+            f"(steps {', '.join(map(str, steps))}); difference {difference:.3g}"
         )
         if callable(self.on_alert):
             self.on_alert(name, report)
         elif self.on_alert == "log":
             logger.error("%s\n%s", headline, report)
         elif self.on_alert == "warn":
-            warnings.warn(f"{headline}\n{report}", GradientAlert, stacklevel=5)
+            warnings.warn(f"{headline}\n{report}", GradientAlert, stacklevel=6)
         else:
             raise GradientError(f"{headline}\n{report}", block=name, step=step, report=report)
 
@@ -422,9 +435,13 @@ class Monitor:
         Returns
         -------
         list of dict
-            One dict per check: ``step``, ``block``, ``difference``, ``verdict``,
-            ``seconds``, ``checked`` (coordinates), ``directions``, ``nfev``, ``reduced``
-            (the budget shrank the check) and ``seed`` (replays it).
+            One dict per block and check (a check of every block gives a row per block, with
+            the same ``step``): ``step``, ``block``, ``difference``, ``verdict``,
+            ``seconds``, ``checked`` (the block's coordinates), ``directions``, ``nfev``
+            (``seconds`` and ``nfev`` are the whole check's), ``reduced`` (the budget shrank
+            the check), ``seed`` (replays it) and ``why``: what the check covered and why
+            (every block, or which kinds of check the credit could not pay for, and what
+            put it off before), or the failure it confirms.
         """
         return [dict(r) for r in self._records if block is None or r["block"] == block]
 
@@ -480,12 +497,3 @@ class Monitor:
         )
 
 
-def _evaluations(config, size: int, options) -> int:
-    """Evaluations of f a check of ``config`` on ``size`` entries should take, roughly."""
-    sample, directions = config
-    if sample is None:
-        coords = 0 if directions else size
-    else:
-        coords = int(_plan.sample_sizes(np.array([size]), sample)[0])
-    noise = EXTRA_EVALUATIONS if options.get("noise", True) else 4
-    return 1 + noise + 2 * coords + 2 * (directions or 0)

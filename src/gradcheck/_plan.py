@@ -157,7 +157,7 @@ def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=Non
     if len(scope) < len(layout.blocks):
         sizes = np.where(np.isin(np.arange(sizes.size), scope), sizes, 0)
     if sample is not None:
-        idx = draw_sample(layout.offsets, sample_sizes(sizes, sample), rng)
+        idx = draw_sample(layout.offsets, sizes, sample, rng)
     elif directions is not None:
         idx = np.empty(0, dtype=np.int64)
     elif len(scope) == len(layout.blocks):
@@ -169,14 +169,17 @@ def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=Non
     return Selection(idx, sample, directions, scope)
 
 
-def fit_budget(budget, per_call, sizes, sample, directions, *, method, spent):
+def fit_budget(budget, costs, sizes, sample, directions, *, method, spent):
     """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
 
-    ``sizes`` are those of the blocks in scope.
-    ``spent`` evaluations are paid or reserved already (the first call, the timing, the
-    noise probe at its most); a coordinate costs as many evaluations as ``method`` has
+    ``costs`` is ``(per_call, per_round)``: seconds one evaluation of f takes, and
+    evaluations one random direction over every block in scope costs (at least 2 a block;
+    more on a large block, where drawing the direction and writing it in are not free).
+    ``sizes`` are those of the blocks in scope. ``spent`` evaluations are reserved already
+    (the noise probe at its most); a coordinate costs as many evaluations as ``method`` has
     points.
     """
+    per_call, per_round = costs
     affordable = int(budget / per_call) - spent
     n_blocks, n = len(sizes), int(sum(sizes))
     per_coordinate = len(METHODS[method].offsets)
@@ -184,62 +187,118 @@ def fit_budget(budget, per_call, sizes, sample, directions, *, method, spent):
         return None, None  # a full check fits
     if directions is None:
         # Up to 4 directions per block, on at most half the budget; at least one.
-        directions = int(min(4, max(1, affordable // (4 * n_blocks))))
+        directions = int(min(4, max(1, affordable // (2 * per_round))))
     if sample is None:
-        left = affordable - 2 * directions * n_blocks
+        left = affordable - per_round * directions
         fits = left // per_coordinate
         sample = int(fits) if fits >= n_blocks else None
     return sample, directions
 
 
 def sample_sizes(sizes: np.ndarray, sample: float) -> np.ndarray:
-    """How many coordinates of each block a sample of ``sample`` checks.
+    """How many coordinates of each block a sample of ``sample`` checks (expected counts).
 
-    An int is a total, a float in (0, 1] a fraction of all coordinates. Blocks of up to
-    WHOLE_BLOCK entries (biases) are checked whole, whatever the total; larger blocks get
-    WHOLE_BLOCK entries each, or an equal part of what the total leaves when it is smaller,
-    and the rest of the total is shared in proportion to their sizes, so no block goes
-    unchecked and a 100-entry bias is not left with its 1-in-10,000 share.
+    The per-block counts of :func:`strata`, a pool's count apportioned to its blocks in
+    proportion to their sizes (largest remainders); :func:`draw_sample` draws a pool's
+    coordinates at random over the whole pool, so its blocks' counts vary around these.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    groups, take = strata(sizes, sample)
+    out = np.zeros(sizes.size, dtype=np.int64)
+    for group, m in zip(groups, take.tolist(), strict=True):
+        out[group] = _apportion(sizes[group], m)
+    return out
+
+
+def strata(sizes: np.ndarray, sample: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """``(groups, take)``: the strata a sample is drawn from, and how many from each.
+
+    An int ``sample`` is a total, a float in (0, 1] a fraction of all coordinates; about
+    that many are checked in all, whatever the number of blocks. Each block with entries is
+    a stratum, unless there are too many for every one to get SAMPLE_FLOOR coordinates:
+    then the smallest blocks are pooled into one stratum, sampled as a whole. Each stratum
+    gets SAMPLE_FLOOR coordinates first (or all it has), then half of what is left is
+    shared equally (a bug touching a fraction p of a block is missed with probability
+    about (1 - p)**m whatever its size: an equal share is an equal guarantee) and half in
+    proportion to size (a bug of a few entries hides better in a large block). No stratum
+    is given more than it has.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     n = int(sizes.sum())
     # Rounded before the ceiling: 0.07 * 300 is 21.000000000000004 in binary, not 22 entries.
     total = math.ceil(round(sample * n, 6)) if isinstance(sample, float) else int(sample)
-    # Small blocks whole; every other block starts with WHOLE_BLOCK entries, fewer (down to
-    # one) when the total cannot pay for that, and the rest goes by share.
-    small = sizes <= _policy.WHOLE_BLOCK
-    take = np.where(small, sizes, _policy.WHOLE_BLOCK)
-    big = np.flatnonzero(~small)
-    excess = int(take.sum()) - total
-    if excess > 0 and big.size:
-        floor = max(1, (total - int(sizes[small].sum())) // big.size)
-        take[big] = min(_policy.WHOLE_BLOCK, floor)
-    for _ in range(sizes.size + 1):
-        # Water-filling: share what is left in proportion to what each block still has.
-        room = sizes - take
-        left = total - int(take.sum())
-        if left <= 0 or not room.any():
+    live = np.flatnonzero(sizes > 0)
+    if total >= n:
+        return [np.array([k]) for k in live], sizes[live].copy()
+    floor = _policy.SAMPLE_FLOOR
+    order = live[np.argsort(sizes[live], kind="stable")]
+    pooled = 0
+    if order.size * floor > total:
+        # The fewest smallest blocks whose pooling leaves strata that each get the floor.
+        pooled = min(order.size, max(2, order.size + 1 - total // floor))
+    groups = ([np.sort(order[:pooled])] if pooled else []) + [
+        np.array([k]) for k in np.sort(order[pooled:])
+    ]
+    room = np.array([int(sizes[g].sum()) for g in groups], dtype=np.int64)
+    take = np.minimum(room, min(floor, total))
+    left = total - int(take.sum())
+    if left > 0:
+        take = _fill(take, room, left - left // 2, equal=True)
+        take = _fill(take, room, total - int(take.sum()), equal=False)
+    return groups, take
+
+
+def _fill(take: np.ndarray, room: np.ndarray, amount: int, *, equal: bool) -> np.ndarray:
+    """Add ``amount`` to ``take`` (capped at ``room``): equal shares, or by what is left."""
+    goal = int(take.sum()) + amount
+    for _ in range(room.size + 1):
+        # Water-filling: what a capped stratum cannot take goes round again to the others.
+        free = room - take
+        left = goal - int(take.sum())
+        if left <= 0 or not free.any():
             break
-        share = np.floor(left * room / room.sum()).astype(np.int64)
-        # Largest remainders get the units that flooring dropped.
+        weight = (free > 0).astype(np.float64) if equal else free.astype(np.float64)
+        exact = left * weight / weight.sum()
+        share = np.floor(exact).astype(np.int64)
         extra = left - int(share.sum())
-        if extra > 0:
-            frac = left * room / room.sum() - share
-            share[np.argsort(-frac, kind="stable")[:extra]] += 1
-        take = np.minimum(sizes, take + share)
+        if extra > 0:  # largest remainders get the units that flooring dropped
+            share[np.argsort(-(exact - share), kind="stable")[:extra]] += 1
+        take = np.minimum(room, take + share)
     return take
 
 
-def draw_sample(offsets: np.ndarray, take: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Sorted flat indices: ``take[k]`` distinct coordinates drawn from each block k."""
+def _apportion(sizes: np.ndarray, m: int) -> np.ndarray:
+    """``m`` split over ``sizes`` in proportion to them, by largest remainders."""
+    exact = m * sizes / max(int(sizes.sum()), 1)
+    out = np.floor(exact).astype(np.int64)
+    extra = m - int(out.sum())
+    out[np.argsort(-(exact - out), kind="stable")[:extra]] += 1
+    return np.minimum(out, sizes)
+
+
+def draw_sample(offsets: np.ndarray, sizes: np.ndarray, sample, rng) -> np.ndarray:
+    """Sorted flat indices of a sample (see :func:`strata`) over blocks of ``sizes``.
+
+    A stratum of one block draws its coordinates from that block; a pool draws them from
+    the concatenation of its blocks' entries, so which small blocks are looked at is random.
+    Blocks of size 0 (out of scope) draw nothing, so the stream stays the same.
+    """
+    groups, take = strata(sizes, sample)
     parts = []
-    for k, m in enumerate(take.tolist()):
-        lo, size = int(offsets[k]), int(offsets[k + 1] - offsets[k])
-        if m == 0:  # a block out of scope: draw nothing, so the stream stays the same
+    for group, m in zip(groups, take.tolist(), strict=True):
+        if m == 0:
             continue
-        chosen = np.arange(size) if m >= size else rng.choice(size, m, replace=False)
-        parts.append(lo + np.sort(chosen).astype(np.int64))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        starts = offsets[group].astype(np.int64)
+        lengths = np.asarray(sizes)[group].astype(np.int64)
+        size = int(lengths.sum())
+        chosen = np.arange(size) if m >= size else np.sort(rng.choice(size, m, replace=False))
+        # Position in the pool -> flat index: its block's start plus its place in the block.
+        ends = np.cumsum(lengths)
+        owner = np.searchsorted(ends, chosen, side="right")
+        parts.append(starts[owner] + chosen - (ends[owner] - lengths[owner]))
+    if not parts:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(np.concatenate(parts)).astype(np.int64)
 
 
 def direction(

@@ -76,6 +76,9 @@ NOISE_RESPACE = 100.0
 ECNOISE_AGREE = 4.0
 # ... and a line along which f moves by more than this fraction of |f| is not noise.
 ECNOISE_FLAT = 0.1
+# The probe's line spans at most this many entries (the first of the blocks in scope):
+# enough for f's noise to show, few enough that writing the points costs nothing next to f.
+NOISE_SPAN = 4096
 # The probe's cost at most, in evaluations: the repeats and every line it may draw.
 NOISE_MOST = 2 + (NOISE_POINTS - 1) * (NOISE_ATTEMPTS + 1)
 
@@ -91,8 +94,10 @@ COMPLEX_STEP = {F64: 1e-20, F32: 1e-10}
 COMPLEX_SELF_TEST = (1e-3, 1e-6, 3)
 
 # ------------------------------------------------------------------ sampling
-# Blocks up to this size are always checked whole when sampling.
-WHOLE_BLOCK = 32
+# Each block (or pool of small blocks) gets at least this many sampled coordinates when the
+# total allows: one coordinate misses a bug touching 1% of a block 99 times in 100, four
+# already shrink that to 0.96 and leave the rest of the total to share by need.
+SAMPLE_FLOOR = 4
 
 # ------------------------------------------------------------------ diagnosis
 # "A wrong factor" only when one factor explains the gradient to FACTOR_RESIDUAL of |grad|

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _plan, _policy
+from ._budget import Deadline
 from ._compare import Comparison, Marks, compare, scores
 from ._estimate import Estimate, estimate
 from ._plan import Plan
@@ -34,7 +35,7 @@ class Refined:
 
     comparison: Comparison
     kinks: tuple[Kink, ...]
-    notes: tuple[Note, ...] = ()
+    notes: tuple[Note, ...] = ()  # truncation, not kinks; what the deadline left unexamined
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,22 @@ class Examined:
 
 
 def refine(
-    problem: Any, evaluator: Any, options: Any, plan: Plan, est: Estimate, first: Comparison
+    problem: Any,
+    evaluator: Any,
+    options: Any,
+    plan: Plan,
+    est: Estimate,
+    first: Comparison,
+    deadline: Deadline | None = None,
 ) -> Refined:
     """Examine the entries ``first`` flags, worst first per block, and judge again.
 
     The worst PER_BLOCK flagged entries of each block are examined first; the rest only in
     the blocks whose examined entries were all kinks: one bug already fails a block, and a
-    correct ReLU layer may cross more kinks than one round takes.
+    correct ReLU layer may cross more kinks than one round takes. Past ``deadline`` no
+    entry is examined: those left keep disagreeing, and a note says how many.
     """
+    deadline = deadline or Deadline.none()
     if plan.method == "complex" or not plan.idx.size:
         return Refined(first, ())
     a = problem.analytic[plan.idx]
@@ -70,25 +79,39 @@ def refine(
                        eps=options.eps)  # fmt: skip
 
     head = [p[: _policy.PER_BLOCK] for p in per_block]
-    seen = look(np.sort(np.concatenate(head)))
+    wanted = _within(head, deadline)
+    seen = look(wanted)
     mask, kinds = seen.mask, list(seen.kinds)
+    skipped = sum(h.size for h in head) - wanted.size
     rest = [
         p[_policy.PER_BLOCK :]
         for p, h in zip(per_block, head, strict=True)
         if p.size > h.size and mask[h].all()
     ]
     if rest:
-        more = look(np.sort(np.concatenate(rest)))
+        more_wanted = _within(rest, deadline)
+        skipped += sum(r.size for r in rest) - more_wanted.size
+        more = look(more_wanted)
         mask = mask | more.mask
         kinds = sorted(kinds + list(more.kinds))
+    cut = ()
+    if skipped:
+        cut = (
+            Note(
+                f"the budget ran out during the kink re-checks: {skipped:,} disagreeing "
+                "entr" + ("y was" if skipped == 1 else "ies were") + " not examined for "
+                "kinks and count as disagreeing (a kink among them would show as a failure)"
+            ),
+        )
     if not mask.any():
-        return Refined(first, ())
+        return Refined(first, (), cut)
     on_kink, smooth = np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
     again = compare(problem, plan, est, tol=options.tol, noise_f=first.noise_f,
                     marks=Marks(mask, on_kink, smooth))  # fmt: skip
-    return Refined(again, kinks_of(problem, plan, est, kinds), _smooth_note(problem, plan, smooth))
+    notes = (*_smooth_note(problem, plan, smooth), *cut)
+    return Refined(again, kinks_of(problem, plan, est, kinds), notes)
 
 
 def _smooth_note(problem: Any, plan: Plan, smooth: np.ndarray) -> tuple[Note, ...]:
@@ -103,6 +126,18 @@ def _smooth_note(problem: Any, plan: Plan, smooth: np.ndarray) -> tuple[Note, ..
             "square of the step (no kink); they are judged at the smaller step"
         ),
     )
+
+
+def _within(per_block: list, deadline: Deadline) -> np.ndarray:
+    """The positions to examine (sorted): all of them, or as many as the deadline allows,
+    taking each block's worst first, then each block's second worst, and so on.
+    """
+    every = np.concatenate(per_block) if per_block else np.empty(0, dtype=np.int64)
+    allowed = deadline.how_many(2 * len(_policy.SHRINK), every.size)
+    if allowed >= every.size:
+        return np.sort(every)
+    rank = np.concatenate([np.arange(p.size) for p in per_block])
+    return np.sort(every[np.argsort(rank, kind="stable")[:allowed]])
 
 
 def kinks_of(problem: Any, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]:

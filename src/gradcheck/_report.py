@@ -16,14 +16,6 @@ from ._estimate import Estimate
 from ._plan import Plan, Selection
 from ._results import BlockResult, Entry, Kink, Note, Replay, Verdict
 
-_SHOWN_WORST = 5
-# What the worst-entries table's last column means (the rule is _compare.scores).
-SCORE_LEGEND = (
-    "  score: |error| over what the entry's rounding noise and a relative tolerance allow; "
-    "above 1 it disagrees"
-)
-_METHOD_WORDS = {"central": "central differences", "forward": "forward differences"}
-
 
 @dataclass(frozen=True)
 class Report:
@@ -35,6 +27,11 @@ class Report:
         ``||grad - gradapprox|| / (||grad|| + ||gradapprox||)`` over every checked coordinate.
     verdict : str
         ``"pass"``, ``"warn"``, ``"inconclusive"`` or ``"fail"``: the worst block verdict.
+
+    ``str(report)`` is a table that scales with the number of blocks: beyond 20, it lists
+    the failing, inconclusive and warning blocks and the worst passing ones, and sums up
+    the others in one line; ``report.table(full=True)`` (or ``format(report, "full")``)
+    lists every block.
     blocks : Mapping[str, BlockResult]
         Per parameter block: its difference, verdict, norms and largest absolute error.
     worst : tuple of Entry
@@ -151,7 +148,36 @@ class Report:
         )
 
     def __str__(self) -> str:
+        from ._text import format_report
+
         return format_report(self)
+
+    def __format__(self, spec: str) -> str:
+        """``f"{report}"`` is ``str(report)``; ``f"{report:full}"`` lists every block."""
+        if spec not in ("", "full"):
+            raise ValueError(f"unknown format {spec!r} for a Report: use '' or 'full'")
+        from ._text import format_report
+
+        return format_report(self, full=spec == "full")
+
+    def table(self, full: bool = False) -> str:
+        """The readable report.
+
+        Parameters
+        ----------
+        full : bool
+            List every block. By default, when there are more than 20 blocks, the table
+            shows the failing, inconclusive and warning blocks (up to 20) and the 5 passing
+            blocks with the largest differences, and sums up the rest in one line.
+
+        Returns
+        -------
+        str
+            ``str(report)`` when ``full`` is False.
+        """
+        from ._text import format_report
+
+        return format_report(self, full=full)
 
     def plot(self, ax: Any = None) -> Any:
         """Plot each block's difference against the pass and fail thresholds.
@@ -274,165 +300,8 @@ def _replay(r: Report) -> dict | None:
     }
 
 
-def format_report(r: Report) -> str:
-    head = [
-        _headline(r),
-        f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
-        f"  {r.nfev:,} evaluations of f, {r.engine} engine"
-        + (f", {r.workers} workers" if r.workers > 1 else "")
-        + f", {r.seconds:.3g} s"
-        + (f" (budget {r.budget:g} s)" if r.budget is not None else "")
-        + f"; seed {r.seed}",
-        f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}",
-    ]
-    sampled = r.checked and r.checked < r.n
-    columns = ["block", "shape", "checked", "difference", "verdict", "max |error|", "at"]
-    if sampled:
-        columns.insert(3, "P(miss 1%)")
-    if r.directions:
-        columns.insert(-3, "directions")
-    rows = [tuple(columns)]
-    for b in r.blocks.values():
-        cells = {
-            "block": b.name,
-            "shape": "x".join(map(str, b.shape)) or "scalar",
-            "checked": f"{b.checked:,}",
-            "P(miss 1%)": f"{b.miss_probability(0.01):.2g}" if b.checked else "-",
-            "difference": _num(b.difference) if b.checked else "-",
-            "directions": _num(b.direction_difference) if b.size else "-",
-            "verdict": _verdict_cell(b),
-            "max |error|": _num(b.max_abs_error) if b.size else "-",
-            "at": b.max_abs_error_at or "-",
-        }
-        rows.append(tuple(cells[c] for c in columns))
-    right = {i for i, c in enumerate(columns) if c not in ("block", "shape", "verdict", "at")}
-    lines = [*head, "", *_table(rows, right=right)]
-    for b in r.blocks.values():
-        if b.diagnosis:
-            lines.append(f"  {b.name}: {b.diagnosis}")
-        if b.localized:
-            lines.append(f"  {b.name}: the directional search found {', '.join(b.localized)}")
-        if b.zeros:
-            lines.append(
-                f"  {b.name}: {b.zeros:,} entr{'y is' if b.zeros == 1 else 'ies are'} exactly 0 "
-                "on both sides (agreement: f does not move with them here)"
-            )
-        if b.untested:
-            lines.append(
-                f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
-                "(both sides below what the finite differences resolve)"
-            )
-        if b.tol != r.tol and b.tol == b.tol and b.size and b.tol[1] >= 1.0:
-            lines.append(
-                f"  {b.name}: the noise in f ({r.noise:.3g}) is too large for any difference "
-                "to fail here"
-            )
-        elif b.tol != r.tol and b.tol == b.tol and b.size:
-            lines.append(
-                f"  {b.name}: thresholds raised to pass <= {b.tol[0]:.3g}, fail > {b.tol[1]:.3g} "
-                f"for the noise in f ({r.noise:.3g})"
-            )
-    if r.kinks:
-        shown = ", ".join(f"{k.name} ({k.kind})" for k in r.kinks[:_SHOWN_WORST])
-        more = f" and {len(r.kinks) - _SHOWN_WORST} more" if len(r.kinks) > _SHOWN_WORST else ""
-        lines.append(
-            f"  {len(r.kinks)} entries disagree only at kinks of f (ReLU at 0, ties in max) and "
-            f"are left out of the verdicts: {shown}{more}"
-        )
-    for note in r.notes:
-        lines.append(f"  {note}")
-    bad = [b for b in r.blocks.values() if b.nonfinite]
-    for b in bad:
-        lines.append(
-            f"  f was not finite at perturbed points of {b.name}: {', '.join(b.nonfinite)}"
-        )
-    if r.worst:
-        rows = [("worst entries", "analytic", "numeric", "|error|", "score")]
-        for e in r.worst[:_SHOWN_WORST]:
-            rows.append(
-                (e.name, _num(e.analytic), _num(e.numeric), _num(e.abs_error), _num(e.score))
-            )
-        lines += ["", *_table(rows, right={1, 2, 3, 4}), SCORE_LEGEND]
-    lines += ["", _summary(r)]
-    return "\n".join(lines)
-
-
-def _verdict_cell(b: BlockResult) -> str:
-    if not b.size:
-        return "empty"  # nothing to check: skipped, rather than a "pass" of nothing
-    return b.verdict.upper() if b.verdict == "fail" else b.verdict
-
-
-def _headline(r: Report) -> str:
-    """The first line, which pytest's one-line summary shows: the verdict, the difference,
-    and the blocks that decided a verdict other than pass.
-    """
-    line = f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}"
-    fails = r.failing
-    if fails:
-        return line + f"  (failing: {_names(fails)})"
-    unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
-    if unjudged:
-        line += f"  (inconclusive: {_names(unjudged)})"
-    return line
-
-
-def _names(names, shown: int = _SHOWN_WORST) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
-def _coverage(r: Report) -> str:
-    blocks = f"{len(r.blocks)} block{'s' if len(r.blocks) > 1 else ''}"
-    if r.checked == r.n:
-        text = f"all {r.n:,} coordinates in {blocks}"
-    else:
-        text = f"checked {r.checked:,} of {r.n:,} coordinates in {blocks}"
-    if r.directions:
-        text += f", {r.directions} random direction{'s' if r.directions > 1 else ''} per block"
-    return text
-
-
-def _summary(r: Report) -> str:
-    fails = r.failing
-    if fails:
-        return (
-            f"{len(fails)} of {len(r.blocks)} blocks fail: {', '.join(fails)}. "
-            "Look at their backward pass first."
-        )
-    if r.verdict == "inconclusive":
-        unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
-        if unjudged:
-            return (
-                f"No block fails, but {', '.join(unjudged)} could not be judged: "
-                "each says why above, and what to do."
-            )
-        return "No block fails, but the check is inconclusive: see the notes above."
-    if r.verdict == "warn":
-        return "No block fails; some differences lie between the pass and fail thresholds."
-    return "Every block passes."
-
-
-def _table(rows, right=frozenset()):
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[c]) if c in right else cell.ljust(widths[c])
-            for c, cell in enumerate(row)
-        ]
-        out.append("  " + "  ".join(cells).rstrip())
-    return out
-
-
-def _num(x: float) -> str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.3e}"
-
-
+# More blocks than this and the table shows only those worth reading (see Report.table):
+# a report of 10,000 one-entry blocks must stay readable.
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}

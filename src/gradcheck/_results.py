@@ -102,13 +102,24 @@ class BlockResult:
     localized: tuple[str, ...] = ()  # wrong entries found by the directional search
 
     def miss_probability(self, p: float = 0.01) -> float:
-        """The chance that a bug touching a fraction ``p`` of this block's entries was in
-        none of the checked coordinates (sampling without replacement).
+        """The chance that a bug touching a fraction ``p`` of this block's entries went
+        unseen by both the checked coordinates and the random directions.
 
-        Coordinates only; random directions see every entry of the block.
+        Coordinates: the bug's ``ceil(p n)`` entries were in none of the ``m`` checked
+        ones, sampling without replacement: ``C(n - bad, m) / C(n, m)``.
+
+        Directions: a model, stated so that it can be judged. A bug that changes each
+        entry it touches by about that entry's size has an error ``e`` of norm about
+        ``sqrt(q) ||g||`` (``q = bad / n``). Along a Gaussian direction ``v``, ``v . e``
+        and ``v . g`` are independent normals, and the direction misses the bug when
+        ``|v . e| <= 2 t |v . g|`` (``t`` the block's fail threshold): their ratio is
+        Cauchy, so that happens with probability ``(2 / pi) atan(2 t / sqrt(q))``. The
+        ``k`` directions are taken as independent, and the coordinates' and the
+        directions' chances multiply. A smaller error than the model's is missed more
+        often; a coordinate check does not depend on the error's size.
         """
         bad = math.ceil(p * self.size)
-        if self.checked > self.size - bad:
+        if self.size == 0 or (self.checked and self.checked > self.size - bad):
             return 0.0
         # C(n - bad, m) / C(n, m), in logs so that n in the millions does not overflow.
         n, m = self.size, self.checked
@@ -118,7 +129,12 @@ class BlockResult:
             - math.lgamma(n + 1)
             + math.lgamma(n - m + 1)
         )
-        return math.exp(log_p)
+        miss = math.exp(log_p)
+        if self.directions:
+            t = self.tol[1] if math.isfinite(self.tol[1]) else 1e-5
+            one = min(1.0, 2 / math.pi * math.atan(2 * t / math.sqrt(bad / n)))
+            miss *= one**self.directions
+        return miss
 
 
 @dataclass(frozen=True)
