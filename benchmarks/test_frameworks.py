@@ -2,12 +2,12 @@
 
 Timed for real with:
 
-    OMP_WAIT_POLICY=passive python -m pytest benchmarks/test_frameworks.py \
+    python -m pytest benchmarks/test_frameworks.py \
         --benchmark-enable --benchmark-json=.benchmarks/frameworks.json
 
-``OMP_WAIT_POLICY=passive``: the batched engine's numba kernel runs on OpenMP threads that
-spin-wait after each call; on a loaded 2-core machine they took the core torch's vmapped
-call needed (measured: the batched check 1.10 s with spinning, 0.28-0.30 s without).
+(The batched engine used to build its stacks with a parallel kernel whose OpenMP threads
+spun after each call and took the core torch's vmapped call needed: the batched check took
+1.10 s that way in a loaded suite. It builds them serially now.)
 
 - torch: a LayerNorm written as a custom ``torch.autograd.Function`` (48x48 input, its
   weight and bias; float64) checked by ``gradcheck.torch.check`` (batched through
