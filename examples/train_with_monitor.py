@@ -5,13 +5,14 @@
 
 The network is LINEAR -> TANH -> LINEAR -> TANH -> LINEAR -> SOFTMAX with cross-entropy,
 trained on minibatches of a synthetic 3-class problem. Every ``--every`` steps the monitor
-checks one block (W1, b1, ..., b3 in turn) on the current minibatch, and the script prints
+checks every block (one in rotation when the budget is short) on the current minibatch, and
+the script prints
 what the monitor cost: the time spent inside ``monitor.step`` over the time spent training,
 both measured here with ``time.perf_counter``.
 
 ``--switch-at S`` plants a bug from step S on: the output layer's gradient is no longer
 divided by the batch size (a sum where the loss takes a mean), which scales every block's
-gradient. The monitor fails the first check after S and alerts at the next one.
+gradient. The monitor fails the first check after S, checks again at once, and alerts.
 """
 
 from __future__ import annotations

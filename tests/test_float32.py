@@ -205,3 +205,12 @@ def test_an_added_term_is_not_called_a_factor():
     assert "factor" not in (r.blocks["params"].diagnosis or "")
     doubled = gradcheck.check(f, w, 2 * (data + lam * w), seed=0)
     assert "2.00 x numeric (a wrong factor)" in doubled.blocks["params"].diagnosis
+
+
+def test_user_thresholds_are_shown_as_given():
+    # A fixed fail threshold above 1 is the user's to choose: not clipped, and no sentence
+    # about noise (which did not raise it).
+    x = np.linspace(0.5, 1.5, 6)
+    r = gradcheck.check(lambda v: v @ v, x, 2 * x, tol=(0.5, 2.0), seed=0)
+    assert r.blocks["params"].tol == (0.5, 2.0)
+    assert "noise in f" not in str(r)

@@ -217,9 +217,9 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     # really left rather than to its worst case.
     scope = tuple(range(len(problem.layout.blocks))) if blocks is None else tuple(blocks)
     noise = _probe(problem, evaluator, options, noise_rng, scope) if options.budget else None
-    selection, per_call = _select(problem, evaluator, options, sample_rng, blocks, started)
+    selection, timing = _select(problem, evaluator, options, sample_rng, blocks, started)
     # Every pass after the plan stops adding evaluations at the budget's end.
-    timing, per_call = per_call, None if per_call is None else per_call[0]
+    per_call = None if timing is None else timing[0]
     deadline = (_budget.Deadline.none() if per_call is None
                 else _budget.Deadline(started + options.budget, per_call, timing[2]))  # fmt: skip
     plan = _plan.make(problem.theta, selection.idx, method=options.method, eps=options.eps,
@@ -315,7 +315,7 @@ def _select(problem, evaluator, options, rng, blocks, started):
     a reserve is kept for the passes after the plan (``_budget.RESERVE``).
     """
     layout = problem.layout
-    sample, directions, per_call = options.sample, options.directions, None
+    sample, directions, timing = options.sample, options.directions, None
     if options.budget is not None:
         # The middle of three timings: one call alone can catch a cold cache or a hiccup.
         per_call = sorted(evaluator.time_one() for _ in range(3))[1]
@@ -329,17 +329,16 @@ def _select(problem, evaluator, options, rng, blocks, started):
         # The noise probe ran already (see run): what it cost is in the elapsed time.
         seconds = _budget.plan_seconds(options.budget, time.perf_counter() - started)
         sample, directions = _plan.fit_budget(
-            seconds, (per_call, per_round), sizes, sample, directions,
-            method=options.method, spent=0,
-        )  # fmt: skip
-        per_call = (per_call, per_round, point)
-    return _plan.select(layout, sample, directions, rng, blocks), per_call
+            seconds, (per_call, per_round), sizes, sample, directions, method=options.method
+        )
+        timing = (per_call, per_round, point)
+    return _plan.select(layout, sample, directions, rng, blocks), timing
 
 
 def _probe(problem, evaluator, options, rng, scope) -> _noise.Noise:
     """The noise of f, measured along a line over the blocks in scope, or rounding alone."""
     if not options.noise:
-        return _noise.Noise(_noise.rounding(problem.f0, problem.dtype), 0.0)
+        return _noise.Noise(_noise.rounding(problem.f0, problem.dtype))
     offsets = problem.layout.offsets
     lo, hi = int(offsets[min(scope)]), int(offsets[max(scope) + 1])
     if hi == lo:  # every block in scope is empty: the line has nowhere to go

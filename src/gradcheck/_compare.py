@@ -230,7 +230,8 @@ def _block(block, k, j: _Judged, thresholds, skipped, checked, kinks) -> BlockRe
     if hi > lo:
         d = j.diffs[k]
         e_pred = resolution(j.fd_norms[k], na, nb) if adaptive else 0.0
-        block_tol = adapt(tol, e_pred)
+        # Fixed thresholds are the user's, shown as given (adapt would clip them at 1).
+        block_tol = adapt(tol, e_pred) if adaptive else tol
         verdict = judge(d, tol, e_pred)
         if verdict == Verdict.INCONCLUSIVE:
             note = _unresolved(d, tol, block_tol)

@@ -62,9 +62,8 @@ def run(dask_client: Any, problem: Any, buffer: np.ndarray, plan: Any, progress=
 
 def segments(dask_client: Any, problem: Any, buffer: np.ndarray, points: list) -> np.ndarray:
     """F at each ``(lo, hi, v)`` point, in one task on a worker."""
-    numba = _engine.numba_unsuitable(problem, buffer) is None
     future = dask_client.submit(
-        _segment_task, problem.f, problem.layout, problem.call, numba, buffer, points, pure=False
+        _segment_task, problem.f, problem.layout, problem.call, buffer, points, pure=False
     )
     return future.result()
 
@@ -79,8 +78,7 @@ def _task(f, layout, call, numba, theta, idx, values):
     )
 
 
-def _segment_task(f, layout, call, numba, theta, points):
+def _segment_task(f, layout, call, theta, points):
+    # A few points: f called one by one, a jitted f as any other.
     buffer = theta.copy()
-    if numba:
-        return _engine.numba_segment_engine(f, buffer, points)
     return _engine.segment_engine(_engine.caller(f, layout.structure(buffer), call), buffer, points)

@@ -108,8 +108,8 @@ def directions(
             continue
         # Every block's directions first, the searches after: a long search must not
         # leave a later block unchecked when the budget runs out.
-        found[k] = check_block(replace(search, localize=0), layout.offsets[k],
-                               layout.offsets[k + 1], options.directions)  # fmt: skip
+        found[k] = check_block(search, layout.offsets[k], layout.offsets[k + 1],
+                               options.directions)  # fmt: skip
     for k, r in found.items():
         if r.verdict == Verdict.FAIL and search.localize > 0:
             hits, stopped = _search(search, int(layout.offsets[k]), int(layout.offsets[k + 1]))
@@ -141,7 +141,8 @@ def _skipped_note(names: list, blind: list) -> Note:
 
 
 def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
-    """Check block [lo, hi) of the flat buffer along ``k`` directions; search if it fails.
+    """Check block [lo, hi) of the flat buffer along ``k`` directions (no search: the
+    caller searches the failing blocks once every block has its directions).
 
     A difference of two values of f is uncertain by about twice its noise, whatever the
     direction.
@@ -166,10 +167,7 @@ def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
     verdict = judge(d, s.tol, e_pred)
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
-    found, cut = (), False
-    if verdict == Verdict.FAIL and s.localize > 0:
-        found, cut = _search(s, lo, hi)
-    return DirectionResult(d, verdict, found, numeric[ok], predicted[ok], block_tol, cut=cut)
+    return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
 
 
 def _one_direction(s: Search, lo: int, hi: int) -> tuple[float, float]:

@@ -230,35 +230,22 @@ def batched_engine(
     return out.reshape(m, n_values)
 
 
-def numba_segment_engine(f: Any, buffer: np.ndarray, points: list) -> np.ndarray:
-    """As ``segment_engine``, for a jitted flat ``f``: one parallel kernel call for all."""
-    rows = np.repeat(buffer[None, :], len(points), axis=0)
-    for row, (lo, hi, v) in enumerate(points):
-        rows[row, lo:hi] = v
-    out = np.empty(len(points))
-    parallel = threading.current_thread() is threading.main_thread()
-    _jit.compiled("evaluate_rows", parallel=parallel)(f, rows, out)
-    return out
-
-
-# Fewer points than this go to the jitted f one call at a time (the noise probe, the
-# directions' pairs): entering a parallel kernel with a first-class function costs more.
-NUMBA_SEGMENTS = 32
-
-
 def _flat_points(f: Any, buffer: np.ndarray, points: list) -> np.ndarray:
-    """A flat ``f`` at a few points, called one by one: a point that spans the whole buffer
-    is passed as it is, without a copy into the buffer and back.
+    """A jitted flat ``f`` at a few points (the noise probe, the directions' pairs), called
+    one by one: entering a parallel kernel with a first-class function costs more. A point
+    that spans the whole buffer is passed as it is; the others replace their range of the
+    buffer and put it back, as ``segment_engine`` does.
     """
     n = buffer.size
     out = np.empty(len(points))
     for j, (lo, hi, v) in enumerate(points):
         if lo == 0 and hi == n:
             out[j] = f(v)
-        else:
-            row = buffer.copy()
-            row[lo:hi] = v
-            out[j] = f(row)
+            continue
+        saved = buffer[lo:hi].copy()
+        buffer[lo:hi] = v
+        out[j] = f(buffer)
+        buffer[lo:hi] = saved
     return out
 
 
@@ -364,8 +351,6 @@ class Evaluator:
             values = batched_segment_engine(
                 self.problem.f, self.problem.layout, self.buffer, points
             )
-        elif engine == "numba" and len(points) >= NUMBA_SEGMENTS:
-            values = numba_segment_engine(self._jitted(), self.buffer, points)
         elif engine == "numba":
             values = _flat_points(self.problem.f, self.buffer, points)
         elif engine == "dask":

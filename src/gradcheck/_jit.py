@@ -26,7 +26,6 @@ CACHE = os.environ.get("GRADCHECK_NUMBA_CACHE", "1") != "0"
 # kernel name -> module that defines it
 KERNELS = {
     "evaluate_flat": "._kernels",
-    "evaluate_rows": "._kernels",
     "build_batch": "._kernels",
     "segment_norms": "._norm_kernel",
 }
@@ -45,7 +44,7 @@ def numba_module():
 def compiled(name: str, parallel: bool = False):
     """Return the kernel ``name`` compiled with the house options.
 
-    The kernels that take the user's ``f`` (``evaluate_flat``, ``evaluate_rows``) are compiled
+    The kernels that take the user's ``f`` (``evaluate_flat``) are compiled
     eagerly for their one signature, in which ``f`` is
     a first-class function ``float64(float64[::1])``: one machine code serves every ``f``
     and can be cached. The other kernels compile lazily for the arrays they are given.
@@ -76,16 +75,9 @@ def _evaluate_flat_signature(numba):
     return t.void(f_type, flat, t.Array(t.int64, 1, "C"), matrix, matrix, t.int64)
 
 
-def _evaluate_rows_signature(numba):
-    t = numba.types
-    f_type = t.FunctionType(t.float64(t.Array(t.float64, 1, "C")))
-    return t.void(f_type, t.Array(t.float64, 2, "C"), t.Array(t.float64, 1, "C"))
-
-
 # Kernels that take the user's f are compiled eagerly for one signature (see `compiled`).
 _SIGNATURES = {
     "evaluate_flat": _evaluate_flat_signature,
-    "evaluate_rows": _evaluate_rows_signature,
 }
 
 

@@ -40,8 +40,3 @@ def build_batch(theta, idx, values, start, out):
         out[r, :] = theta
         out[r, idx[j]] = values[j, q - j * n_values]
 
-
-def evaluate_rows(f, rows, out):
-    """out[r] = f(rows[r]): whole points, one per row (the noise probe, the directions)."""
-    for r in prange(rows.shape[0]):
-        out[r] = f(rows[r])

@@ -31,8 +31,7 @@ from ._results import Note, Verdict
 class Noise:
     """What the probe found."""
 
-    level: float  # the noise of f used for the error model: max(estimate, u |f0|, spread)
-    spread: float  # max - min of repeated f(params)
+    level: float  # the noise of f for the error model: max(estimate, u |f0|, repeats' spread)
     note: Note | None = None  # f is not deterministic: no finite difference can be trusted
 
 
@@ -99,7 +98,7 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
             "kernels?); fix its randomness before checking",
             floor=Verdict.INCONCLUSIVE,
         )
-    return Noise(max(u_f, estimated or 0.0, spread), spread, note)
+    return Noise(max(u_f, estimated or 0.0, spread), note)
 
 
 def ecnoise(values) -> tuple[float | None, str]:

@@ -169,18 +169,17 @@ def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=Non
     return Selection(idx, sample, directions, scope)
 
 
-def fit_budget(budget, costs, sizes, sample, directions, *, method, spent):
+def fit_budget(budget, costs, sizes, sample, directions, *, method):
     """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
 
     ``costs`` is ``(per_call, per_round)``: seconds one evaluation of f takes, and
     evaluations one random direction over every block in scope costs (at least 2 a block;
     more on a large block, where drawing the direction and writing it in are not free).
-    ``sizes`` are those of the blocks in scope. ``spent`` evaluations are reserved already
-    (the noise probe at its most); a coordinate costs as many evaluations as ``method`` has
-    points.
+    ``sizes`` are those of the blocks in scope; a coordinate costs as many evaluations as
+    ``method`` has points.
     """
     per_call, per_round = costs
-    affordable = int(budget / per_call) - spent
+    affordable = int(budget / per_call)
     n_blocks, n = len(sizes), int(sum(sizes))
     per_coordinate = len(METHODS[method].offsets)
     if sample is None and directions is None and per_coordinate * n <= affordable:

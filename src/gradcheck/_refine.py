@@ -123,7 +123,7 @@ def _smooth_note(problem: Any, plan: Plan, smooth: np.ndarray) -> tuple[Note, ..
         Note(
             f"{', '.join(names)}{more} agree at a tenth of the step: their first "
             "disagreement was the truncation error of a curved f, which falls with the "
-            "square of the step (no kink); they are judged at the smaller step"
+            "square of the step (no kink); like kinks, they are left out of the verdicts"
         ),
     )
 
