@@ -98,15 +98,18 @@ def check(
         sends slices of the coordinates to the workers of a ``dask.distributed`` client,
         each running the serial Python or numba engine.
     workers : int, optional
-        Threads the python engine evaluates ``f`` on, each perturbing its own copy of the
-        parameters (``f`` gets its own views of that copy) with BLAS held to one thread
-        (when threadpoolctl is installed). ``f`` must be thread-safe: no shared mutable
-        state (a cache on ``self``, a global counter); numpy releases the GIL in its
-        kernels, so a numpy ``f`` runs on every core. Each worker holds a copy of the
-        parameters. 1: serial. None (default): every core (as many as 1 GiB of copies
-        allows) when the check is expected to take longer than half a second (the first
-        call's time times the evaluations), serially otherwise. The results are those of
-        the serial engine, bit for bit. Other engines ignore it.
+        Threads the python engine evaluates the main plan on, each perturbing its own copy
+        of the parameters (``f`` gets its own views of that copy) with BLAS held to one
+        thread (when threadpoolctl is installed). No conclusion rests on the workers'
+        values alone: the entries that disagree (and the worst-scoring ones) are
+        evaluated again serially, and if ``f`` gives other values there (it shares state
+        between calls: ``model.params = p``, a cache on ``self``) the check evaluates
+        again what the workers did, finishes serially and says so in a note. 1: serial.
+        None (default): when the check is expected to take longer than a second, the
+        workers (every core, as many as 1 GiB of copies allows) are timed against the
+        serial engine on a first slice of the plan and kept only when they give the same
+        values and are faster; a note says which was chosen and why. Other engines
+        ignore it.
     batched : bool
         ``f`` takes a stack of parameter vectors (see ``f``).
     tol : float or (float, float), optional
@@ -233,16 +236,27 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     # One bar through every pass that evaluates; it grows for the kinks' re-checks.
     with _progress.bar(evaluator, show, expected) as bar:
         # The directions, fitted with the plan, keep their share of the time.
+        kept = (selection.directions or 0) * timing[1] * per_call if timing else 0.0
         plan, estimated, cut = _budget.estimate_within(
-            problem, evaluator, plan,
-            deadline.earlier((selection.directions or 0) * timing[1] * per_call
-                             if timing else 0.0),
+            problem, evaluator, plan, deadline.earlier(kept),
             lambda p: _estimate.run(problem, evaluator, p),
         )  # fmt: skip
-        selection = replace(selection, idx=plan.idx)
         evaluator.verify()
         first = _compare.compare(problem, plan, estimated.est, tol=options.tol,
                                  noise_f=noise.level)  # fmt: skip
+        # Nothing is concluded from the workers' values that a serial evaluation does not
+        # give again; where it does not, f is not thread-safe: what the workers evaluated
+        # is evaluated again, serially (the evaluator has switched), and compared again.
+        redo = evaluator.redo(plan.idx[_refine.suspects(problem, plan, estimated.est, first)])
+        if redo.size:
+            positions = np.flatnonzero(np.isin(plan.idx, redo))
+            again = _estimate.run(problem, evaluator, _budget.subplan(plan, positions))
+            est = _estimate.merged(estimated.est, positions, again.est)
+            estimated = replace(estimated, est=est)
+            evaluator.verify()
+            first = _compare.compare(problem, plan, est, tol=options.tol, noise_f=noise.level)
+        evaluator.settle()
+        selection = replace(selection, idx=plan.idx)
         refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first,
                                  deadline)  # fmt: skip
         evaluator.verify()
@@ -260,7 +274,7 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
             comparison, notes = directed.comparison, (*notes, *directed.cut)
             kinks += tuple(k for k in directed.kinks if k.name not in named)
     notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *notes)
-    notes += _widening(problem)
+    notes += (*_widening(problem), *((evaluator.why,) if evaluator.why else ()))
     outcome = _report.Outcome(selection, plan, estimated.est, comparison, kinks, notes)
     return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)
 

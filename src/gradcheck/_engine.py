@@ -15,6 +15,7 @@ the check's one mutable buffer, sends every evaluation to the chosen engine and 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _jit, _progress, _workers
+from . import _jit, _policy, _progress, _workers
 from ._layout import Layout
 from ._problem import (
     Call,
@@ -32,6 +33,7 @@ from ._problem import (
     is_scalar,
     unchanged,
 )
+from ._results import Note
 
 # Coordinates per Python-level batch: bounds the engine's temporary lists (a progress bar
 # moves by time, see _progress.Pace).
@@ -262,6 +264,12 @@ class Evaluator:
     each with the engine chosen for the check, and each adds the points it evaluated to
     ``nfev``: the count is exact by construction. ``verify`` checks that f left its input
     as it was, bit for bit.
+
+    The python engine's workers are trusted only with values a serial evaluation gives
+    again: ``workers=None`` measures them on a first slice of the plan before keeping them
+    (``_on_workers``), ``redo`` evaluates chosen coordinates again serially, and
+    ``settle`` makes every evaluation after the main plan serial. What was decided, and
+    why, is in ``why``.
     """
 
     def __init__(self, problem: Any, *, client: Any = None):
@@ -271,6 +279,14 @@ class Evaluator:
         self.engine = "batched" if problem.call.batched else "python"
         self.client = client
         self.workers = 1  # threads the python engine runs on (choose sets it)
+        # Why the python engine runs serially or on workers, when it was decided on
+        # evidence (the trial, a race): one note, the last word.
+        self.why: Note | None = None
+        self._trial = False  # workers=None: measure the workers before trusting them
+        self._per_call = 0.0  # seconds an evaluation was expected to take, for the trial
+        self._settled = False  # past the main plan: every evaluation serial
+        # (coordinates, points, values) of every run on the workers, until settled
+        self._ran: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.bar: Any = None  # the progress bar (_progress.Bar), while one is shown
         layout = problem.layout
         self._call = None
@@ -298,6 +314,8 @@ class Evaluator:
             room = _workers.WORKERS_BYTES // max(1, self.buffer.nbytes)
             many = max(1, min(_workers.cores(), room))
             self.workers = many if seconds > _workers.WORKERS_SECONDS else 1
+            self._trial = self.workers > 1
+            self._per_call = per_call or self.problem.seconds
         return self.engine
 
     def _pick(self, requested, plan, per_call) -> str:
@@ -335,12 +353,124 @@ class Evaluator:
             from . import _dask
 
             values = _dask.run(self._client(), self.problem, buffer, plan, tick)
-        elif self.workers > 1 and plan.idx.size > 1:
-            values = _workers.run(python_engine, self._worker_copies(), plan.idx, plan.values, tick)
+        elif self.workers > 1 and plan.idx.size > 1 and not self._settled:
+            values = self._on_workers(plan.idx, plan.values, tick)
         else:
             values = python_engine(self._call, buffer, plan.idx, plan.values, tick)
         self.nfev += plan.values.size
         return values
+
+    def _on_workers(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
+        """The python engine's values on the workers, once they have earned it.
+
+        With ``workers=None`` the first plan large enough is the trial: a slice serially,
+        the next on the workers, a few of the workers' points again serially. The workers
+        keep the rest only when their values came back the same and they were faster by
+        ``_workers.PAYS``; otherwise the rest runs serially and a note says why.
+        """
+        if not self._trial:
+            return self._threaded(idx, points, tick)
+        m, many = idx.size, self.workers
+        per_row = self._per_call * points.shape[1]
+        k = max(
+            _workers.TRIAL_ROWS * many,
+            math.ceil(_workers.TRIAL_SHARE * m),
+            math.ceil(_workers.TRIAL_SECONDS / max(per_row, 1e-9)),
+        )
+        if 2 * k > m:  # too few to measure (a budget's first slice): serial, trial pending
+            return python_engine(self._call, self.buffer, idx, points, tick)
+        self._trial = False
+        # What a process pays once (the workers' copies of theta, importing threadpoolctl)
+        # is no part of what the threads cost per evaluation.
+        self._worker_copies()
+        with _workers.blas_one_thread():
+            pass
+        began = time.perf_counter()
+        first = python_engine(self._call, self.buffer, idx[:k], points[:k], tick)
+        serial = time.perf_counter() - began
+        began = time.perf_counter()
+        second = self._threaded(idx[k : 2 * k], points[k : 2 * k], tick)
+        threaded = time.perf_counter() - began
+        probe = np.unique(np.linspace(0, k - 1, min(k, _workers.TRIAL_REPRODUCE)).astype(int))
+        if not self._same_serially(idx[k + probe], points[k + probe], second[probe]):
+            self._unsafe(many)
+            second = python_engine(self._call, self.buffer, idx[k : 2 * k], points[k : 2 * k])
+            self.nfev += second.size  # evaluated twice: once on the workers, once here
+        elif not _workers.pays(serial, threaded):
+            self.workers = 1  # what the workers gave stays in _ran, to be reproduced
+            self.why = Note(
+                f"checked serially: {many} workers were not faster on this f "
+                f"({serial / threaded:.2f}x serial on a slice of {k:,} coordinates; "
+                "f holds the GIL, or its calls are too short to share); workers=N "
+                "insists"
+            )
+        else:
+            self.why = Note(
+                f"{many} workers: {serial / threaded:.1f}x as fast as serial on a slice of "
+                f"{k:,} coordinates, with the values a serial evaluation gives; workers=1 "
+                "checks serially"
+            )
+        rest = (idx[2 * k :], points[2 * k :])
+        if self.workers > 1:
+            third = self._threaded(*rest, tick)
+        else:
+            third = python_engine(self._call, self.buffer, *rest, tick)
+        return np.concatenate([first, second, third])
+
+    def _threaded(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
+        values = _workers.run(python_engine, self._worker_copies(), idx, points, tick)
+        self._ran.append((idx, points, values))
+        return values
+
+    def redo(self, idx: np.ndarray) -> np.ndarray:
+        """The coordinates to evaluate again, serially: none when f, evaluated serially,
+        gives again what the workers gave at the coordinates ``idx`` (those of them the
+        workers evaluated) to REPRODUCE_ULPS; else every coordinate the workers evaluated.
+
+        When f does not give the same values, it is not safe to call from several threads
+        (it shares state between calls): the evaluator runs serially from now on and a
+        note says so.
+        """
+        none = np.empty(0, dtype=np.int64)
+        if not self._ran:
+            return none
+        many = max(self.workers, len(self._copies))
+        ran = [np.concatenate(parts) for parts in zip(*self._ran, strict=True)]
+        where = np.isin(ran[0], idx)
+        if not where.any() or self._same_serially(ran[0][where], ran[1][where], ran[2][where]):
+            return none
+        self._unsafe(many)
+        return ran[0]
+
+    def settle(self) -> None:
+        """Evaluate serially from now on: the passes after the main plan (kink re-checks,
+        directions) decide on a few points each, and a value from a race there could hide a
+        wrong entry as a kink or name a right one.
+        """
+        self._settled = True
+        self._ran.clear()
+
+    def _same_serially(self, idx: np.ndarray, points: np.ndarray, values: np.ndarray) -> bool:
+        # BLAS on one thread, as on the workers: a pure f gives the same bits.
+        with _workers.blas_one_thread():
+            again = python_engine(self._call, self.buffer, idx, points)
+        self.nfev += again.size
+        tol = _policy.REPRODUCE_ULPS * np.finfo(self.problem.dtype).eps
+        with np.errstate(invalid="ignore"):
+            same = (again == values) | (
+                np.abs(again - values) <= tol * np.maximum(np.abs(again), np.abs(values))
+            )
+        return bool((same | (np.isnan(again) & np.isnan(values))).all())
+
+    def _unsafe(self, many: int) -> None:
+        self.workers = 1
+        self._trial = False
+        self._ran.clear()
+        self.why = Note(
+            f"f gave different values on {many} threads than serially: it shares state "
+            "between calls (an object whose parameters it assigns, a cache on self); "
+            "checked serially"
+        )
 
     def segments(self, points: list) -> np.ndarray:
         """F at each point ``(lo, hi, v)``: the buffer with ``[lo:hi]`` replaced by ``v``."""

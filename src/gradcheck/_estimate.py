@@ -61,6 +61,16 @@ class Estimate:
     one_sided: np.ndarray  # float64 (m, 2): (left, right) slopes; NaN where not available
 
 
+def merged(est: Estimate, positions: np.ndarray, again: Estimate) -> Estimate:
+    """``est`` with the entries at ``positions`` replaced by those of ``again``."""
+    fields = {}
+    for name in ("gradapprox", "bad", "sensitivity", "one_sided"):
+        column = getattr(est, name).copy()
+        column[positions] = getattr(again, name)
+        fields[name] = column
+    return Estimate(**fields)
+
+
 def estimate(plan: Plan, evaluations: np.ndarray, f0: float) -> Estimate:
     """Combine the evaluations as ``plan.method`` prescribes.
 

@@ -82,6 +82,19 @@ NOISE_SPAN = 4096
 # The probe's cost at most, in evaluations: the repeats and every line it may draw.
 NOISE_MOST = 2 + (NOISE_POINTS - 1) * (NOISE_ATTEMPTS + 1)
 
+# ------------------------------------------------------------------ parallel evaluation
+# Values of f from worker threads count only where a serial evaluation gives them again to
+# this many units in the last place of the larger of the two: a pure f on its own copy of
+# theta, with BLAS on one thread in both, gives the same bits, while an f that shares state
+# between calls (model.params = p; model.loss(X, y)) mixes up the perturbations and is off
+# by the step times a derivative, ~1e-6 relative at least. The slack covers kernels that
+# sum in an order of their own (a framework's threaded reductions).
+REPRODUCE_ULPS = 64
+# Besides every entry that disagrees (up to PER_BLOCK per block, those the kink pass would
+# examine), this many of the worst-scoring entries of a parallel run are evaluated again
+# serially, so that a passing check too has seen its parallel values reproduced.
+REPRODUCE_MOST = 16
+
 # ------------------------------------------------------------------ steps
 # A user's step divides by its nominal width wherever the stored values span it to this
 # relative accuracy (float64 near |x| ~ 1 is ~1e-9 off), else by the width actually taken.

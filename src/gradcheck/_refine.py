@@ -256,6 +256,23 @@ def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -
     return _Smaller(agrees, falls[0], sides, slacks, valid)
 
 
+def suspects(problem: Any, plan: Plan, est: Estimate, first: Comparison) -> np.ndarray:
+    """Positions in ``plan`` whose values a conclusion will rest on: per block, the worst
+    PER_BLOCK entries that disagree (those this pass examines and the report names), and
+    the REPRODUCE_MOST worst-scoring entries of the whole plan.
+    """
+    if plan.method == "complex" or not plan.idx.size:
+        return np.empty(0, dtype=np.int64)
+    a = problem.analytic[plan.idx]
+    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.tol_dtype)
+    score[est.bad] = np.inf  # f not finite there: a value to see again too
+    flagged = [
+        p[: _policy.PER_BLOCK] for p in flagged_positions(plan, problem.layout.offsets, score)
+    ]
+    worst = np.argsort(-score, kind="stable")[: _policy.REPRODUCE_MOST]
+    return np.unique(np.concatenate([worst, *flagged]))
+
+
 def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:
     """Per block, the positions in ``plan`` whose score exceeds 1, worst first."""
     bounds = np.searchsorted(plan.idx, offsets)

@@ -9,6 +9,18 @@ numpy MLP, batch 64, BLAS at one thread, 4,052 coordinates): serial 2.86 s, 2 th
 Each worker owns a copy of theta and f's views of it (its own structure), perturbs only
 that copy and restores it bitwise, exactly as the serial engine does with the shared buffer:
 every point is evaluated on the same bits, so the results are those of the serial engine.
+
+Threads are only as safe as f: an f that writes its parameters into an object
+(``model.params = p; model.loss(X, y)``) or caches on ``self`` shares that object between
+the threads, and the values come out of a race. So ``workers=None`` (the default) does not
+trust threads on sight: it measures a first slice of the plan serially and the next on the
+workers, has a few of the workers' values evaluated again serially, and keeps the workers
+only when they gave the same values and were faster (``Trial``); the check then has the
+entries that disagree evaluated again serially before anything is concluded from them
+(``Evaluator.redo``). Forked processes would give each worker its own copy of the
+user's objects, but they cannot be used by default: forking a process that runs threads
+(numba's, BLAS's, a framework's) can deadlock, Python 3.12 warns against it, and elsewhere
+than Linux a process must be sent a pickled f, which a closure over a model is not.
 """
 
 from __future__ import annotations
@@ -26,13 +38,28 @@ import numpy as np
 # this (the first call's time x the points of the plan). Starting the threads and copying
 # theta costs milliseconds, but an f that holds the GIL (pure Python, or numpy on tiny
 # arrays) gains nothing from threads and loses some time to switching between them; below
-# half a second the most threads could save is a quarter of a second on 2 cores, not worth
-# that risk.
-WORKERS_SECONDS = 0.5
+# a second the most threads could save is half a second on 2 cores, and the trial below
+# (a twentieth of the check run both ways) would be a large share of the check.
+WORKERS_SECONDS = 1.0
 # workers=None makes no more copies of theta than fit in this much memory (each worker
 # holds one): on a many-core machine a model of 10^7 float64 parameters would otherwise
 # take 80 MB a core.
 WORKERS_BYTES = 1 << 30
+# workers=None measures before it trusts the workers: a first slice of the plan this share
+# of it (at least TRIAL_ROWS rows a worker, so every worker gets pieces, and TRIAL_SECONDS
+# of evaluations, so that starting the threads and a loaded machine's scheduling do not
+# decide) is run serially,
+# the next as large on the workers; the workers are kept only when that was faster by the
+# factor PAYS (timings on a loaded machine wobble by several percent, and a wrong choice
+# costs more than the gain it was after). A plan too small for two such slices runs
+# serially: it is short (see WORKERS_SECONDS) and threads could save little.
+TRIAL_SHARE = 0.05
+TRIAL_ROWS = 4
+TRIAL_SECONDS = 0.05
+PAYS = 1.15
+# Of the slice the workers ran, this many points are evaluated again serially before the
+# workers are trusted with the rest (see Evaluator.redo for the rule).
+TRIAL_REPRODUCE = 4
 # Pieces per worker, handed out as workers become free: a few per worker balance uneven
 # costs (an f slower on some blocks) without making the pieces so small their bookkeeping
 # shows.
@@ -47,6 +74,13 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def pays(serial: float, threaded: float) -> bool:
+    """Whether workers that took ``threaded`` seconds on a slice the serial engine took
+    ``serial`` seconds for (as large) are worth keeping for the rest of the plan.
+    """
+    return threaded * PAYS < serial
 
 
 def blas_one_thread():
