@@ -57,13 +57,13 @@ def test_a_pass_cut_short_says_what_it_left_out(monkeypatch):
     # The plan is fitted to a timing 100 times too fast: the coordinate pass must stop at
     # the deadline and say how much of the plan it checked.
     model = SleepyModel(n=10_000)
-    from gradcheck import _engine
+    from gradcheck import _evaluator
 
     def fast(self):
         self.nfev += 1
         return 1e-5
 
-    monkeypatch.setattr(_engine.Evaluator, "time_one", fast)
+    monkeypatch.setattr(_evaluator.Evaluator, "time_one", fast)
     started = time.perf_counter()
     r = gradcheck.check(model.loss, model.params, model.grad(), budget=1.0, seed=0,
                         noise=False)  # fmt: skip

@@ -126,14 +126,14 @@ def test_batched_engine_with_a_structure_and_small_memory_budget(mlp, monkeypatc
 
 
 def test_auto_engine_keeps_small_checks_off_the_compiler(monkeypatch):
-    from gradcheck import _engine, _jit
+    from gradcheck import _evaluator, _jit
 
     monkeypatch.setattr(_jit, "is_compiled", lambda *a, **k: False)
     theta = np.linspace(-1, 1, 10)
     r = gradcheck.check(models.cubic_flat, theta, models.cubic_grad(theta))
     assert r.engine == "python"
     # A check estimated to take longer than a compile goes to numba.
-    monkeypatch.setattr(_engine, "AUTO_NUMBA_SECONDS", 0.0)
+    monkeypatch.setattr(_evaluator, "AUTO_NUMBA_SECONDS", 0.0)
     r = gradcheck.check(models.cubic_flat, theta, models.cubic_grad(theta))
     assert r.engine == "numba"
 

@@ -247,7 +247,7 @@ def test_progress_bar_writes_to_stderr(capsys):
 
 
 def test_budget_plans_what_one_evaluation_time_allows(monkeypatch):
-    from gradcheck import _engine
+    from gradcheck import _evaluator
 
     def ten_ms(self):  # 10 ms per evaluation, counted like a real one
         self.nfev += 1
@@ -255,7 +255,7 @@ def test_budget_plans_what_one_evaluation_time_allows(monkeypatch):
 
     # Timed at 10 ms, an evaluation really takes well under 1 ms here: the fit decides
     # what is checked, and the deadline, 20 s away, never cuts the check short.
-    monkeypatch.setattr(_engine.Evaluator, "time_one", ten_ms)
+    monkeypatch.setattr(_evaluator.Evaluator, "time_one", ten_ms)
     model = Separable({"W": 200_000, "b": 10})
     r = gradcheck.check(model.loss, model.params, model.grad(), budget=20.0, seed=0)
     # 20 s at 10 ms: 2,000 evaluations, of which the plan may take 80% (the rest is kept for

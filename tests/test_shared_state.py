@@ -27,6 +27,7 @@ def engaged(monkeypatch):
     worst case, where only the serial re-evaluation stands between a race and a verdict.
     """
     monkeypatch.setattr(_workers, "WORKERS_SECONDS", 0.0)
+    monkeypatch.setattr(_workers, "TRIAL_SECONDS", 0.0)
     monkeypatch.setattr(_workers, "cores", lambda: 2)
     monkeypatch.setattr(_workers, "pays", lambda serial, threaded: True)
 

@@ -144,7 +144,7 @@ def test_coarsest_is_the_difference_a_five_percent_error_makes():
 
 
 def test_the_noise_probe_starts_at_the_loss_dtype_resolution():
-    from gradcheck import _engine, _noise, _problem
+    from gradcheck import _evaluator, _noise, _problem
 
     x = np.linspace(0.5, 1.5, 40)  # float64 parameters, a float32 loss
 
@@ -153,7 +153,7 @@ def test_the_noise_probe_starts_at_the_loss_dtype_resolution():
 
     problem = _problem.build(f, x, x, batched=False)
     assert problem.dtype == np.float32
-    evaluator = _engine.Evaluator(problem)
+    evaluator = _evaluator.Evaluator(problem)
     rounding = _noise.rounding(problem.f0, np.dtype(np.float32))
     found = _noise.measure(problem, evaluator, np.random.default_rng(0))
     # The repeats, one line at the float32 spacing and its finer twin: no retries.

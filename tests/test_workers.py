@@ -124,6 +124,7 @@ def test_the_default_tries_the_workers_only_when_the_check_is_long(mlp, monkeypa
 
     monkeypatch.setattr(_workers, "cores", lambda: 3)
     monkeypatch.setattr(_workers, "WORKERS_SECONDS", 0.0)
+    monkeypatch.setattr(_workers, "TRIAL_SECONDS", 0.0)  # slices by share, on any machine
     # Whether threads pay depends on the machine and its load (the benchmarks measure it);
     # here they are taken to, and the check must keep them.
     monkeypatch.setattr(_workers, "pays", lambda serial, threaded: True)
@@ -157,6 +158,7 @@ def test_the_default_stays_serial_where_threads_do_not_pay(monkeypatch):
         return float(v @ v) + total
 
     monkeypatch.setattr(_workers, "WORKERS_SECONDS", 0.0)
+    monkeypatch.setattr(_workers, "TRIAL_SECONDS", 0.0)  # slices by share, on any machine
     monkeypatch.setattr(_workers, "cores", lambda: 2)
     monkeypatch.setattr(_workers, "pays", lambda serial, threaded: False)  # as measured
     report = gradcheck.check(python_loops, x, 2 * x, engine="python", seed=1)

@@ -17,8 +17,8 @@ from . import (
     _budget,
     _compare,
     _directions,
-    _engine,
     _estimate,
+    _evaluator,
     _noise,
     _options,
     _plan,
@@ -215,7 +215,7 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     # One stream each for the noise probe, the sample and the directions, so that turning
     # one of them on or off leaves what the others draw unchanged.
     noise_rng, sample_rng, direction_rng = _streams(seed, options)
-    evaluator = _engine.Evaluator(problem, client=options.client)
+    evaluator = _evaluator.Evaluator(problem, client=options.client)
     # With a budget the noise probe runs first, so that the plan is fitted to the time it
     # really left rather than to its worst case.
     scope = tuple(range(len(problem.layout.blocks))) if blocks is None else tuple(blocks)
@@ -234,7 +234,7 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     expected = plan.values.size + directed_evals
     show = _progress.wanted(options.progress, per_call or problem.seconds, expected)
     # One bar through every pass that evaluates; it grows for the kinks' re-checks.
-    with _progress.bar(evaluator, show, expected) as bar:
+    with evaluator.progress(show, expected) as bar:
         # The directions, fitted with the plan, keep their share of the time.
         kept = (selection.directions or 0) * timing[1] * per_call if timing else 0.0
         plan, estimated, cut = _budget.estimate_within(

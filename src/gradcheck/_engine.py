@@ -1,16 +1,27 @@
-"""Engines and the evaluator: evaluate f at every perturbed point of a plan; nothing else.
+"""Engines: evaluate f at the perturbed points they are given; nothing else.
 
-- ``python``: any callable. Perturbs the shared flat buffer in place, one entry at a time, and
-  writes back the saved value (bitwise); f sees views of that buffer in the user's structure.
-- ``numba``: a jitted ``f(flat float64 array) -> float64``; one parallel kernel call evaluates
-  a whole chunk of coordinates, each thread on its own copy of theta.
-- ``batched``: ``f`` takes a stack of parameter vectors; a kernel builds the stacks in chunks
-  sized by a memory budget.
+Each engine is a class with the same four methods — ``run(idx, points, tick)`` (f with
+coordinate ``idx[j]`` set to each ``points[j, k]``), ``points(points)`` (f with a range of
+the buffer replaced, for the noise probe and the directions), ``at_params()`` (one call, to
+time) and ``buffers()`` (every copy of theta it perturbs, for the evaluator's check that f
+left its input alone) — over the check's one buffer, which the ``Evaluator``
+(``_evaluator``) owns:
 
-- ``dask``: slices of the plan on the workers of a ``dask.distributed`` client (``_dask``).
+- ``PythonEngine``: any callable. Perturbs the shared flat buffer in place, one entry at a
+  time, and writes back the saved value (bitwise); f sees views of that buffer in the
+  user's structure. On worker threads, each with its own copy of theta, where that is safe
+  and pays (``_workers``), and the complex step.
+- ``NumbaEngine``: a jitted ``f(flat float64 array) -> float64``; one parallel kernel call
+  evaluates a whole chunk of coordinates, each thread on its own copy of theta.
+- ``BatchedEngine``: ``f`` takes a stack of parameter vectors; a kernel builds the stacks in
+  chunks sized by a memory budget.
+- ``DaskEngine`` (``_dask``): slices of the plan on the workers of a ``dask.distributed``
+  client.
 
-Engines return the raw values ``F[j, k]``; they decide no verdicts. The ``Evaluator`` holds
-the check's one mutable buffer, sends every evaluation to the chosen engine and counts them.
+Engines return the raw values ``F[j, k]``; they decide no verdicts and count nothing
+themselves: an evaluation beyond those asked for (the python engine's serial
+re-evaluations) is reported to the evaluator through ``count``. A new engine is one class
+with these methods, and one line in ``Evaluator.choose``.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,10 +39,10 @@ from ._layout import Layout
 from ._problem import (
     Call,
     FunctionOutputError,
+    Problem,
     batch_values,
     framework_scalar_dtype,
     is_scalar,
-    unchanged,
 )
 from ._results import Note
 
@@ -62,7 +73,7 @@ def python_engine(
     """
     m, n_values = values.shape
     out = np.empty(m * n_values)
-    cell = memoryview(buffer)  # item access without creating numpy scalars
+    cell = buffer.data  # a memoryview: item access without creating numpy scalars
     pace = _progress.Pace(progress, PY_CHUNK)
     for start in range(0, m, PY_CHUNK):
         stop = min(start + PY_CHUNK, m)
@@ -251,114 +262,115 @@ def _flat_points(f: Any, buffer: np.ndarray, points: list) -> np.ndarray:
     return out
 
 
-# engine="auto" compiles the numba kernel only when the Python engine would take longer than
-# a first compile costs here (1-2 s), unless the kernel is already compiled in this process.
-AUTO_NUMBA_SECONDS = 1.0
+def numba_unsuitable(problem: Problem, buffer: np.ndarray) -> str | None:
+    """Why the numba engine cannot run this check on (writable) ``buffer``, or None."""
+    f, layout = problem.f, problem.layout
+    block = layout.blocks[0]
+    if not _jit.is_jitted(f):
+        return f"`f` jitted with numba (numba.njit), got {type(f).__name__} {f!r:.60}"
+    if len(layout.blocks) > 1 or block.path != () or len(block.shape) != 1:
+        return f"`params` to be one 1-D array, got blocks {[b.name for b in layout.blocks]}"
+    if buffer.dtype != np.float64 or block.dtype != np.float64:
+        return f"`params` of dtype float64, got {block.dtype}"
+    if hasattr(f, "overloads"):
+        returns = _jit.return_type_name(f, buffer)
+    else:  # the JIT is disabled: the first call showed what f returns
+        plain = not (problem.call.pair or problem.call.array_valued)
+        returns = str(problem.loss_dtype) if plain else "a pair or an array"
+    if returns != "float64":
+        return f"`f(params)` to return a float64 (and `grad` given separately), got {returns}"
+    return None
 
 
-class Evaluator:
-    """The one mutable part of a check: the buffer f is evaluated on, and the count.
+class Engine(Protocol):
+    """What the evaluator asks of an engine (see the module's docstring)."""
 
-    Every evaluation of f after the first call goes through ``run`` (a plan),
-    ``segments`` (points that replace a range of the buffer), ``complex`` or ``time_one``,
-    each with the engine chosen for the check, and each adds the points it evaluated to
-    ``nfev``: the count is exact by construction. ``verify`` checks that f left its input
-    as it was, bit for bit.
+    name: str
 
-    The python engine's workers are trusted only with values a serial evaluation gives
-    again: ``workers=None`` measures them on a first slice of the plan before keeping them
-    (``_on_workers``), ``redo`` evaluates chosen coordinates again serially, and
-    ``settle`` makes every evaluation after the main plan serial. What was decided, and
+    def run(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray: ...
+
+    def points(self, points: list) -> np.ndarray: ...
+
+    def at_params(self) -> None: ...
+
+    def buffers(self) -> tuple[np.ndarray, ...]: ...
+
+
+class PythonEngine:
+    """Any callable: the buffer perturbed in place, serially or on worker threads.
+
+    Workers are trusted only with values a serial evaluation gives again: with
+    ``trial=True`` (``workers=None``) they are measured on a first slice of the plan before
+    they are kept (``_on_workers``), ``redo`` evaluates chosen coordinates again serially,
+    and ``settle`` makes every evaluation after the main plan serial. What was decided, and
     why, is in ``why``.
     """
 
-    def __init__(self, problem: Any, *, client: Any = None):
+    name = "python"
+
+    def __init__(self, problem: Problem, buffer: np.ndarray, count: Callable[[int], None]):
         self.problem = problem
-        self.buffer = problem.theta.copy()
-        self.nfev = problem.calls  # the first call, which built the problem
-        self.engine = "batched" if problem.call.batched else "python"
-        self.client = client
-        self.workers = 1  # threads the python engine runs on (choose sets it)
-        # Why the python engine runs serially or on workers, when it was decided on
-        # evidence (the trial, a race): one note, the last word.
+        self.buffer = buffer
+        self.call = caller(problem.f, problem.layout.structure(buffer), problem.call)
+        self._count = count  # evaluations beyond those asked for, told to the evaluator
+        self.workers = 1  # threads the main plan runs on
+        # Why the engine runs serially or on workers, when it was decided on evidence (the
+        # trial, a race): one note, the last word.
         self.why: Note | None = None
-        self._trial = False  # workers=None: measure the workers before trusting them
+        self._trial = False  # measure the workers before trusting them
         self._per_call = 0.0  # seconds an evaluation was expected to take, for the trial
         self._settled = False  # past the main plan: every evaluation serial
         # (coordinates, points, values) of every run on the workers, until settled
         self._ran: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.bar: Any = None  # the progress bar (_progress.Bar), while one is shown
-        layout = problem.layout
-        self._call = None
-        self._cbuffer = self._ccall = None  # the complex step's buffer, made when needed
-        self._first_class = None  # the jitted f as the numba kernels take it
-        self._copies: list = []  # each worker's (buffer, call), made when first needed
-        if not problem.call.batched:
-            self._call = caller(problem.f, layout.structure(self.buffer), problem.call)
+        self._copies: list[tuple[np.ndarray, Callable[[], Any]]] = []  # each worker's own
+        self._complex: tuple[np.ndarray, Callable[[], Any]] | None = None
+        self._evaluations = 0  # the main plan's, for the trial's decision
+        self._points_timed = (0.0, 0)  # seconds and count of the points evaluated
 
-    # ------------------------------------------------------------- choosing
-    def choose(
-        self, requested: str, plan: Any, per_call: float | None, workers: int | None = 1
-    ) -> str:
-        """Pick the engine for ``requested`` ("auto" or a name) and use it from now on, and
-        how many threads the python engine runs on (``workers``; None: every core when the
-        check is long enough to repay them).
+    def use_workers(
+        self, workers: int, *, trial: bool, per_call: float = 0.0, evaluations: int = 0
+    ) -> None:
+        """Run the main plan on ``workers`` threads; with ``trial``, only once they have
+        been measured faster than serial and giving the same values, and only if the plan's
+        ``evaluations`` take longer than ``_workers.WORKERS_SECONDS`` at ``per_call``
+        seconds each (or at what the points evaluated since, the noise probe's, cost).
         """
-        self.engine = self._pick(requested, plan, per_call)
-        if self.engine != "python" or plan.method == "complex":
-            self.workers = 1  # the other engines are parallel in their own way, or serial
-        elif workers is not None:
-            self.workers = workers
-        else:
-            seconds = (per_call or self.problem.seconds) * plan.values.size
-            room = _workers.WORKERS_BYTES // max(1, self.buffer.nbytes)
-            many = max(1, min(_workers.cores(), room))
-            self.workers = many if seconds > _workers.WORKERS_SECONDS else 1
-            self._trial = self.workers > 1
-            self._per_call = per_call or self.problem.seconds
-        return self.engine
+        self.workers = workers
+        self._trial = trial and workers > 1
+        self._per_call = per_call
+        self._evaluations = evaluations
 
-    def _pick(self, requested, plan, per_call) -> str:
-        if plan.method == "complex":
-            return "python"  # the options were checked up front
-        if self.problem.call.batched:
-            if requested == "dask":
-                raise ValueError("engine='dask' runs one point per call: use batched=False")
-            return "batched"
-        if requested in ("python", "dask"):
-            return requested
-        unsuitable = numba_unsuitable(self.problem, self.buffer)
-        if requested == "numba":
-            if unsuitable:
-                raise ValueError(f"engine='numba' needs {unsuitable}")
-            return "numba"
-        if unsuitable or plan.idx.size == 0:
-            return "python"
-        if _jit.is_compiled("evaluate_flat", parallel=True):
-            return "numba"
-        if per_call is None:
-            per_call = self.time_one()
-        return "numba" if per_call * plan.values.size > AUTO_NUMBA_SECONDS else "python"
+    def run(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
+        if self.workers > 1 and idx.size > 1 and not self._settled:
+            return self._on_workers(idx, points, tick)
+        return python_engine(self.call, self.buffer, idx, points, tick)
 
-    # ------------------------------------------------------------- evaluating
-    def run(self, plan: Any) -> np.ndarray:
-        """``F[j, k]``: f with coordinate ``plan.idx[j]`` set to ``plan.values[j, k]``."""
-        engine, f, buffer = self.engine, self.problem.f, self.buffer
-        tick = self._ticker(*plan.values.shape)
-        if engine == "batched":
-            values = batched_engine(f, self.problem.layout, buffer, plan.idx, plan.values, tick)
-        elif engine == "numba":
-            values = numba_engine(self._jitted(), buffer, plan.idx, plan.values, tick)
-        elif engine == "dask":
-            from . import _dask
-
-            values = _dask.run(self._client(), self.problem, buffer, plan, tick)
-        elif self.workers > 1 and plan.idx.size > 1 and not self._settled:
-            values = self._on_workers(plan.idx, plan.values, tick)
-        else:
-            values = python_engine(self._call, buffer, plan.idx, plan.values, tick)
-        self.nfev += plan.values.size
+    def points(self, points: list) -> np.ndarray:
+        # Timed: the first call's time includes what f pays once (a compile, cold caches),
+        # and the noise probe's points before the plan say what a call costs.
+        began = time.perf_counter()
+        values = segment_engine(self.call, self.buffer, points)
+        seconds, count = self._points_timed
+        self._points_timed = (seconds + time.perf_counter() - began, count + len(points))
         return values
+
+    def at_params(self) -> None:
+        self.call()
+
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        return (self.buffer, *(b for b, _ in self._copies))
+
+    def complex(self, idx: np.ndarray, steps: np.ndarray, tick: Progress) -> np.ndarray:
+        """F at ``x + i h_j e_j`` for each coordinate ``idx[j]`` (complex when f kept it),
+        on a complex copy of the buffer made on first use.
+        """
+        if self._complex is None:
+            kind = np.complex128 if self.buffer.dtype == np.float64 else np.complex64
+            cbuffer = self.buffer.astype(kind)
+            struct = self.problem.layout.structure(cbuffer)
+            self._complex = (cbuffer, caller(self.problem.f, struct, self.problem.call))
+        cbuffer, call = self._complex
+        return complex_engine(call, cbuffer, idx, steps, tick)
 
     def _on_workers(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
         """The python engine's values on the workers, once they have earned it.
@@ -371,6 +383,12 @@ class Evaluator:
         if not self._trial:
             return self._threaded(idx, points, tick)
         m, many = idx.size, self.workers
+        seconds, count = self._points_timed
+        if count:
+            self._per_call = min(self._per_call, seconds / count)
+        if self._per_call * self._evaluations <= _workers.WORKERS_SECONDS:
+            self._trial, self.workers = False, 1  # short after all: threads save little
+            return python_engine(self.call, self.buffer, idx, points, tick)
         per_row = self._per_call * points.shape[1]
         k = max(
             _workers.TRIAL_ROWS * many,
@@ -378,7 +396,7 @@ class Evaluator:
             math.ceil(_workers.TRIAL_SECONDS / max(per_row, 1e-9)),
         )
         if 2 * k > m:  # too few to measure (a budget's first slice): serial, trial pending
-            return python_engine(self._call, self.buffer, idx, points, tick)
+            return python_engine(self.call, self.buffer, idx, points, tick)
         self._trial = False
         # What a process pays once (the workers' copies of theta, importing threadpoolctl)
         # is no part of what the threads cost per evaluation.
@@ -386,7 +404,7 @@ class Evaluator:
         with _workers.blas_one_thread():
             pass
         began = time.perf_counter()
-        first = python_engine(self._call, self.buffer, idx[:k], points[:k], tick)
+        first = python_engine(self.call, self.buffer, idx[:k], points[:k], tick)
         serial = time.perf_counter() - began
         began = time.perf_counter()
         second = self._threaded(idx[k : 2 * k], points[k : 2 * k], tick)
@@ -394,8 +412,8 @@ class Evaluator:
         probe = np.unique(np.linspace(0, k - 1, min(k, _workers.TRIAL_REPRODUCE)).astype(int))
         if not self._same_serially(idx[k + probe], points[k + probe], second[probe]):
             self._unsafe(many)
-            second = python_engine(self._call, self.buffer, idx[k : 2 * k], points[k : 2 * k])
-            self.nfev += second.size  # evaluated twice: once on the workers, once here
+            second = python_engine(self.call, self.buffer, idx[k : 2 * k], points[k : 2 * k])
+            self._count(second.size)  # evaluated twice: once on the workers, once here
         elif not _workers.pays(serial, threaded):
             self.workers = 1  # what the workers gave stays in _ran, to be reproduced
             self.why = Note(
@@ -414,7 +432,7 @@ class Evaluator:
         if self.workers > 1:
             third = self._threaded(*rest, tick)
         else:
-            third = python_engine(self._call, self.buffer, *rest, tick)
+            third = python_engine(self.call, self.buffer, *rest, tick)
         return np.concatenate([first, second, third])
 
     def _threaded(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
@@ -448,13 +466,16 @@ class Evaluator:
         wrong entry as a kink or name a right one.
         """
         self._settled = True
+        if self._trial:  # the plan never grew large enough to measure: it ran serially
+            self._trial = False
+            self.workers = 1
         self._ran.clear()
 
     def _same_serially(self, idx: np.ndarray, points: np.ndarray, values: np.ndarray) -> bool:
         # BLAS on one thread, as on the workers: a pure f gives the same bits.
         with _workers.blas_one_thread():
-            again = python_engine(self._call, self.buffer, idx, points)
-        self.nfev += again.size
+            again = python_engine(self.call, self.buffer, idx, points)
+        self._count(again.size)
         tol = _policy.REPRODUCE_ULPS * np.finfo(self.problem.dtype).eps
         with np.errstate(invalid="ignore"):
             same = (again == values) | (
@@ -472,63 +493,6 @@ class Evaluator:
             "checked serially"
         )
 
-    def segments(self, points: list) -> np.ndarray:
-        """F at each point ``(lo, hi, v)``: the buffer with ``[lo:hi]`` replaced by ``v``."""
-        if not points:
-            return np.empty(0)
-        engine = self.engine
-        if engine == "batched":
-            values = batched_segment_engine(
-                self.problem.f, self.problem.layout, self.buffer, points
-            )
-        elif engine == "numba":
-            values = _flat_points(self.problem.f, self.buffer, points)
-        elif engine == "dask":
-            from . import _dask
-
-            values = _dask.segments(self._client(), self.problem, self.buffer, points)
-        else:
-            values = segment_engine(self._call, self.buffer, points)
-        self.nfev += len(points)
-        if self.bar is not None:
-            self.bar.expect(len(points))
-            self.bar.update(len(points))
-        return values
-
-    def complex(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """F at ``x + i h_j e_j`` for each coordinate ``idx[j]`` (complex when f kept it)."""
-        if self._cbuffer is None:
-            kind = np.complex128 if self.buffer.dtype == np.float64 else np.complex64
-            self._cbuffer = self.buffer.astype(kind)
-            struct = self.problem.layout.structure(self._cbuffer)
-            self._ccall = caller(self.problem.f, struct, self.problem.call)
-        values = complex_engine(self._ccall, self._cbuffer, idx, steps, self._ticker(idx.size, 1))
-        self.nfev += int(idx.size)
-        return values
-
-    def time_one(self) -> float:
-        """Seconds one evaluation of f takes, at params."""
-        started = time.perf_counter()
-        if self._call is None:
-            batch_values(self.problem.f, self.problem.layout, self.buffer.reshape(1, -1), 1)
-        else:
-            self._call()
-        self.nfev += 1
-        return max(time.perf_counter() - started, 1e-9)
-
-    def verify(self, who: str = "f") -> None:
-        """Raise ``ValueError`` if f changed its input (bitwise) since the check began."""
-        for buffer in (self.buffer, *(b for b, _ in self._copies)):
-            unchanged(self.problem.layout, buffer, self.problem.theta, who)
-
-    def _ticker(self, m: int, per: int) -> Progress:
-        """The bar's update for a run of ``m`` coordinates of ``per`` evaluations each."""
-        bar = self.bar
-        if bar is None:
-            return None
-        bar.expect(m * per)
-        return lambda done: bar.update(done * per)
-
     def _worker_copies(self) -> list:
         """Each worker's own copy of theta and f bound to its own views: made once, kept
         (each run leaves every copy restored bitwise, as ``verify`` checks).
@@ -539,33 +503,49 @@ class Evaluator:
             self._copies.append((own, caller(problem.f, layout.structure(own), problem.call)))
         return self._copies[: self.workers]
 
-    def _jitted(self):
+
+class NumbaEngine:
+    """A jitted flat f: the parallel kernel for plans, f called directly at a few points."""
+
+    name = "numba"
+
+    def __init__(self, problem: Problem, buffer: np.ndarray):
+        self.problem = problem
+        self.buffer = buffer
+        self._first_class: Any = None  # the jitted f as the kernels take it, made once
+
+    def run(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
         if self._first_class is None:
             self._first_class = _jit.first_class(self.problem.f)
-        return self._first_class
+        return numba_engine(self._first_class, self.buffer, idx, points, tick)
 
-    def _client(self):
-        from . import _dask
+    def points(self, points: list) -> np.ndarray:
+        return _flat_points(self.problem.f, self.buffer, points)
 
-        self.client = _dask.client(self.client)
-        return self.client
+    def at_params(self) -> None:
+        self.problem.f(self.buffer)
+
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        return (self.buffer,)
 
 
-def numba_unsuitable(problem: Any, buffer: np.ndarray) -> str | None:
-    """Why the numba engine cannot run this check on (writable) ``buffer``, or None."""
-    f, layout = problem.f, problem.layout
-    block = layout.blocks[0]
-    if not _jit.is_jitted(f):
-        return f"`f` jitted with numba (numba.njit), got {type(f).__name__} {f!r:.60}"
-    if len(layout.blocks) > 1 or block.path != () or len(block.shape) != 1:
-        return f"`params` to be one 1-D array, got blocks {[b.name for b in layout.blocks]}"
-    if buffer.dtype != np.float64 or block.dtype != np.float64:
-        return f"`params` of dtype float64, got {block.dtype}"
-    if hasattr(f, "overloads"):
-        returns = _jit.return_type_name(f, buffer)
-    else:  # the JIT is disabled: the first call showed what f returns
-        plain = not (problem.call.pair or problem.call.array_valued)
-        returns = str(problem.loss_dtype) if plain else "a pair or an array"
-    if returns != "float64":
-        return f"`f(params)` to return a float64 (and `grad` given separately), got {returns}"
-    return None
+class BatchedEngine:
+    """A batched f: stacks of perturbed vectors, a memory budget's worth at a time."""
+
+    name = "batched"
+
+    def __init__(self, problem: Problem, buffer: np.ndarray):
+        self.problem = problem
+        self.buffer = buffer
+
+    def run(self, idx: np.ndarray, points: np.ndarray, tick: Progress) -> np.ndarray:
+        return batched_engine(self.problem.f, self.problem.layout, self.buffer, idx, points, tick)
+
+    def points(self, points: list) -> np.ndarray:
+        return batched_segment_engine(self.problem.f, self.problem.layout, self.buffer, points)
+
+    def at_params(self) -> None:
+        batch_values(self.problem.f, self.problem.layout, self.buffer.reshape(1, -1), 1)
+
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        return (self.buffer,)

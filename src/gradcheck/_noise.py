@@ -46,9 +46,9 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
     The problem's coarser dtype sets the first spacing and the rounding floor.
     """
     u_f = rounding(problem.f0, problem.dtype)
-    buffer = evaluator.buffer
-    hi = buffer.size if hi is None else hi
-    whole = buffer[lo:hi].copy()
+    theta = problem.theta
+    hi = theta.size if hi is None else hi
+    whole = theta[lo:hi].copy()
     repeats = evaluator.segments([(lo, hi, whole), (lo, hi, whole)])
     values = np.append(repeats, problem.f0)
     spread = float(values.max() - values.min()) if np.isfinite(values).all() else np.inf
@@ -69,7 +69,7 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
     steps = np.delete(np.arange(points) - points // 2, points // 2).astype(np.float64)
 
     def on_line(spacing):
-        rows = (x[None, :] + (steps * spacing)[:, None] * direction[None, :]).astype(buffer.dtype)
+        rows = (x[None, :] + (steps * spacing)[:, None] * direction[None, :]).astype(theta.dtype)
         found = evaluator.segments([(lo, hi, row) for row in rows]).tolist()
         return [*found[: points // 2], problem.f0, *found[points // 2 :]]
 

@@ -8,7 +8,6 @@ bar as often as a fast one, and the loops never call tqdm once per coordinate.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -85,24 +84,3 @@ class Bar:
 
     def update(self, n: int) -> None:
         self.shown.update(n)
-
-
-@contextlib.contextmanager
-def bar(evaluator, show: bool, total: int):
-    """While open, the evaluator's runs advance a bar of ``total`` evaluations; yields the
-    ``Bar`` (None when none is shown).
-    """
-    if not show or total == 0:
-        yield None
-        return
-    try:
-        from tqdm import tqdm
-    except ImportError as exc:
-        raise ValueError("progress=True needs tqdm: pip install 'gradcheck[progress]'") from exc
-    shown = tqdm(total=total, unit="eval", desc="gradcheck", file=sys.stderr)
-    evaluator.bar = Bar(shown)
-    try:
-        yield evaluator.bar
-    finally:
-        evaluator.bar = None
-        shown.close()
