@@ -262,7 +262,8 @@ def test_budget_plans_what_one_evaluation_time_allows(monkeypatch):
     # the passes after it). The noise probe's most is reserved, then 4 directions per
     # block (16), and the rest goes to coordinates.
     assert r.directions == 4
-    assert r.notes == ()
+    # Nothing was cut short (the only note may say whether the plan ran on workers).
+    assert [n for n in r.notes if "workers" not in n] == []
     # The noise probe, the timings and the first call are paid in real time before the
     # fit, not at the mocked 10 ms: their evaluations come on top of the plan's 1,600.
     assert r.nfev <= 1600 + _policy.NOISE_MOST + 5

@@ -109,6 +109,8 @@ def run(
     is raised here, after the other workers finish the piece they are on.
     """
     m = idx.size
+    if m == 0:
+        return np.empty(values.shape)
     count = min(len(copies), m)
     pieces = min(m, PIECES * count)
     bounds = iter([(p * m // pieces, (p + 1) * m // pieces) for p in range(pieces)])
