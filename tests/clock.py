@@ -3,7 +3,7 @@
 A budget's logic (what it plans, when each pass stops, what the report says it left out) is
 arithmetic on time.perf_counter. On the real clock it depends on the machine's speed and
 load: a test of it there is a benchmark. Installed in place of ``time.perf_counter`` (the
-``clock`` fixture), this clock moves only when a model spends from it in ``f``, and by a
+``fake_clock`` fixture), this clock moves only when a model spends from it in ``f``, and by a
 microsecond each time it is read (the check's own work is never quite free), so the same
 check plans, cuts and concludes the same on every machine.
 """

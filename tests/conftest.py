@@ -13,7 +13,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
-def clock(monkeypatch):
+def fake_clock(monkeypatch):
     """A FakeClock in place of ``time.perf_counter`` for the test (tests/clock.py)."""
     fake = FakeClock()
     monkeypatch.setattr(time, "perf_counter", fake)

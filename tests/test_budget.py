@@ -1,6 +1,6 @@
 """``budget=`` holds the whole call, every pass included, on a failing gradient too.
 
-On the ``clock`` fixture (tests/clock.py): every evaluation of f costs a fixed time,
+On the ``fake_clock`` fixture (tests/clock.py): every evaluation of f costs a fixed time,
 whatever else runs on the machine, so what a budget buys, where each pass stops and what
 the report concludes are the same on every machine. How long the check's own work takes
 on a real machine is a benchmark's question, not these tests'.
@@ -49,8 +49,8 @@ class CostlyModel:
 @pytest.mark.slow
 @pytest.mark.parametrize("budget", [2.0, 5.0])
 @pytest.mark.parametrize("wrong", [0.0, 0.01])
-def test_the_budget_holds_with_every_pass(clock, budget, wrong):
-    model = CostlyModel(clock)
+def test_the_budget_holds_with_every_pass(fake_clock, budget, wrong):
+    model = CostlyModel(fake_clock)
     grad = model.grad(wrong)
     started = time.perf_counter()
     r = gradcheck.check(model.loss, model.params, grad, budget=budget, seed=0)
@@ -63,10 +63,10 @@ def test_the_budget_holds_with_every_pass(clock, budget, wrong):
     assert r.directions >= 1
 
 
-def test_a_pass_cut_short_says_what_it_left_out(clock, monkeypatch):
+def test_a_pass_cut_short_says_what_it_left_out(fake_clock, monkeypatch):
     # The plan is fitted to a timing 100 times too fast: the coordinate pass must stop at
     # the deadline and say how much of the plan it checked.
-    model = CostlyModel(clock, n=10_000, cost=1e-3)
+    model = CostlyModel(fake_clock, n=10_000, cost=1e-3)
     from gradcheck import _engine
 
     def fast(self):
@@ -90,12 +90,12 @@ def test_a_pass_cut_short_says_what_it_left_out(clock, monkeypatch):
     "checked, however few: here PASS on 18 of W's 1,000,000 coordinates and none of its "
     "4 planned directions, a 1% bug missed with probability 0.83",
 )
-def test_a_budget_never_passes_what_it_could_not_have_seen(clock):
+def test_a_budget_never_passes_what_it_could_not_have_seen(fake_clock):
     # f timed at 5 ms, then 50 ms a call from its 29th: the machine got busy after the
     # timing. The coordinate pass and the time kept for the directions were sized on 5 ms;
     # the deadline comes during the coordinate pass, no direction runs, and W's bug (1% of
     # its entries) is in none of the few coordinates checked.
-    model = CostlyModel(clock, cost=0.005, fast_calls=28, slowdown=10.0)
+    model = CostlyModel(fake_clock, cost=0.005, fast_calls=28, slowdown=10.0)
     r = gradcheck.check(model.loss, model.params, model.grad(0.01), budget=2.0, seed=0)
     could_miss = {k: b.miss_probability(0.01) for k, b in r.blocks.items()}
     assert r.verdict != "pass" or max(could_miss.values()) < 0.5, (could_miss, r.notes)

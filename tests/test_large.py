@@ -198,7 +198,7 @@ def test_miss_probability_is_the_hypergeometric_tail():
 
 
 def _costing(clock, f, seconds):
-    """``f`` at ``seconds`` a call on the test's clock (tests/clock.py)."""
+    """``f`` at ``seconds`` a call on the test's fake clock (tests/clock.py)."""
 
     def costly(p):
         clock.spend(seconds)
@@ -207,9 +207,9 @@ def _costing(clock, f, seconds):
     return costly
 
 
-def test_budget_fits_the_check_and_says_so(clock):
+def test_budget_fits_the_check_and_says_so(fake_clock):
     model = Separable({"W": 200_000, "b": 10})
-    loss = _costing(clock, model.loss, 0.01)
+    loss = _costing(fake_clock, model.loss, 0.01)
     r = gradcheck.check(loss, model.params, model.grad(), budget=2.0, seed=0)
     assert r.budget == 2.0
     assert 0 < r.checked < 200_010
@@ -219,7 +219,9 @@ def test_budget_fits_the_check_and_says_so(clock):
     # the whole call.
     assert r.seconds <= 2.0
     small = Separable({"W": 20})
-    r = gradcheck.check(_costing(clock, small.loss, 0.01), small.params, small.grad(), budget=10.0)
+    r = gradcheck.check(
+        _costing(fake_clock, small.loss, 0.01), small.params, small.grad(), budget=10.0
+    )
     assert r.checked == 20
     assert r.directions == 0
 
@@ -255,11 +257,11 @@ def test_progress_bar_writes_to_stderr(capsys):
     assert "gradcheck" in capsys.readouterr().err
 
 
-def test_budget_plans_what_one_evaluation_time_allows(clock):
+def test_budget_plans_what_one_evaluation_time_allows(fake_clock):
     # 10 ms an evaluation on the test's clock, whatever the machine: 20 s buy 2,000 of them,
     # and the deadline never cuts the check short.
     model = Separable({"W": 200_000, "b": 10})
-    loss = _costing(clock, model.loss, 0.01)
+    loss = _costing(fake_clock, model.loss, 0.01)
     r = gradcheck.check(loss, model.params, model.grad(), budget=20.0, seed=0)
     # The first call, three timings, a direction's point and the noise probe are paid
     # first; the plan may take 80% of what they leave (the rest is kept for the passes
