@@ -108,12 +108,12 @@ per_eval = float(np.median(timings))
 print(f"one evaluation: {per_eval * 1e3:.2f} ms; 2n evaluations: {2 * n * per_eval / 60:.0f} min")
 
 # %% [markdown]
-# We do not run the full check here. Instead we run it on a subset: `sample=1000` checks 1,000
+# We do not run the full check here. Instead we run it on a subset: `sample=200` checks 200
 # coordinates one by one, exactly as the full check would check all of them, and we scale its
 # time per coordinate up to all `n`. This run uses the correct gradient, and passes.
 
 # %%
-subset = gradcheck.check(loss, params, correct, sample=1000, seed=0)
+subset = gradcheck.check(loss, params, correct, sample=200, seed=0)
 full_seconds = subset.seconds / subset.checked * n
 print(f"{subset.checked:,} coordinates in {subset.seconds:.2f} s, verdict {subset.verdict}")
 print(f"a full check, scaled up from that subset: about {full_seconds / 60:.0f} min")
@@ -208,9 +208,10 @@ assert directed.nfev < sampled.nfev
 # ## `budget=`: as much as fits in a few seconds
 #
 # With `budget=3.0`, gradcheck times three evaluations of the loss and picks `sample` and
-# `directions` so that those evaluations fill about three seconds. Its own work around them
-# (drawing directions over large blocks, the search for wrong entries) comes on top, so the
-# check can run somewhat over; the time it took is printed below.
+# `directions` so that those evaluations fill about three seconds, then stops each pass at
+# the deadline. What fits in three seconds depends on the machine and on what else runs on
+# it: here the report says what it checked, and what the budget left out. A planted bug is
+# either found or among what the report says was left out; a correct block never fails.
 
 # %%
 budget = 3.0
@@ -220,26 +221,26 @@ print(
     f"\nchose sample = {budgeted.checked:,} coordinates and directions = {budgeted.directions}"
     f" per block; took {budgeted.seconds:.2f} s for a budget of {budget:g} s"
 )
-assert set(budgeted.failing) == {"W2", "b2"}
-assert budgeted.nfev * per_eval < 2 * budget  # the evaluations fit, give or take
-assert budgeted.seconds < 4 * budget  # wall time, on a machine that may be busy
+assert set(budgeted.failing) <= {"W2", "b2"}
+left_out = [note for note in budgeted.notes if "budget" in note]
+assert set(budgeted.failing) == {"W2", "b2"} or left_out, budgeted.notes
 
 # %% [markdown]
 # ## Side by side
 #
-# Each way of checking the buggy gradient, with its cost against the full check's (scaled up
-# from the subset above):
+# Each way of checking the buggy gradient, with its cost against the full check's (its time
+# scaled up from the subset above; its evaluations, `2n`, exactly):
 
 # %%
 runs = {"sample=1000": sampled, "directions=4": directed, f"budget={budget:g}": budgeted}
-print(f"{'':14}{'evaluations':>12}{'seconds':>9}{'of full':>9}   failing")
-print(f"{'full (scaled)':14}{2 * n:>12,}{full_seconds:>9.0f}{1:>9.0%}")
+print(f"{'':14}{'evaluations':>12}{'of full':>9}{'seconds':>9}{'of full':>9}   failing")
+print(f"{'full (scaled)':14}{2 * n:>12,}{1:>9.0%}{full_seconds:>9.0f}{1:>9.0%}")
 for label, r in runs.items():
     print(
-        f"{label:14}{r.nfev:>12,}{r.seconds:>9.2f}{r.seconds / full_seconds:>9.2%}   "
-        f"{', '.join(r.failing)}"
+        f"{label:14}{r.nfev:>12,}{r.nfev / (2 * n):>9.2%}{r.seconds:>9.2f}"
+        f"{r.seconds / full_seconds:>9.2%}   {', '.join(r.failing)}"
     )
-    assert r.seconds < 0.01 * full_seconds
+    assert r.nfev < 0.01 * 2 * n
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
@@ -249,4 +250,5 @@ fig.tight_layout()
 
 # %% [markdown]
 # The bars of the `directions=4` report are the differences along the directions. Both
-# reports fail exactly `W2` and `b2`, at well under a hundredth of the cost of a full check.
+# reports fail exactly `W2` and `b2`, for well under a hundredth of the evaluations of a full
+# check.

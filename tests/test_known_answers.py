@@ -6,11 +6,8 @@ import pytest
 import gradcheck
 from gradcheck import _demo
 
+from . import course_case as course
 from .reference import flat, reference_gradapprox, reference_relative_difference
-
-# The classic exercise's printed differences for its seeded case, with eps=1e-7.
-COURSE_BUGGY = 0.2850931567761623
-COURSE_FIXED = 1.1890913024229996e-07
 
 
 @pytest.fixture
@@ -21,7 +18,10 @@ def network():
 
 
 def _course_loop(X, Y, params, grads, eps):
-    """The exercise's own loop: copy theta per coordinate, np.linalg.norm at the end."""
+    """The exercise's own loop: copy theta per coordinate, np.linalg.norm at the end.
+
+    Returns the difference and the flat gradapprox.
+    """
     keys = ["W1", "b1", "W2", "b2", "W3", "b3"]
     theta = np.concatenate([params[k].reshape(-1) for k in keys])
 
@@ -41,16 +41,39 @@ def _course_loop(X, Y, params, grads, eps):
         approx[i] = (_demo.loss(X, Y, unflatten(plus)) - _demo.loss(X, Y, unflatten(minus))) / (
             2 * eps
         )
-    return np.linalg.norm(grad - approx) / (np.linalg.norm(grad) + np.linalg.norm(approx))
+    difference = np.linalg.norm(grad - approx) / (np.linalg.norm(grad) + np.linalg.norm(approx))
+    return difference, approx
 
 
-@pytest.mark.parametrize(("planted", "expected"), [(True, COURSE_BUGGY), (False, COURSE_FIXED)])
-def test_course_numbers_to_the_last_digit(network, planted, expected):
+COURSE = [(True, course.COURSE_BUGGY), (False, course.COURSE_FIXED)]
+
+
+@pytest.mark.parametrize(("planted", "expected"), COURSE)
+def test_course_numbers_to_the_last_digit_from_the_course_values(planted, expected):
+    # Exact on any machine: given the losses and the gradient the course's machine computed
+    # (tests/course_case.py), the quotients and the norms are gradcheck's own arithmetic.
+    _, _, params, _ = course.example()
+    grads = course.gradient(planted)
+    report = gradcheck.check(course.recorded_loss(), params, grads, eps=course.EPS)
+    assert report.difference == expected
+
+
+@pytest.mark.parametrize(("planted", "expected"), COURSE)
+def test_check_and_course_loop_agree_on_this_machine(network, planted, expected):
     X, Y, params, cache = network
     grads = _demo.backward(X, Y, cache, planted=planted)
     report = gradcheck.check(lambda p: _demo.loss(X, Y, p), params, grads, eps=1e-7)
-    assert report.difference == expected
-    assert report.difference == _course_loop(X, Y, params, grads, 1e-7)
+    loop, approx = _course_loop(X, Y, params, grads, 1e-7)
+    # Exact: the same losses at the same points (whatever this machine's BLAS makes of
+    # them) and the same quotient, (f(x + eps) - f(x - eps)) / (2 eps).
+    assert flat(report.gradapprox, params).tobytes() == approx.tobytes()
+    # A few ulps: np.linalg.norm sums its squares by BLAS, in the order of the CPU's kernel,
+    # gradcheck in its own (2 ulps apart with OpenBLAS's Haswell kernel, 0 with Sandybridge).
+    assert abs(report.difference - loop) <= 4 * np.spacing(loop), (report.difference, loop)
+    if course.rounds_like_the_course():
+        # This machine's BLAS computes the course's values, bit for bit: the course's
+        # numbers exactly (the test above, on this machine's own evaluations).
+        assert report.difference == expected
 
 
 def test_planted_mistakes_are_named(network):

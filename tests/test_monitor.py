@@ -225,6 +225,25 @@ def test_a_check_that_costs_too_much_is_put_off_then_shrunk(clock):
     assert monitor.deferred >= 1  # the first check at least waited for its credit
 
 
+def test_reduced_counts_checks_not_the_rows_of_their_blocks(clock):
+    # A reduced check of every block is one check, with a row per block in the history:
+    # summing the rows' flags counted 161 reduced checks of 151.
+    def slow_loss(p):
+        clock.now += 0.5
+        return 0.5 * p["w"] @ p["w"] + p["b"] ** 2
+
+    params = {"w": np.linspace(-1.0, 1.0, 300), "b": np.array(0.5)}
+    grads = {"w": params["w"], "b": 2 * params["b"]}
+    monitor = Monitor(every=5, budget=0.1, sample=16, directions=2, seed=0)
+    for step in range(1, 1500):
+        clock.now += 1.0
+        monitor.step(step, slow_loss, params, grads)
+    rows = [h for h in monitor.history() if h["reduced"]]
+    assert monitor.reduced == len({h["seed"] for h in rows})  # a seed per check
+    assert 0 < monitor.reduced <= monitor.checks
+    assert len(rows) > monitor.reduced  # checks of both blocks: two rows each
+
+
 def test_without_a_budget_it_checks_every_interval(clock):
     monitor = Monitor(every=7, budget=None, seed=0)
     run(monitor, 50)
