@@ -12,6 +12,7 @@ import pytest
 
 import gradcheck
 from gradcheck import _compare, _directions, _estimate, _options, _plan, _problem, _refine
+from gradcheck._judge import Judge
 
 from .reference import (
     reference_complex_step,
@@ -76,8 +77,9 @@ def _first_pass(f, x, grad, **options):
     est = _estimate.run(problem, fake, plan).est
     # The noise of f is taken as its rounding alone (noise=False in a check).
     rounding = float(np.finfo(problem.dtype).eps / 2 * abs(problem.f0))
-    first = _compare.compare(problem, plan, est, tol=opts.tol, noise_f=rounding)
-    return problem, fake, opts, plan, est, first
+    judge = Judge.build(problem.tol_dtype, "central", opts.tol, rounding)
+    first = _compare.compare(problem, plan, est, judge)
+    return problem, fake, opts, judge, plan, est, first
 
 
 # ------------------------------------------------------------------ the kink pass
@@ -96,10 +98,10 @@ def _relu_problem():
 
 def test_the_kink_pass_names_kinks_and_keeps_the_bug():
     f, x, grad = _relu_problem()
-    problem, fake, opts, plan, est, first = _first_pass(f, x, grad)
+    problem, fake, opts, judge, plan, est, first = _first_pass(f, x, grad)
     assert first.blocks[0].verdict == "fail"
     before = fake.nfev
-    refined = _refine.refine(problem, fake, opts, plan, est, first)
+    refined = _refine.refine(problem, fake, opts, judge, plan, est, first)
     assert {(k.name, k.kind) for k in refined.kinks} == {
         ("params[0]", "crossed"),
         ("params[1]", "at"),
@@ -115,9 +117,9 @@ def test_the_kink_pass_names_kinks_and_keeps_the_bug():
 
 def test_the_kink_pass_leaves_a_clean_comparison_alone():
     x = np.linspace(0.5, 1.5, 9)
-    problem, fake, opts, plan, est, first = _first_pass(lambda v: v @ v, x, 2 * x)
+    problem, fake, opts, judge, plan, est, first = _first_pass(lambda v: v @ v, x, 2 * x)
     before = fake.nfev
-    refined = _refine.refine(problem, fake, opts, plan, est, first)
+    refined = _refine.refine(problem, fake, opts, judge, plan, est, first)
     assert refined.comparison is first
     assert refined.kinks == ()
     assert fake.nfev == before
@@ -129,12 +131,14 @@ def test_the_directions_pass_finds_the_wrong_entry_through_the_evaluator():
     x = rng.standard_normal(200)
     grad = 2 * x
     grad[37] += 0.5
-    problem, fake, opts, _, _, first = _first_pass(
+    problem, fake, opts, judge, _, _, first = _first_pass(
         lambda v: v @ v, x, grad, directions=2, localize=8
     )
     assert first.blocks[0].verdict == "untested"
     before = fake.nfev
-    directed = _directions.directions(problem, fake, opts, first, np.random.default_rng(1), (0,))
+    directed = _directions.directions(
+        problem, fake, opts, judge, first, np.random.default_rng(1), (0,)
+    )
     block = directed.comparison.blocks[0]
     assert block.verdict == "fail"
     assert block.localized == ("params[37]",)
@@ -157,8 +161,8 @@ def test_a_direction_is_the_central_difference_of_the_reference():
     problem = _problem.build(f, x, grad, batched=False)
     fake = FakeEvaluator(problem)
     rel_step = _plan.relative_step("central", problem.theta.dtype, problem.loss_dtype)
-    search = _directions.Search(problem, fake, rel_step, np.random.default_rng(7),
-                                (1e-7, 1e-5), True, 1e-16, 0)  # fmt: skip
+    judge = Judge((1e-7, 1e-5), True, 1e-16, problem.tol_dtype)
+    search = _directions.Search(problem, fake, rel_step, np.random.default_rng(7), judge, 0)
     result = _directions.check_block(search, 10, 20, 3)
     again = np.random.default_rng(7)
     for j in range(3):

@@ -29,6 +29,7 @@ from . import (
     _report,
     _results,
 )
+from ._judge import Judge
 from ._report import Report
 
 
@@ -241,9 +242,9 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
         )  # fmt: skip
         selection = replace(selection, idx=plan.idx)
         evaluator.verify()
-        first = _compare.compare(problem, plan, estimated.est, tol=options.tol,
-                                 noise_f=noise.level)  # fmt: skip
-        refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first,
+        judge = Judge.build(problem.tol_dtype, options.method, options.tol, noise.level)
+        first = _compare.compare(problem, plan, estimated.est, judge)
+        refined = _refine.refine(problem, evaluator, options, judge, plan, estimated.est, first,
                                  deadline)  # fmt: skip
         evaluator.verify()
         comparison, kinks = refined.comparison, refined.kinks
@@ -252,7 +253,7 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
             if bar is not None:
                 bar.ahead(directed_evals)
             directed = _directions.directions(
-                problem, evaluator, replace(options, directions=selection.directions),
+                problem, evaluator, replace(options, directions=selection.directions), judge,
                 comparison, direction_rng, selection.blocks, deadline,
             )  # fmt: skip
             evaluator.verify()
@@ -262,7 +263,8 @@ def run(f, params, grad, options: _options.Options, *, blocks=None, started=None
     notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *notes)
     notes += _widening(problem)
     outcome = _report.Outcome(selection, plan, estimated.est, comparison, kinks, notes)
-    return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)
+    return _report.build(problem, evaluator, options, judge, outcome,
+                         time.perf_counter() - started)  # fmt: skip
 
 
 def _streams(seed: int, options: _options.Options) -> list:

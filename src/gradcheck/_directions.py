@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _plan, _policy
+from . import _plan
 from ._budget import Deadline
-from ._compare import Comparison, adapt, judge, resolution, with_directions
+from ._compare import Comparison, with_directions
 from ._estimate import estimate
-from ._norms import segment_differences
+from ._judge import Judge
 from ._refine import examine, kinks_of
 from ._results import Kink, Note, Verdict
 
@@ -57,9 +57,7 @@ class Search:
     evaluator: Any
     rel_step: float  # the coordinate step, relative to max(1, |x|)
     rng: np.random.Generator
-    tol: tuple[float, float]
-    adaptive: bool  # thresholds rise to what the noise of f lets a comparison resolve
-    noise_f: float
+    judge: Judge  # the check's, with central differences' thresholds
     localize: int  # at most this many wrong entries searched for per block
     deadline: Deadline = NO_DEADLINE  # no evaluation is added once it is past
 
@@ -73,6 +71,7 @@ def directions(
     problem: Any,
     evaluator: Any,
     options: Any,
+    judge: Judge,
     so_far: Comparison,
     rng,
     scope: tuple[int, ...],
@@ -86,17 +85,12 @@ def directions(
     was not examined.
     """
     deadline = (deadline or Deadline.none()).for_directions()
-    tol = so_far.tol
-    if so_far.adaptive and options.method == "complex":
-        tol = _policy.THRESHOLDS[problem.tol_dtype]
     search = Search(
         problem,
         evaluator,
         _plan.relative_step("central", problem.theta.dtype, problem.loss_dtype),
         rng,
-        tol,
-        so_far.adaptive,
-        so_far.noise_f,
+        judge.for_directions(options.method),
         options.localize,
         deadline,
     )
@@ -143,28 +137,20 @@ def _skipped_note(names: list, blind: list) -> Note:
 def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
     """Check block [lo, hi) of the flat buffer along ``k`` directions (no search: the
     caller searches the failing blocks once every block has its directions).
-
-    A difference of two values of f is uncertain by about twice its noise, whatever the
-    direction.
     """
     lo, hi = int(lo), int(hi)
     if hi == lo:
         # An empty block has nothing to perturb: no evaluations, and no say in the verdict.
         nothing = np.empty(0)
-        return DirectionResult(0.0, Verdict.UNTESTED, (), nothing, nothing, s.tol)
+        return DirectionResult(0.0, Verdict.UNTESTED, (), nothing, nothing, s.judge.tol)
     numeric, predicted = np.empty(k), np.empty(k)
     for j in range(k):
         numeric[j], predicted[j] = _one_direction(s, lo, hi)
     ok = np.isfinite(numeric)
     if not ok.any():
         empty = numeric[:0]
-        return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.tol)
-    norms, diffs = segment_differences(predicted[ok], numeric[ok], np.array([0, int(ok.sum())]))
-    d = float(diffs[0])
-    e_pred = resolution(2 * s.noise_f * np.sqrt(ok.sum()), norms[0, 0], norms[0, 1])
-    e_pred = e_pred if s.adaptive else 0.0
-    block_tol = adapt(s.tol, e_pred)
-    verdict = judge(d, s.tol, e_pred)
+        return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.judge.tol)
+    d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok])
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
     return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
@@ -180,13 +166,6 @@ def _one_direction(s: Search, lo: int, hi: int) -> tuple[float, float]:
     f_plus, f_minus = s.evaluator.segments([(lo, hi, plus), (lo, hi, minus)])
     span = plus.astype(np.float64) - minus.astype(np.float64)
     return float(f_plus - f_minus), float(s.problem.analytic[lo:hi] @ span)
-
-
-def disagrees(s: Search, numeric: float, predicted: float) -> bool:
-    """Whether one directional pair (numeric, predicted) fails, by the block's rules."""
-    norms, diffs = segment_differences(np.array([predicted]), np.array([numeric]), np.array([0, 1]))
-    e_pred = resolution(2 * s.noise_f, norms[0, 0], norms[0, 1]) if s.adaptive else 0.0
-    return judge(float(diffs[0]), s.tol, e_pred) == Verdict.FAIL
 
 
 def _search(s: Search, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
@@ -210,7 +189,7 @@ def _search(s: Search, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
         for _ in range(2):
             # A half where f is not finite counts as failing: it may hold the bug too, and
             # the coordinate check of what the search finds drops such entries.
-            failing = [(c, d) for c, d in halves if disagrees(s, *_one_direction(s, c, d))]
+            failing = [(c, d) for c, d in halves if s.judge.disagrees(*_one_direction(s, c, d))]
             if failing:
                 break
         pending.extend(reversed(failing))
@@ -245,12 +224,13 @@ def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     predicted = problem.analytic[idx] * (plan.values[:, 0] - plan.values[:, 1])
     wrong_pair = np.array(
         [
-            bool(np.isfinite(n) and disagrees(s, n, p))
+            bool(np.isfinite(n) and s.judge.disagrees(n, p))
             for n, p in zip(numeric, predicted, strict=True)
         ]
     )
-    seen = examine(problem, s.evaluator, plan, est, np.flatnonzero(wrong_pair),
-                   noise_f=s.noise_f, eps=None)  # fmt: skip
+    seen = examine(
+        problem, s.evaluator, plan, est, np.flatnonzero(wrong_pair), judge=s.judge, eps=None
+    )
     wrong = set(idx[wrong_pair & ~seen.mask].tolist())
     at_kinks = set(idx[seen.mask].tolist())
     return (

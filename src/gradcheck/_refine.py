@@ -23,8 +23,9 @@ import numpy as np
 
 from . import _plan, _policy
 from ._budget import Deadline
-from ._compare import Comparison, Marks, compare, scores
+from ._compare import Comparison, Marks, compare
 from ._estimate import Estimate, estimate
+from ._judge import Judge
 from ._plan import Plan
 from ._results import Kink, Note
 
@@ -52,6 +53,7 @@ def refine(
     problem: Any,
     evaluator: Any,
     options: Any,
+    judge: Judge,
     plan: Plan,
     est: Estimate,
     first: Comparison,
@@ -68,15 +70,14 @@ def refine(
     if plan.method == "complex" or not plan.idx.size:
         return Refined(first, ())
     a = problem.analytic[plan.idx]
-    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.tol_dtype)
+    score = judge.scores(a, est.gradapprox, judge.noise_f * est.sensitivity)
     score[est.bad] = 0.0
     if not (score > 1).any():
         return Refined(first, ())
     per_block = flagged_positions(plan, problem.layout.offsets, score)
 
     def look(positions):
-        return examine(problem, evaluator, plan, est, positions, noise_f=first.noise_f,
-                       eps=options.eps)  # fmt: skip
+        return examine(problem, evaluator, plan, est, positions, judge=judge, eps=options.eps)
 
     head = [p[: _policy.PER_BLOCK] for p in per_block]
     wanted = _within(head, deadline)
@@ -108,8 +109,7 @@ def refine(
     on_kink, smooth = np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
-    again = compare(problem, plan, est, tol=options.tol, noise_f=first.noise_f,
-                    marks=Marks(mask, on_kink, smooth))  # fmt: skip
+    again = compare(problem, plan, est, judge, Marks(mask, on_kink, smooth))
     notes = (*_smooth_note(problem, plan, smooth), *cut)
     return Refined(again, kinks_of(problem, plan, est, kinds), notes)
 
@@ -174,7 +174,7 @@ def examine(
     est: Estimate,
     flagged: np.ndarray,
     *,
-    noise_f: float,
+    judge: Judge,
     eps: float | None,
 ) -> Examined:
     """Classify the ``flagged`` positions of ``plan`` as kinks ("crossed", "at") or not."""
@@ -183,7 +183,7 @@ def examine(
         return Examined(mask, ())
     a = problem.analytic[plan.idx[flagged]]
     finite = np.isfinite(a)  # an infinite or NaN analytic value is wrong, never a kink
-    s = _at_smaller_steps(problem, evaluator, plan, est, flagged, noise_f=noise_f, eps=eps)
+    s = _at_smaller_steps(problem, evaluator, plan, est, flagged, judge=judge, eps=eps)
     agrees = s.agrees & finite
     # On a kink the left and right slopes differ by its jump at any step; on a smooth f
     # they differ by about f'' h, ten times less at a tenth of the step. The analytic value
@@ -212,9 +212,9 @@ def examine(
     return Examined(mask, tuple(kinds))
 
 
-def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -> _Smaller:
+def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, judge, eps) -> _Smaller:
     """Evaluate the flagged entries at each step of SHRINK, through the check's engine."""
-    rtol = _policy.RTOL[problem.tol_dtype]
+    noise_f = judge.noise_f
     a = problem.analytic[plan.idx[flagged]]
     first_error = np.abs(a - est.gradapprox[flagged])
     agrees = np.zeros(flagged.size, dtype=bool)
@@ -237,17 +237,18 @@ def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -
             smaller = estimate(sub, values, problem.f0)
             b = smaller.gradapprox
             err = np.abs(a - b)
-            noise = _policy.NOISE * noise_f * smaller.sensitivity
+            fd_error = noise_f * smaller.sensitivity
             # A smaller step tells only while the noise it amplifies stays below a tenth of
             # the first error; the finest step that still tells decides. "Agrees" asks the
             # error to fall within tolerance and to a tenth of what it was (KINK_TENFOLD).
             tenth = _policy.KINK_TENFOLD * first_error
-            resolves = spans & (noise <= tenth)
-            fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= tenth)
+            resolves = spans & (_policy.NOISE * fd_error <= tenth)
+            fits = (err <= judge.allowance(a, b, fd_error)) & (err <= tenth)
+            # The one-sided slopes may differ by what the same rule allows two values: each
+            # is a difference of two values of f over the step actually spanned.
             span = np.abs(sub.values[:, 0] - sub.base)
-            slack = (
-                rtol * np.abs(smaller.one_sided).sum(axis=1) + _policy.NOISE * 2 * noise_f / span
-            )
+            left, right = smaller.one_sided[:, 0], smaller.one_sided[:, 1]
+            slack = judge.allowance(left, right, 2 * noise_f / span)
             falls.append(err / first_error)
         agrees = np.where(resolves, fits, agrees)
         sides.append(smaller.one_sided)

@@ -13,8 +13,9 @@ import numpy as np
 from . import _plan
 from ._compare import Comparison
 from ._estimate import Estimate
+from ._judge import Judge
 from ._plan import Plan, Selection
-from ._results import BlockResult, Entry, Kink, Note, Replay, Verdict
+from ._results import BlockResult, Entry, Kink, Note, Replay
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,9 @@ class Outcome:
     notes: tuple[Note, ...]
 
 
-def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds: float) -> Report:
+def build(
+    problem: Any, evaluator: Any, options: Any, judge: Judge, outcome: Outcome, seconds: float
+) -> Report:
     """The frozen report of a check; ``options.seed`` is the seed that was used."""
     layout, plan, c = problem.layout, outcome.plan, outcome.comparison
     full = np.full(layout.n, np.nan)
@@ -252,9 +255,7 @@ def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds:
     )
     scope = outcome.selection.blocks
     blocks = [c.blocks[k] for k in scope]
-    # A note's floor lifts a passing verdict (f not deterministic: "inconclusive"); it never
-    # softens a failure.
-    verdict = Verdict.worst([*(b.verdict for b in blocks), *(n.floor for n in outcome.notes)])
+    verdict = judge.final(blocks, outcome.notes)
     return Report(
         difference=c.difference,
         verdict=verdict,
@@ -270,11 +271,11 @@ def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds:
         n=sum(b.size for b in blocks),
         checked=int(plan.idx.size),
         loss=problem.f0,
-        tol=c.tol,
+        tol=judge.tol,
         seconds=seconds,
         directions=outcome.selection.directions or 0,
         budget=options.budget,
-        noise=c.noise_f,
+        noise=judge.noise_f,
         notes=tuple(n.text for n in outcome.notes),
         kinks=outcome.kinks,
         replay=Replay(_frozen(plan.idx), _frozen(plan.step)),
