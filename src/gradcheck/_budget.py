@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._estimate import Estimated, estimate
-from ._plan import Plan
+from ._plan import Plan, direction, relative_step
 from ._results import Note
+
+if TYPE_CHECKING:
+    from ._context import Evaluator
 
 # Of the time left once the plan is fitted, this fraction is kept for the passes after it:
 # on a failing gradient the kink re-checks and the directional search spend it.
@@ -38,6 +41,7 @@ class Deadline:
     end: float  # time.perf_counter() value; inf without a budget
     per_call: float  # seconds per evaluation (0 without a budget)
     per_point: float = 0.0  # seconds per point of a direction over the largest block
+    per_round: float = 0.0  # evaluations one random direction over every block costs
 
     def for_directions(self) -> Deadline:
         """The deadline counting each evaluation at the cost of a direction's point."""
@@ -65,14 +69,17 @@ class Deadline:
         """A deadline ``seconds`` earlier: time kept for what comes after."""
         return replace(self, end=self.end - seconds)
 
+    def keeping(self, directions: int) -> Deadline:
+        """The deadline that keeps the time of ``directions`` rounds of directions."""
+        return self.earlier(directions * self.per_round * self.per_call)
 
-def time_point(problem: Any, evaluator: Any, scope) -> float:
+
+def time_point(evaluator: Evaluator, scope: Iterable[int]) -> float:
     """Seconds one point of a random direction over the largest block in ``scope`` costs:
     drawing the direction (a throwaway stream, so the check's own draws stay the same),
     writing it in and evaluating f there. Counted in ``evaluator.nfev``.
     """
-    from ._plan import direction, relative_step
-
+    problem = evaluator.problem
     offsets = problem.layout.offsets
     k = max(scope, key=lambda j: int(offsets[j + 1] - offsets[j]))
     lo, hi = int(offsets[k]), int(offsets[k + 1])
@@ -90,18 +97,20 @@ def plan_seconds(budget: float, elapsed: float) -> float:
     return max(0.0, (budget - elapsed) * (1 - RESERVE))
 
 
-def estimate_within(problem: Any, evaluator: Any, plan: Plan, deadline: Deadline, run):
-    """``(plan, estimated, note)``: the coordinate pass, cut short at ``deadline``.
+def evaluate_within(
+    evaluator: Evaluator, plan: Plan, deadline: Deadline
+) -> tuple[Plan, np.ndarray, Note | None]:
+    """``(plan, values, note)``: the plan evaluated, cut short at ``deadline``.
 
-    ``run(plan)`` is the unbudgeted pass (``_estimate.run``). With a deadline, the plan is
+    Without a budget the whole plan is evaluated at once. With a deadline, the plan is
     evaluated in slices, each a stride through the whole plan (so through every block),
     sized from the cost per evaluation measured so far; the slices not reached when the
     deadline passed are dropped from the plan: the report counts only what was checked,
     and the note says what was left out.
     """
     m = plan.idx.size
-    if deadline.end == math.inf or plan.method == "complex" or m == 0:
-        return plan, run(plan), None
+    if deadline.end == math.inf or m == 0:
+        return plan, evaluator.run(plan), None
     # Strided order: position p goes in round p % MAX_SLICES, so any prefix of the order
     # spreads over the whole plan.
     order = np.argsort(np.arange(m) % MAX_SLICES, kind="stable")
@@ -122,14 +131,14 @@ def estimate_within(problem: Any, evaluator: Any, plan: Plan, deadline: Deadline
         per_eval = max(per_eval, (time.perf_counter() - began) / (size * per_coordinate))
         done += size
     if done == m:
-        return plan, Estimated(estimate(plan, values, problem.f0), ()), None
+        return plan, values, None
     kept = np.sort(order[:done])
     cut = subplan(plan, kept)
     note = Note(
         f"the budget ran out during the coordinate pass: {kept.size:,} of {m:,} planned "
         "coordinates checked; the others were not examined"
     )
-    return cut, Estimated(estimate(cut, values[kept], problem.f0), ()), note
+    return cut, values[kept], note
 
 
 def subplan(plan: Plan, positions: np.ndarray) -> Plan:

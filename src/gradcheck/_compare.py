@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from ._norms import segment_differences, segment_norms
 from ._plan import Plan
 from ._problem import Problem
 from ._results import BlockResult, Entry, Verdict
+
+if TYPE_CHECKING:
+    from ._context import Check, Findings
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,12 @@ class _Judged:
     untested: list  # entries where both sides lie below what the differences resolve
     zeros: list  # entries exactly 0 on both sides
     top_at: list  # position of the highest score, -1 for an empty block
+
+
+def run(check: Check, findings: Findings) -> Findings:
+    """The compare pass: judge the plan's finite differences against the gradient."""
+    comparison = compare(check.problem, findings.plan, findings.est, check.judge)
+    return replace(findings, comparison=comparison)
 
 
 def compare(
