@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _compare, _directions, _estimate, _options, _plan, _problem, _refine
+from gradcheck import (
+    _compare,
+    _directions,
+    _estimate,
+    _options,
+    _plan,
+    _problem,
+    _refine,
+    _sample,
+)
 from gradcheck._budget import Deadline
 from gradcheck._context import Check, Findings, Streams
 from gradcheck._judge import Judge
@@ -67,7 +76,7 @@ def _check(problem, fake, options, rng=None, judge=None):
         rounding = float(np.finfo(problem.dtype).eps / 2 * abs(problem.f0))
         judge = Judge.build(problem.tol_dtype, "central", options.tol, rounding)
     idx = np.arange(problem.n) if options.directions is None else np.empty(0, dtype=np.int64)
-    selection = _plan.Selection(idx, None, options.directions, (0,))
+    selection = _sample.Selection(idx, None, options.directions, (0,))
     streams = Streams(None, None, rng)
     return Check(problem, fake, judge, Deadline.none(), options, 0, selection, streams)
 

@@ -30,10 +30,8 @@ from . import (
     _report,
     _results,
 )
-from ._budget import Deadline
 from ._context import Check, Findings, Streams
 from ._judge import Judge
-from ._plan import Selection
 from ._problem import Problem
 from ._report import Report
 
@@ -245,7 +243,7 @@ def run(
     # With a budget the noise probe runs first, so that the plan is fitted to the time it
     # really left rather than to its worst case.
     noise = _probe(evaluator, options, streams.noise, scope) if options.budget else None
-    selection, deadline = _select(evaluator, options, streams.sample, blocks, started)
+    selection, deadline = _budget.select(evaluator, options, streams.sample, blocks, started)
     plan = _plan.make(
         problem.theta,
         selection.idx,
@@ -317,40 +315,6 @@ def _widening(problem: Problem) -> tuple[_results.Note, ...]:
     )
 
 
-def _select(
-    evaluator: _engine.Evaluator,
-    options: _options.Options,
-    rng: np.random.Generator | None,
-    blocks: Sequence[int] | None,
-    started: float,
-) -> tuple[Selection, Deadline]:
-    """What to check, fitted to ``options.budget`` when there is one, and the deadline
-    the passes respect (none without a budget).
-
-    The budget counts from ``started``: the first call and the timing are paid from it, and
-    a reserve is kept for the passes after the plan (``_budget.RESERVE``).
-    """
-    layout = evaluator.problem.layout
-    sample, directions, deadline = options.sample, options.directions, Deadline.none()
-    if options.budget is not None:
-        # The middle of three timings: one call alone can catch a cold cache or a hiccup.
-        per_call = sorted(evaluator.time_one() for _ in range(3))[1]
-        scope = range(len(layout.blocks)) if blocks is None else blocks
-        sizes = [layout.blocks[k].size for k in scope]
-        point = _budget.time_point(evaluator, scope)
-        # One direction over every block: two points each, the overhead of a point
-        # growing with its block's size (largest block measured, the others scaled).
-        extra = max(0.0, point / per_call - 1)
-        per_round = 2 * len(sizes) + 2 * extra * sum(sizes) / max(max(sizes), 1)
-        # The noise probe ran already (see run): what it cost is in the elapsed time.
-        seconds = _budget.plan_seconds(options.budget, time.perf_counter() - started)
-        sample, directions = _plan.fit_budget(
-            seconds, (per_call, per_round), sizes, sample, directions, method=options.method
-        )
-        deadline = Deadline(started + options.budget, per_call, point, per_round)
-    return _plan.select(layout, sample, directions, rng, blocks), deadline
-
-
 def _probe(
     evaluator: _engine.Evaluator,
     options: _options.Options,
@@ -359,7 +323,7 @@ def _probe(
 ) -> _noise.Noise:
     """The noise of f, measured along a line over the blocks in scope, or rounding alone."""
     problem = evaluator.problem
-    if not options.noise:
+    if not options.noise or rng is None:  # no stream is made without the probe
         return _noise.Noise(_noise.rounding(problem.f0, problem.dtype))
     offsets = problem.layout.offsets
     lo, hi = int(offsets[min(scope)]), int(offsets[max(scope) + 1])

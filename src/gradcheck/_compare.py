@@ -104,14 +104,28 @@ def compare(
     for k, block in enumerate(layout.blocks):
         mine = slice(seg_all[k], seg_all[k + 1])
         skipped = plan.idx[mine][est.bad[mine]] if any_bad else plan.idx[:0]
-        counts = _KinkCounts(0, 0, 0)
+        # Entries left out of the verdict: at or across a kink, of those the ones sitting
+        # on one, and the ones a smaller step resolved (truncation, no kink).
+        kinked = on_kink = smooth = 0
         if marks is not None:
             out = marks.kinks[mine] & ok[mine]
             smooth = int((marks.smooth[mine] & out).sum())
+            kinked = int(out.sum()) - smooth
             on_kink = int(marks.on_kink[mine][ok[mine]].sum())
-            counts = _KinkCounts(int(out.sum()) - smooth, on_kink, smooth)
         checked = seg_all[k + 1] - seg_all[k] - int(skipped.size)
-        blocks.append(_block(block, k, j, judge, skipped, checked, counts))
+        blocks.append(
+            _block(
+                block,
+                k,
+                j,
+                judge,
+                skipped,
+                checked,
+                kinked=kinked,
+                on_kink=on_kink,
+                smooth=smooth,
+            )
+        )
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
     # that a check set up like the classic exercise reproduces its digits; kinks count here.
     a_all, b_all = (analytic, est.gradapprox) if not any_bad else (analytic[ok], est.gradapprox[ok])
@@ -122,15 +136,6 @@ def compare(
     )
     worst = _worst(layout, j.idx, j.a, j.b, j.err, j.score)
     return Comparison(float(difference), tuple(blocks), worst)
-
-
-@dataclass(frozen=True)
-class _KinkCounts:
-    """A block's entries the kink pass left out of its verdict."""
-
-    kinked: int  # at or across a kink
-    on_kink: int  # of those, sitting on one
-    smooth: int  # resolved by a smaller step (truncation, no kink)
 
 
 def _judged(layout, idx, a, b, fd_error, judge: Judge) -> _Judged:
@@ -198,10 +203,14 @@ def _block(
     judge: Judge,
     skipped: np.ndarray,
     checked: int,
-    kinks: _KinkCounts,
+    *,
+    kinked: int,
+    on_kink: int,
+    smooth: int,
 ) -> BlockResult:
-    """Block ``k``'s result from the judged entries ``j``."""
-    kinked, on_kink, smooth = kinks.kinked, kinks.on_kink, kinks.smooth
+    """Block ``k``'s result from the judged entries ``j`` (``kinked``, ``on_kink``,
+    ``smooth``: the block's entries the kink pass left out, as for ``compare``).
+    """
     lo, hi = j.seg[k], j.seg[k + 1]
     na, nb, nd = j.norms[k]
     block_tol, note = judge.tol, None

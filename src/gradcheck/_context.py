@@ -9,7 +9,7 @@ with its own findings added. The passes evaluate f only through ``check.evaluato
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -20,10 +20,11 @@ from ._compare import Comparison
 from ._estimate import Estimate
 from ._judge import Judge
 from ._options import Options
-from ._plan import Plan, Selection
+from ._plan import Plan
 from ._problem import Problem
 from ._progress import Bar
 from ._results import Kink, Note
+from ._sample import Selection
 
 
 class Evaluator(Protocol):
@@ -38,15 +39,15 @@ class Evaluator(Protocol):
     nfev: int
 
     def run(self, plan: Plan) -> np.ndarray:
-        """F at each point of ``plan``: (m, K) values."""
+        """Evaluate f at each point of ``plan``: (m, K) values."""
         ...
 
-    def segments(self, points: Sequence[tuple[int, int, np.ndarray]]) -> np.ndarray:
-        """F with ``theta[lo:hi]`` set to each ``values``, for each ``(lo, hi, values)``."""
+    def segments(self, points: list) -> np.ndarray:
+        """Evaluate f with ``theta[lo:hi]`` set to ``values``, for each ``(lo, hi, values)``."""
         ...
 
     def complex(self, idx: np.ndarray, step: np.ndarray) -> np.ndarray:
-        """F at ``theta + i step_j e_j`` for each ``idx[j]`` (the complex step)."""
+        """Evaluate f at ``theta + i step_j e_j`` for each ``idx[j]`` (the complex step)."""
         ...
 
     def time_one(self) -> float:
