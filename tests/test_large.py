@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _plan, _policy
+from gradcheck import _policy, _sample
 
 from .models import Separable
 from .reference import reference_gradapprox
@@ -126,7 +126,7 @@ def test_sampled_entries_match_the_reference():
 
 def test_sample_sizes_are_stratified():
     sizes = np.array([10, 200_000, 31, 5_000_000])
-    take = _plan.sample_sizes(sizes, 2000)
+    take = _sample.sample_sizes(sizes, 2000)
     assert take[0] == 10
     assert take[2] == 31
     assert take.sum() == 2000
@@ -134,12 +134,12 @@ def test_sample_sizes_are_stratified():
     # smaller one far more than its 4% share by size.
     assert 2 * take[1] < take[3] < 3 * take[1]
     assert take[1] > 500
-    assert _plan.sample_sizes(sizes, 1.0).tolist() == sizes.tolist()
+    assert _sample.sample_sizes(sizes, 1.0).tolist() == sizes.tolist()
     # A total too small for 4 coordinates per block pools the blocks: still 3 in all.
-    assert _plan.sample_sizes(sizes, 3).sum() == 3
+    assert _sample.sample_sizes(sizes, 3).sum() == 3
     # 0.07 * 300 is 21.000000000000004 in binary: still 21 coordinates, not 22.
-    assert _plan.sample_sizes(np.array([300]), 0.07).tolist() == [21]
-    assert _plan.sample_sizes(np.array([600]), 0.07).tolist() == [42]
+    assert _sample.sample_sizes(np.array([300]), 0.07).tolist() == [21]
+    assert _sample.sample_sizes(np.array([600]), 0.07).tolist() == [42]
 
 
 def _six_blocks():
@@ -154,8 +154,14 @@ def _six_blocks():
 
 def test_sample_is_shared_so_that_no_block_starves():
     params, grad = _six_blocks()
-    r = gradcheck.check(lambda p: sum((v**2).sum() for v in p.values()), params, grad,
-                        sample=50, seed=0, noise=False)  # fmt: skip
+    r = gradcheck.check(
+        lambda p: sum((v**2).sum() for v in p.values()),
+        params,
+        grad,
+        sample=50,
+        seed=0,
+        noise=False,
+    )
     assert r.checked <= 60
     assert min(b.checked for b in r.blocks.values()) >= 4
     assert max(b.miss_probability(0.01) for b in r.blocks.values()) < 0.96
@@ -164,13 +170,15 @@ def test_sample_is_shared_so_that_no_block_starves():
 def test_sample_over_many_tiny_blocks_pools_them():
     params = [np.array([1 + k / 10_000]) for k in range(10_000)]
     grad = [2 * p for p in params]
-    r = gradcheck.check(lambda p: sum(float(v[0]) ** 2 for v in p), params, grad, sample=100,
-                        seed=0, noise=False)  # fmt: skip
+    r = gradcheck.check(
+        lambda p: sum(float(v[0]) ** 2 for v in p), params, grad, sample=100, seed=0, noise=False
+    )
     assert r.passed
     assert 100 <= r.checked <= 200
     # Which tiny blocks are looked at is random: another seed, others.
-    again = gradcheck.check(lambda p: sum(float(v[0]) ** 2 for v in p), params, grad,
-                            sample=100, seed=1, noise=False)  # fmt: skip
+    again = gradcheck.check(
+        lambda p: sum(float(v[0]) ** 2 for v in p), params, grad, sample=100, seed=1, noise=False
+    )
     assert not np.array_equal(r.replay.indices, again.replay.indices)
 
 

@@ -5,13 +5,23 @@ shared buffer, no engine) and logs each call: a pass that evaluated f any other 
 counted wrongly, fails here.
 """
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _compare, _directions, _estimate, _options, _plan, _problem, _refine
+from gradcheck import (
+    _compare,
+    _directions,
+    _estimate,
+    _options,
+    _plan,
+    _problem,
+    _refine,
+    _sample,
+)
+from gradcheck._budget import Deadline
+from gradcheck._context import Check, Findings, Streams
+from gradcheck._judge import Judge
 
 from .reference import (
     reference_complex_step,
@@ -58,8 +68,28 @@ class FakeEvaluator:
     def verify(self, who="f"):
         pass
 
+    def redo(self, idx):  # one thread: nothing to reproduce
+        return np.empty(0, dtype=np.int64)
 
-def _first_pass(f, x, grad, **options):
+    def settle(self):
+        pass
+
+    why = None
+
+
+def _check(problem, fake, options, rng=None, judge=None):
+    """The context of a check of ``problem`` through ``fake``; noise: rounding alone."""
+    if judge is None:
+        # The noise of f is taken as its rounding alone (noise=False in a check).
+        rounding = float(np.finfo(problem.dtype).eps / 2 * abs(problem.f0))
+        judge = Judge.build(problem.tol_dtype, "central", options.tol, rounding)
+    idx = np.arange(problem.n) if options.directions is None else np.empty(0, dtype=np.int64)
+    selection = _sample.Selection(idx, None, options.directions, (0,))
+    streams = Streams(None, None, rng)
+    return Check(problem, fake, judge, Deadline.none(), options, 0, selection, streams)
+
+
+def _first_pass(f, x, grad, rng=None, **options):
     calls = []
 
     def counted(*args):  # every call of f, whoever makes it
@@ -69,15 +99,17 @@ def _first_pass(f, x, grad, **options):
     problem = _problem.build(counted, x, grad, batched=False)
     fake = FakeEvaluator(problem)
     fake.every_call = calls  # the first call, then only what went through the fake
-    opts = replace(_options.validate(**options), seed=0)
-    idx = np.arange(problem.n) if opts.directions is None else np.empty(0, dtype=np.int64)
-    plan = _plan.make(problem.theta, idx, method="central", eps=None,
-                      loss_dtype=problem.loss_dtype, seed=0)  # fmt: skip
-    est = _estimate.run(problem, fake, plan).est
-    # The noise of f is taken as its rounding alone (noise=False in a check).
-    rounding = float(np.finfo(problem.dtype).eps / 2 * abs(problem.f0))
-    first = _compare.compare(problem, plan, est, tol=opts.tol, noise_f=rounding)
-    return problem, fake, opts, plan, est, first
+    check = _check(problem, fake, _options.validate(**options), rng)
+    plan = _plan.make(
+        problem.theta,
+        check.selection.idx,
+        method="central",
+        eps=None,
+        loss_dtype=problem.loss_dtype,
+        seed=0,
+    )
+    found = _compare.run(check, _estimate.run(check, Findings(plan)))
+    return check, fake, found
 
 
 # ------------------------------------------------------------------ the kink pass
@@ -96,10 +128,10 @@ def _relu_problem():
 
 def test_the_kink_pass_names_kinks_and_keeps_the_bug():
     f, x, grad = _relu_problem()
-    problem, fake, opts, plan, est, first = _first_pass(f, x, grad)
-    assert first.blocks[0].verdict == "fail"
+    check, fake, first = _first_pass(f, x, grad)
+    assert first.compared.blocks[0].verdict == "fail"
     before = fake.nfev
-    refined = _refine.refine(problem, fake, opts, plan, est, first)
+    refined = _refine.run(check, first)
     assert {(k.name, k.kind) for k in refined.kinks} == {
         ("params[0]", "crossed"),
         ("params[1]", "at"),
@@ -108,17 +140,17 @@ def test_the_kink_pass_names_kinks_and_keeps_the_bug():
     # through the evaluator it was given.
     assert fake.nfev - before == 3 * 4
     assert len(fake.every_call) == 1 + len(fake.calls)  # no evaluation bypassed the fake
-    assert refined.comparison.blocks[0].verdict == "fail"
-    assert refined.comparison.blocks[0].kinks == 2
-    assert refined.comparison.worst[0].name == "params[5]"
+    assert refined.compared.blocks[0].verdict == "fail"
+    assert refined.compared.blocks[0].kinks == 2
+    assert refined.compared.worst[0].name == "params[5]"
 
 
 def test_the_kink_pass_leaves_a_clean_comparison_alone():
     x = np.linspace(0.5, 1.5, 9)
-    problem, fake, opts, plan, est, first = _first_pass(lambda v: v @ v, x, 2 * x)
+    check, fake, first = _first_pass(lambda v: v @ v, x, 2 * x)
     before = fake.nfev
-    refined = _refine.refine(problem, fake, opts, plan, est, first)
-    assert refined.comparison is first
+    refined = _refine.run(check, first)
+    assert refined.comparison is first.comparison
     assert refined.kinks == ()
     assert fake.nfev == before
 
@@ -129,13 +161,13 @@ def test_the_directions_pass_finds_the_wrong_entry_through_the_evaluator():
     x = rng.standard_normal(200)
     grad = 2 * x
     grad[37] += 0.5
-    problem, fake, opts, _, _, first = _first_pass(
-        lambda v: v @ v, x, grad, directions=2, localize=8
+    check, fake, first = _first_pass(
+        lambda v: v @ v, x, grad, rng=np.random.default_rng(1), directions=2, localize=8
     )
-    assert first.blocks[0].verdict == "untested"
+    assert first.compared.blocks[0].verdict == "untested"
     before = fake.nfev
-    directed = _directions.directions(problem, fake, opts, first, np.random.default_rng(1), (0,))
-    block = directed.comparison.blocks[0]
+    directed = _directions.run(check, first)
+    block = directed.compared.blocks[0]
     assert block.verdict == "fail"
     assert block.localized == ("params[37]",)
     assert block.directions == 2
@@ -157,9 +189,10 @@ def test_a_direction_is_the_central_difference_of_the_reference():
     problem = _problem.build(f, x, grad, batched=False)
     fake = FakeEvaluator(problem)
     rel_step = _plan.relative_step("central", problem.theta.dtype, problem.loss_dtype)
-    search = _directions.Search(problem, fake, rel_step, np.random.default_rng(7),
-                                (1e-7, 1e-5), True, 1e-16, 0)  # fmt: skip
-    result = _directions.check_block(search, 10, 20, 3)
+    judge = Judge((1e-7, 1e-5), True, 1e-16, problem.tol_dtype)
+    options = _options.validate(localize=0, directions=3)
+    check = _check(problem, fake, options, np.random.default_rng(7), judge)
+    result = _directions.check_block(check, 10, 20, 3)
     again = np.random.default_rng(7)
     for j in range(3):
         plus, minus = _plan.direction(x[10:20], rel_step, again)

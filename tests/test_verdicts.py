@@ -132,15 +132,18 @@ def test_a_spread_of_a_few_roundings_is_noise_not_nondeterminism():
 
 
 def test_coarsest_is_the_difference_a_five_percent_error_makes():
-    from gradcheck import _compare, _policy
+    from gradcheck import _policy
+    from gradcheck._judge import Judge
 
     g = np.linspace(1.0, 2.0, 7)
     assert gradcheck.relative_difference(g, 1.05 * g) == pytest.approx(_policy.COARSEST)
     # Thresholds raised to 0.03 would let that error through: the verdict cannot be "pass".
     e_pred = 0.03 / _policy.RESOLVE
-    tol = _policy.THRESHOLDS[np.dtype(np.float64)]
-    assert _compare.adapt(tol, e_pred)[1] == pytest.approx(0.03)
-    assert _compare.judge(_policy.COARSEST, tol, e_pred) == "inconclusive"
+    judge = Judge.build(np.dtype(np.float64), "central", None, noise_f=0.0)
+    # Norms of 1 on each side: the noise's bound over their sum is e_pred.
+    verdict, shown = judge.block(_policy.COARSEST, 2 * e_pred, 1.0, 1.0)
+    assert shown[1] == pytest.approx(0.03)
+    assert verdict == "inconclusive"
 
 
 def test_the_noise_probe_starts_at_the_loss_dtype_resolution():

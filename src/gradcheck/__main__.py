@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _demo
+from . import __version__, _demo, _options
 from ._check import check
 from ._options import ENGINES, parse_seed
 from ._plan import METHODS
@@ -78,7 +78,7 @@ def info(args: argparse.Namespace) -> int:
         ("cpus", str(os.cpu_count())),
         (
             "numba threads",
-            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",  # type: ignore[attr-defined]
         ),
         ("threading layer", _threading_layer(numba)),
         ("numba cache", _cache_location(numba, _jit)),
@@ -309,6 +309,8 @@ def _load(target: str) -> tuple[Any, Any, Any]:
             if not path.is_file():
                 raise FileNotFoundError(f"no file {str(path)!r}")
             spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {str(path)!r} as a module")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
@@ -337,13 +339,16 @@ def _load(target: str) -> tuple[Any, Any, Any]:
 
 
 # ----------------------------------------------------------------------------- arguments
+# Text is read here; the rules on the values are ``_options``'s, as for every door.
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    try:
+        _options.positive("value", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
     return value
 
 
@@ -352,8 +357,10 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    try:
+        _options.integer("value", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
     return value
 
 
@@ -366,18 +373,20 @@ def _seed(text: str) -> int:
 
 def _sample(text: str) -> int | float:
     """An int (how many coordinates) or a fraction in (0, 1]."""
+    value: int | float
     try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
-        pass
-    try:
-        value = float(text)
+        value = int(text)
     except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+    try:
+        _options.sample(value)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be a positive integer or a fraction in (0, 1], got {text!r}"
-        )
+        ) from None
     return value
 
 
@@ -386,8 +395,11 @@ def _tol(text: str) -> float | tuple[float, float]:
     parts = [_positive_float(p) for p in text.split(",")]
     if len(parts) == 1:
         return parts[0]
-    if len(parts) == 2 and parts[0] <= parts[1]:
-        return (parts[0], parts[1])
+    try:
+        if len(parts) == 2 and _options.tol((parts[0], parts[1])):
+            return (parts[0], parts[1])
+    except ValueError:
+        pass
     raise argparse.ArgumentTypeError(
         f"must be one number or pass,fail with pass <= fail, got {text!r}"
     )

@@ -1,4 +1,5 @@
-"""Budget: the deadline a check's passes respect, and the coordinate pass run against it.
+"""Budget: what a check looks at within its budget, the deadline its passes respect, and
+the coordinate pass run against it.
 
 ``check(budget=...)`` holds the whole call to its budget: the first call, the timing and the
 noise probe are paid from it, the plan is fitted to what is left less a reserve for the
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._estimate import Estimated, estimate
-from ._plan import Plan
+from . import _sample
+from ._options import Options
+from ._plan import METHODS, Plan, direction, relative_step
 from ._results import Note
+from ._sample import Selection
+
+if TYPE_CHECKING:
+    from ._context import Evaluator
 
 # Of the time left once the plan is fitted, this fraction is kept for the passes after it:
 # on a failing gradient the kink re-checks and the directional search spend it.
@@ -38,6 +45,7 @@ class Deadline:
     end: float  # time.perf_counter() value; inf without a budget
     per_call: float  # seconds per evaluation (0 without a budget)
     per_point: float = 0.0  # seconds per point of a direction over the largest block
+    per_round: float = 0.0  # evaluations one random direction over every block costs
 
     def for_directions(self) -> Deadline:
         """The deadline counting each evaluation at the cost of a direction's point."""
@@ -65,14 +73,17 @@ class Deadline:
         """A deadline ``seconds`` earlier: time kept for what comes after."""
         return replace(self, end=self.end - seconds)
 
+    def keeping(self, directions: int) -> Deadline:
+        """The deadline that keeps the time of ``directions`` rounds of directions."""
+        return self.earlier(directions * self.per_round * self.per_call)
 
-def time_point(problem: Any, evaluator: Any, scope) -> float:
+
+def time_point(evaluator: Evaluator, scope: Iterable[int]) -> float:
     """Seconds one point of a random direction over the largest block in ``scope`` costs:
     drawing the direction (a throwaway stream, so the check's own draws stay the same),
     writing it in and evaluating f there. Counted in ``evaluator.nfev``.
     """
-    from ._plan import direction, relative_step
-
+    problem = evaluator.problem
     offsets = problem.layout.offsets
     k = max(scope, key=lambda j: int(offsets[j + 1] - offsets[j]))
     lo, hi = int(offsets[k]), int(offsets[k + 1])
@@ -85,23 +96,97 @@ def time_point(problem: Any, evaluator: Any, scope) -> float:
     return max(time.perf_counter() - started, 1e-9)
 
 
+def select(
+    evaluator: Evaluator,
+    options: Options,
+    rng: np.random.Generator | None,
+    blocks: Sequence[int] | None,
+    started: float,
+) -> tuple[Selection, Deadline]:
+    """What to check, fitted to ``options.budget`` when there is one, and the deadline
+    the passes respect (none without a budget).
+
+    The budget counts from ``started``: the first call and the timing are paid from it, and
+    a reserve is kept for the passes after the plan (``RESERVE``).
+    """
+    layout = evaluator.problem.layout
+    sample, directions, deadline = options.sample, options.directions, Deadline.none()
+    if options.budget is not None:
+        # The middle of three timings: one call alone can catch a cold cache or a hiccup.
+        per_call = sorted(evaluator.time_one() for _ in range(3))[1]
+        scope = range(len(layout.blocks)) if blocks is None else blocks
+        sizes = [layout.blocks[k].size for k in scope]
+        point = time_point(evaluator, scope)
+        # One direction over every block: two points each, the overhead of a point
+        # growing with its block's size (largest block measured, the others scaled).
+        extra = max(0.0, point / per_call - 1)
+        per_round = 2 * len(sizes) + 2 * extra * sum(sizes) / max(max(sizes), 1)
+        # The noise probe ran already (see _check.run): what it cost is in the elapsed time.
+        seconds = plan_seconds(options.budget, time.perf_counter() - started)
+        sample, directions = fit_budget(
+            seconds,
+            sizes,
+            sample,
+            directions,
+            per_call=per_call,
+            per_round=per_round,
+            method=options.method,
+        )
+        deadline = Deadline(started + options.budget, per_call, point, per_round)
+    return _sample.select(layout, sample, directions, rng, blocks), deadline
+
+
+def fit_budget(
+    budget: float,
+    sizes: Sequence[int],
+    sample: int | float | None,
+    directions: int | None,
+    *,
+    per_call: float,
+    per_round: float,
+    method: str,
+) -> tuple[int | float | None, int | None]:
+    """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
+
+    ``per_call``: seconds one evaluation of f takes; ``per_round``: evaluations one random
+    direction over every block in scope costs (at least 2 a block; more on a large block,
+    where drawing the direction and writing it in are not free). ``sizes`` are those of the
+    blocks in scope; a coordinate costs as many evaluations as ``method`` has points.
+    """
+    affordable = int(budget / per_call)
+    n_blocks, n = len(sizes), int(sum(sizes))
+    per_coordinate = len(METHODS[method].offsets)
+    if sample is None and directions is None and per_coordinate * n <= affordable:
+        return None, None  # a full check fits
+    if directions is None:
+        # Up to 4 directions per block, on at most half the budget; at least one.
+        directions = int(min(4, max(1, affordable // (2 * per_round))))
+    if sample is None:
+        left = affordable - per_round * directions
+        fits = left // per_coordinate
+        sample = int(fits) if fits >= n_blocks else None
+    return sample, directions
+
+
 def plan_seconds(budget: float, elapsed: float) -> float:
     """Seconds the plan (coordinates and directions) may take of what ``budget`` leaves."""
     return max(0.0, (budget - elapsed) * (1 - RESERVE))
 
 
-def estimate_within(problem: Any, evaluator: Any, plan: Plan, deadline: Deadline, run):
-    """``(plan, estimated, note)``: the coordinate pass, cut short at ``deadline``.
+def evaluate_within(
+    evaluator: Evaluator, plan: Plan, deadline: Deadline
+) -> tuple[Plan, np.ndarray, Note | None]:
+    """``(plan, values, note)``: the plan evaluated, cut short at ``deadline``.
 
-    ``run(plan)`` is the unbudgeted pass (``_estimate.run``). With a deadline, the plan is
+    Without a budget the whole plan is evaluated at once. With a deadline, the plan is
     evaluated in slices, each a stride through the whole plan (so through every block),
     sized from the cost per evaluation measured so far; the slices not reached when the
     deadline passed are dropped from the plan: the report counts only what was checked,
     and the note says what was left out.
     """
     m = plan.idx.size
-    if deadline.end == math.inf or plan.method == "complex" or m == 0:
-        return plan, run(plan), None
+    if deadline.end == math.inf or m == 0:
+        return plan, evaluator.run(plan), None
     # Strided order: position p goes in round p % MAX_SLICES, so any prefix of the order
     # spreads over the whole plan.
     order = np.argsort(np.arange(m) % MAX_SLICES, kind="stable")
@@ -122,14 +207,14 @@ def estimate_within(problem: Any, evaluator: Any, plan: Plan, deadline: Deadline
         per_eval = max(per_eval, (time.perf_counter() - began) / (size * per_coordinate))
         done += size
     if done == m:
-        return plan, Estimated(estimate(plan, values, problem.f0), ()), None
+        return plan, values, None
     kept = np.sort(order[:done])
     cut = subplan(plan, kept)
     note = Note(
         f"the budget ran out during the coordinate pass: {kept.size:,} of {m:,} planned "
         "coordinates checked; the others were not examined"
     )
-    return cut, Estimated(estimate(cut, values[kept], problem.f0), ()), note
+    return cut, values[kept], note
 
 
 def subplan(plan: Plan, positions: np.ndarray) -> Plan:
@@ -142,139 +227,3 @@ def subplan(plan: Plan, positions: np.ndarray) -> Plan:
         width=plan.width[positions],
         step=plan.step[positions],
     )
-
-
-# ---------------------------------------------------------------- the monitor's cost model
-# Before any check is measured: one evaluation of f is taken to cost this many training
-# steps, and a check this many seconds besides its evaluations.
-FIRST_STEPS_PER_EVAL = 0.5
-FIXED_SECONDS = 0.002
-# With f timed once at params, an evaluation inside a check is taken to cost this many
-# times that call: the check's own work per point (drawing directions, writing the points
-# in, restoring them) comes on top of f, and f itself runs on colder caches after a large
-# block was rewritten (on the 1.86M-parameter MLP: 7 ms inside a check, 1.5 ms in a loop).
-OVERHEAD_PER_EVAL = 5.0
-# Evaluations of f a check spends besides its coordinates and directions (the first call,
-# the noise probe, the refinement of flagged entries), for the estimate before any check ran.
-EXTRA_EVALUATIONS = 24
-# Timings of f at most before the first check is measured (each costs two calls).
-TIMINGS = 3
-# Recent checks remembered per kind of check: their median is the estimate.
-RECENT = 5
-
-
-class CostModel:
-    """What a monitor's checks cost, in training steps, learned from the checks it ran.
-
-    Costs are kept in training steps, so that a machine that slows down slows the estimate
-    with it. The estimate is the median of the recent checks of the same kind, not their
-    maximum: one slow check (a hiccup, a busy core) must not starve the monitor for the rest
-    of the run. The first check of a kind pays one-time costs (imports, a numba compile,
-    cold caches); it is used only until a second check of that kind has been measured.
-    """
-
-    def __init__(self, options: dict):
-        self._options = options
-        self._costs: dict[Any, list] = {}  # kind -> [first, recent...] in training steps
-        self._per_eval: list[float] = []  # training steps per evaluation, recent checks
-        self._nominal: dict[Any, int] = {}
-        self._guess = FIRST_STEPS_PER_EVAL  # steps per evaluation before any check ran
-        self._timed = False
-        self._timings, self._last_timed = 0, None
-
-    def wants_timing(self, step: int, every: int) -> bool:
-        """Whether to time f now: until a check is measured, at most TIMINGS times, at
-        least ``every`` steps apart (timing on every look would spend the credit it waits
-        for).
-        """
-        if self._per_eval or self._timings >= TIMINGS:
-            return False
-        if self._last_timed is not None and step - self._last_timed < every:
-            return False
-        self._last_timed, self._timings = step, self._timings + 1
-        return True
-
-    def calibrate(self, seconds: float, unit: float) -> None:
-        """Base the first estimates on a timed call of f (``seconds``), not on a guess.
-
-        Until a check is measured, each call may lower the guess (the least timing so far):
-        a timing caught in a busy moment must not put every check off for good.
-        """
-        if unit > 0:
-            guess = OVERHEAD_PER_EVAL * seconds / unit
-            first = self._guess == FIRST_STEPS_PER_EVAL and not self._timed
-            self._guess = guess if first else min(self._guess, guess)
-            self._timed = True
-
-    def estimate(self, kind, config, sizes, unit: float) -> float:
-        """Seconds a check of ``kind`` (``config`` on blocks of ``sizes``) should cost.
-
-        The median of the recent checks of ``kind`` after its first; with only the first,
-        no more than the prior (what its evaluations should cost): the excess of a first
-        check over that is taken for one-time costs, and the next check of the kind
-        measures again.
-        """
-        recent = self._costs.get(kind)
-        if recent and len(recent) > 1:
-            return float(np.median(recent[1:])) * unit
-        nominal = self._nominal.get(kind)
-        if nominal is None:
-            nominal = self._nominal[kind] = evaluations(config, sizes, self._options)
-        # What one evaluation costs, in training steps: the median of the checks after the
-        # first, else no more than the guess (from f timed once, or half a training step:
-        # a forward pass and a backward pass cost about three evaluations).
-        per_eval = self._guess
-        if len(self._per_eval) > 1:
-            per_eval = float(np.median(self._per_eval[1:]))
-        elif self._per_eval:
-            per_eval = min(per_eval, self._per_eval[0])
-        prior = per_eval * nominal * unit + FIXED_SECONDS
-        return min(recent[0] * unit, prior) if recent else prior
-
-    def learn(self, kind, seconds: float, nfev: int, unit: float) -> None:
-        """Remember what a check of ``kind`` cost, when a training step costs ``unit``."""
-        if unit <= 0:
-            return
-        steps = seconds / unit
-        recent = self._costs.setdefault(kind, [])
-        # Index 0 keeps the first check (one-time costs); the rest is a window of RECENT.
-        recent.append(steps)
-        if len(recent) > RECENT + 1:
-            del recent[1]
-        if nfev:
-            self._per_eval.append(steps / nfev)
-            if len(self._per_eval) > 4 * RECENT + 1:
-                del self._per_eval[1]
-
-
-def time_call(f, params, clock=None) -> float:
-    """Seconds ``f(params)`` takes: the lesser of two calls, as the first may pay one-time
-    costs (a compile, cold caches). ``clock`` is the monitor's ``perf_counter``.
-    """
-    clock = clock or time.perf_counter
-    timed = []
-    for _ in range(2):
-        began = clock()
-        f(params)
-        timed.append(clock() - began)
-    return min(timed)
-
-
-def evaluations(config, sizes, options: dict) -> int:
-    """Evaluations of f a check of ``config`` on blocks of ``sizes`` should take, roughly."""
-    from ._plan import sample_sizes
-
-    sample, directions = config
-    n = int(sum(sizes))
-    if sample is None:
-        coords = 0 if directions else n
-    else:
-        coords = int(sample_sizes(np.array(sizes), sample).sum())
-    noise = EXTRA_EVALUATIONS if options.get("noise", True) else 4
-    return 1 + noise + 2 * coords + 2 * (directions or 0) * len(sizes)
-
-
-def words(config, target, names) -> str:
-    """A monitor's kind of check in words, for its log and its history's ``why``."""
-    what = "every block" if len(target) == len(names) > 1 else f"block {target[0]}"
-    return what + (" with one direction" if config == (None, 1) else "")

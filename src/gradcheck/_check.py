@@ -1,14 +1,15 @@
-"""The public entry points: validate, then run the stages in order.
+"""The public entry points: validate, set the check up, then run the passes in order.
 
 options -> problem -> plan -> evaluator -> passes (estimate, compare, refine, directions) ->
-report. Each stage is a module; this one only calls them.
+report. Each stage is a module; this one sets up the :class:`~._context.Check` the passes
+read (the seed's streams, the selection fitted to a budget, the noise probe, the judge) and
+calls them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,12 @@ from . import (
     _progress,
     _refine,
     _report,
+    _reproduce,
     _results,
 )
+from ._context import Check, Findings, Streams
+from ._judge import Judge
+from ._problem import Problem
 from ._report import Report
 
 
@@ -98,18 +103,15 @@ def check(
         sends slices of the coordinates to the workers of a ``dask.distributed`` client,
         each running the serial Python or numba engine.
     workers : int, optional
-        Threads the python engine evaluates the main plan on, each perturbing its own copy
-        of the parameters (``f`` gets its own views of that copy) with BLAS held to one
-        thread (when threadpoolctl is installed). No conclusion rests on the workers'
-        values alone: the entries that disagree (and the worst-scoring ones) are
-        evaluated again serially, and if ``f`` gives other values there (it shares state
-        between calls: ``model.params = p``, a cache on ``self``) the check evaluates
-        again what the workers did, finishes serially and says so in a note. 1: serial.
-        None (default): when the check is expected to take longer than a second, the
-        workers (every core, as many as 1 GiB of copies allows) are timed against the
-        serial engine on a first slice of the plan and kept only when they give the same
-        values and are faster; a note says which was chosen and why. Other engines
-        ignore it.
+        Threads the python engine evaluates ``f`` on, each perturbing its own copy of the
+        parameters (``f`` gets its own views of that copy) with BLAS held to one thread
+        (when threadpoolctl is installed). ``f`` must be thread-safe: no shared mutable
+        state (a cache on ``self``, a global counter); numpy releases the GIL in its
+        kernels, so a numpy ``f`` runs on every core. Each worker holds a copy of the
+        parameters. 1: serial. None (default): every core (as many as 1 GiB of copies
+        allows) when the check is expected to take longer than half a second (the first
+        call's time times the evaluations), serially otherwise. The results are those of
+        the serial engine, bit for bit. Other engines ignore it.
     batched : bool
         ``f`` takes a stack of parameter vectors (see ``f``).
     tol : float or (float, float), optional
@@ -199,98 +201,92 @@ def check(
     if args:
         f, grad = _with_args(f, grad, args)
     options = _options.validate(
-        eps=eps, method=method, seed=seed, engine=engine, workers=workers, batched=batched,
-        tol=tol, sample=sample, directions=directions, localize=localize, budget=budget,
-        client=client, progress=progress, noise=noise, evaluate=evaluate,
-    )  # fmt: skip
+        eps=eps,
+        method=method,
+        seed=seed,
+        engine=engine,
+        workers=workers,
+        batched=batched,
+        tol=tol,
+        sample=sample,
+        directions=directions,
+        localize=localize,
+        budget=budget,
+        client=client,
+        progress=progress,
+        noise=noise,
+        evaluate=evaluate,
+    )
     return run(f, params, grad, options, started=started)
 
 
-def run(f, params, grad, options: _options.Options, *, blocks=None, started=None) -> Report:
+# The passes, in the order they run: each reads the check and what the passes before it
+# found, and returns the findings with its own added. A new kind of check is a new pass here.
+PASSES = (_estimate.run, _compare.run, _reproduce.run, _refine.run, _directions.run)
+
+
+def run(
+    f: Callable[..., Any],
+    params: Any,
+    grad: Any,
+    options: _options.Options,
+    *,
+    blocks: Sequence[int] | None = None,
+    started: float | None = None,
+) -> Report:
     """Check with validated ``options``; ``blocks`` limits it to those block indices."""
     started = time.perf_counter() if started is None else started
     problem = _problem.build(f, params, grad, batched=options.batched, evaluate=options.evaluate)
     seed = int(np.random.default_rng().integers(2**63)) if options.seed is None else options.seed
-    options = replace(options, seed=seed)
-    # One stream each for the noise probe, the sample and the directions, so that turning
-    # one of them on or off leaves what the others draw unchanged.
-    noise_rng, sample_rng, direction_rng = _streams(seed, options)
+    streams = _streams(seed, options)
     evaluator = _evaluator.Evaluator(problem, client=options.client)
+    scope = tuple(range(len(problem.layout.blocks))) if blocks is None else tuple(blocks)
     # With a budget the noise probe runs first, so that the plan is fitted to the time it
     # really left rather than to its worst case.
-    scope = tuple(range(len(problem.layout.blocks))) if blocks is None else tuple(blocks)
-    noise = _probe(problem, evaluator, options, noise_rng, scope) if options.budget else None
-    selection, timing = _select(problem, evaluator, options, sample_rng, blocks, started)
-    # Every pass after the plan stops adding evaluations at the budget's end.
-    per_call = None if timing is None else timing[0]
-    deadline = (_budget.Deadline.none() if per_call is None
-                else _budget.Deadline(started + options.budget, per_call, timing[2]))  # fmt: skip
-    plan = _plan.make(problem.theta, selection.idx, method=options.method, eps=options.eps,
-                      loss_dtype=problem.loss_dtype, seed=seed)  # fmt: skip
+    noise = _probe(evaluator, options, streams.noise, scope) if options.budget else None
+    selection, deadline = _budget.select(evaluator, options, streams.sample, blocks, started)
+    plan = _plan.make(
+        problem.theta,
+        selection.idx,
+        method=options.method,
+        eps=options.eps,
+        loss_dtype=problem.loss_dtype,
+        seed=seed,
+    )
     _plan.refuse_collapsed(plan, problem.layout, problem.theta, options.eps)
+    per_call = deadline.per_call or None
     evaluator.choose(options.engine, plan, per_call, options.workers)
-    noise = noise or _probe(problem, evaluator, options, noise_rng, selection.blocks)
-    directed_evals = 2 * (selection.directions or 0) * len(selection.blocks)
-    expected = plan.values.size + directed_evals
+    noise = noise or _probe(evaluator, options, streams.noise, selection.blocks)
+    judge = Judge.build(problem.tol_dtype, options.method, options.tol, noise.level)
+    expected = plan.values.size + 2 * (selection.directions or 0) * len(selection.blocks)
     show = _progress.wanted(options.progress, per_call or problem.seconds, expected)
-    # One bar through every pass that evaluates; it grows for the kinks' re-checks.
+    findings = Findings(plan, notes=(noise.note,) if noise.note else ())
     with evaluator.progress(show, expected) as bar:
-        # The directions, fitted with the plan, keep their share of the time.
-        kept = (selection.directions or 0) * timing[1] * per_call if timing else 0.0
-        plan, estimated, cut = _budget.estimate_within(
-            problem, evaluator, plan, deadline.earlier(kept),
-            lambda p: _estimate.run(problem, evaluator, p),
-        )  # fmt: skip
-        evaluator.verify()
-        first = _compare.compare(problem, plan, estimated.est, tol=options.tol,
-                                 noise_f=noise.level)  # fmt: skip
-        # Nothing is concluded from the workers' values that a serial evaluation does not
-        # give again; where it does not, f is not thread-safe: what the workers evaluated
-        # is evaluated again, serially (the evaluator has switched), and compared again.
-        redo = evaluator.redo(plan.idx[_refine.suspects(problem, plan, estimated.est, first)])
-        if redo.size:
-            positions = np.flatnonzero(np.isin(plan.idx, redo))
-            again = _estimate.run(problem, evaluator, _budget.subplan(plan, positions))
-            est = _estimate.merged(estimated.est, positions, again.est)
-            estimated = replace(estimated, est=est)
+        check = Check(problem, evaluator, judge, deadline, options, seed, selection, streams, bar)
+        for step in PASSES:
+            findings = step(check, findings)
             evaluator.verify()
-            first = _compare.compare(problem, plan, est, tol=options.tol, noise_f=noise.level)
-        evaluator.settle()
-        selection = replace(selection, idx=plan.idx)
-        refined = _refine.refine(problem, evaluator, options, plan, estimated.est, first,
-                                 deadline)  # fmt: skip
-        evaluator.verify()
-        comparison, kinks = refined.comparison, refined.kinks
-        notes = (*((cut,) if cut else ()), *refined.notes)
-        if selection.directions:
-            if bar is not None:
-                bar.ahead(directed_evals)
-            directed = _directions.directions(
-                problem, evaluator, replace(options, directions=selection.directions),
-                comparison, direction_rng, selection.blocks, deadline,
-            )  # fmt: skip
-            evaluator.verify()
-            named = {k.name for k in kinks}
-            comparison, notes = directed.comparison, (*notes, *directed.cut)
-            kinks += tuple(k for k in directed.kinks if k.name not in named)
-    notes = (*((noise.note,) if noise.note else ()), *estimated.notes, *notes)
-    notes += (*_widening(problem), *((evaluator.why,) if evaluator.why else ()))
-    outcome = _report.Outcome(selection, plan, estimated.est, comparison, kinks, notes)
-    return _report.build(problem, evaluator, options, outcome, time.perf_counter() - started)
+    findings = findings.with_notes(_widening(problem))
+    return _report.build(check, findings, time.perf_counter() - started)
 
 
-def _streams(seed: int, options: _options.Options) -> list:
+def _streams(seed: int, options: _options.Options) -> Streams:
     """Generators for the noise probe, the sample and the directions.
 
     The k-th is the k-th child of ``SeedSequence(seed)``, made only when used (None
     otherwise): making one costs a small check more than its compare does.
     """
-    used = (options.noise, options.sample is not None or options.budget is not None,
-            options.directions is not None or options.budget is not None)  # fmt: skip
-    return [
+    fitted = options.budget is not None
+    used = (
+        options.noise,
+        options.sample is not None or fitted,
+        options.directions is not None or fitted,
+    )
+    rngs = [
         np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,))) if u else None
         for k, u in enumerate(used)
     ]
+    return Streams(*rngs)
 
 
 def _with_args(f, grad, args: tuple):
@@ -308,7 +304,7 @@ def _with_args(f, grad, args: tuple):
     return bound_f, bound_grad
 
 
-def _widening(problem) -> tuple:
+def _widening(problem: Problem) -> tuple[_results.Note, ...]:
     if not problem.widened:
         return ()
     return (
@@ -320,38 +316,15 @@ def _widening(problem) -> tuple:
     )
 
 
-def _select(problem, evaluator, options, rng, blocks, started):
-    """``(selection, timing)``: what to check, fitted to ``options.budget`` when there is
-    one, and ``(seconds per evaluation, evaluations per direction round)`` (None without a
-    budget).
-
-    The budget counts from ``started``: the first call and the timing are paid from it, and
-    a reserve is kept for the passes after the plan (``_budget.RESERVE``).
-    """
-    layout = problem.layout
-    sample, directions, timing = options.sample, options.directions, None
-    if options.budget is not None:
-        # The middle of three timings: one call alone can catch a cold cache or a hiccup.
-        per_call = sorted(evaluator.time_one() for _ in range(3))[1]
-        scope = range(len(layout.blocks)) if blocks is None else blocks
-        sizes = [layout.blocks[k].size for k in scope]
-        point = _budget.time_point(problem, evaluator, scope)
-        # One direction over every block: two points each, the overhead of a point
-        # growing with its block's size (largest block measured, the others scaled).
-        extra = max(0.0, point / per_call - 1)
-        per_round = 2 * len(sizes) + 2 * extra * sum(sizes) / max(max(sizes), 1)
-        # The noise probe ran already (see run): what it cost is in the elapsed time.
-        seconds = _budget.plan_seconds(options.budget, time.perf_counter() - started)
-        sample, directions = _plan.fit_budget(
-            seconds, (per_call, per_round), sizes, sample, directions, method=options.method
-        )
-        timing = (per_call, per_round, point)
-    return _plan.select(layout, sample, directions, rng, blocks), timing
-
-
-def _probe(problem, evaluator, options, rng, scope) -> _noise.Noise:
+def _probe(
+    evaluator: _evaluator.Evaluator,
+    options: _options.Options,
+    rng: np.random.Generator | None,
+    scope: Sequence[int],
+) -> _noise.Noise:
     """The noise of f, measured along a line over the blocks in scope, or rounding alone."""
-    if not options.noise:
+    problem = evaluator.problem
+    if not options.noise or rng is None:  # no stream is made without the probe
         return _noise.Noise(_noise.rounding(problem.f0, problem.dtype))
     offsets = problem.layout.offsets
     lo, hi = int(offsets[min(scope)]), int(offsets[max(scope) + 1])

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _policy
 from ._estimate import Estimate
-from ._layout import Layout
+from ._judge import Judge
+from ._layout import Block, Layout
 from ._norms import segment_differences, segment_norms
 from ._plan import Plan
+from ._problem import Problem
 from ._results import BlockResult, Entry, Verdict
+
+if TYPE_CHECKING:
+    from ._context import Check, Findings
 
 
 @dataclass(frozen=True)
@@ -32,71 +37,8 @@ class Marks:
 @dataclass(frozen=True)
 class Comparison:
     difference: float
-    verdict: str
-    tol: tuple[float, float]
-    blocks: tuple[BlockResult, ...]  # the blocks in scope, in layout order
+    blocks: tuple[BlockResult, ...]  # every block of the layout, in layout order
     worst: tuple[Entry, ...]
-    adaptive: bool  # thresholds follow the rounding noise of f (no `tol` given)
-    noise_f: float  # the noise of f the error model assumed
-
-
-def judge(difference: float, tol: tuple[float, float], e_pred: float = 0.0) -> Verdict:
-    """The verdict on one relative difference.
-
-    ``tol`` is the (pass, fail) pair the dtype (or the user) sets; ``e_pred`` the relative
-    difference the noise of f alone could produce (``resolution``): with it the thresholds
-    rise to what the arithmetic resolves (``adapt``; pass e_pred=0 for fixed thresholds).
-    The observed agreement counts as evidence: a difference at or below the dtype's pass
-    threshold passes however noisy f is, since noise would have shown as disagreement.
-    """
-    passes, fails = adapt(tol, e_pred)
-    # Written so that NaN fails: `d > tol` would be False for NaN.
-    if not difference <= fails:
-        return Verdict.FAIL
-    if difference <= tol[0]:
-        return Verdict.PASS
-    # Within what noise explains: a pass only while a 5% error in every entry (COARSEST)
-    # would still stand out above it.
-    if difference <= passes and passes < _policy.COARSEST:
-        return Verdict.PASS
-    # Between the thresholds: a warning, as long as the (raised) fail threshold still
-    # catches a 5% error, or the difference is below the dtype's own fail threshold.
-    if fails <= _policy.COARSEST or difference <= tol[1]:
-        return Verdict.WARN
-    # Above what a correct gradient shows, yet within what the noise could make.
-    return Verdict.INCONCLUSIVE
-
-
-def resolution(norm_error_bound: float, norm_a: float, norm_b: float) -> float:
-    """e_pred: the relative difference that the noise of f alone could produce.
-
-    Both sides exactly zero leave nothing to resolve: 0 (their agreement is exact, and a
-    wrong analytic value would have made them differ).
-    """
-    total = float(norm_a) + float(norm_b)
-    if total == 0.0:
-        return 0.0
-    return float(norm_error_bound) / total
-
-
-def adapt(tol: tuple[float, float], e_pred: float) -> tuple[float, float]:
-    """The thresholds raised to what the arithmetic can resolve (see ``_policy``).
-
-    Never above 1: the relative difference cannot exceed it, and a threshold there says
-    nothing.
-    """
-    return (
-        min(1.0, max(tol[0], _policy.ADAPT_PASS * e_pred)),
-        min(1.0, max(tol[1], _policy.RESOLVE * e_pred)),
-    )
-
-
-def thresholds(dtype: np.dtype, method: str, tol) -> tuple[tuple[float, float], bool]:
-    """The (pass, fail) thresholds to start from, and whether they adapt to the noise."""
-    if tol is not None:
-        return tol, False
-    table = _policy.COMPLEX_THRESHOLDS if method == "complex" else _policy.THRESHOLDS
-    return table[dtype], True
 
 
 @dataclass(frozen=True)
@@ -122,20 +64,24 @@ class _Judged:
     top_at: list  # position of the highest score, -1 for an empty block
 
 
+def run(check: Check, findings: Findings) -> Findings:
+    """The compare pass: judge the plan's finite differences against the gradient."""
+    comparison = compare(check.problem, findings.plan, findings.est, check.judge)
+    return replace(findings, comparison=comparison)
+
+
 def compare(
-    problem: Any, plan: Plan, est: Estimate, *, tol, noise_f: float, marks: Marks | None = None
+    problem: Problem, plan: Plan, est: Estimate, judge: Judge, marks: Marks | None = None
 ) -> Comparison:
     """Judge the analytic gradient at ``plan.idx`` against the finite differences.
 
-    ``tol`` is the user's (pass, fail) or None for the dtype's adaptive defaults; ``marks``
-    come from the kink pass. Every block of the layout is judged; the plan's coordinates
-    say which hold checked entries.
+    ``marks`` come from the kink pass. Every block of the layout is judged; the plan's
+    coordinates say which hold checked entries.
     """
-    dtype, layout = problem.tol_dtype, problem.layout
-    tol, adaptive = thresholds(dtype, plan.method, tol)
+    layout = problem.layout
     analytic = problem.analytic[plan.idx]
     # What noise in f alone can make each difference wrong by.
-    fd_all = noise_f * est.sensitivity
+    fd_all = judge.noise_f * est.sensitivity
     if plan.method == "complex":
         # Exact to the rounding of the evaluation.
         fd_all = fd_all + np.finfo(problem.dtype).eps * np.abs(est.gradapprox)
@@ -143,22 +89,43 @@ def compare(
     any_bad = bool(est.bad.any())
     if any_bad or marks is not None:
         counted = ok if marks is None else ok & ~marks.kinks
-        j = _judged(layout, plan.idx[counted], analytic[counted], est.gradapprox[counted],
-                    fd_all[counted], dtype)  # fmt: skip
+        j = _judged(
+            layout,
+            plan.idx[counted],
+            analytic[counted],
+            est.gradapprox[counted],
+            fd_all[counted],
+            judge,
+        )
     else:  # every entry counts: no copies
-        j = _judged(layout, plan.idx, analytic, est.gradapprox, fd_all, dtype)
+        j = _judged(layout, plan.idx, analytic, est.gradapprox, fd_all, judge)
     seg_all = np.searchsorted(plan.idx, layout.offsets).tolist()
     blocks = []
     for k, block in enumerate(layout.blocks):
         mine = slice(seg_all[k], seg_all[k + 1])
         skipped = plan.idx[mine][est.bad[mine]] if any_bad else plan.idx[:0]
-        kinks = (0, 0, 0)
+        # Entries left out of the verdict: at or across a kink, of those the ones sitting
+        # on one, and the ones a smaller step resolved (truncation, no kink).
+        kinked = on_kink = smooth = 0
         if marks is not None:
             out = marks.kinks[mine] & ok[mine]
             smooth = int((marks.smooth[mine] & out).sum())
-            kinks = (int(out.sum()) - smooth, int(marks.on_kink[mine][ok[mine]].sum()), smooth)
+            kinked = int(out.sum()) - smooth
+            on_kink = int(marks.on_kink[mine][ok[mine]].sum())
         checked = seg_all[k + 1] - seg_all[k] - int(skipped.size)
-        blocks.append(_block(block, k, j, (tol, adaptive), skipped, checked, kinks))
+        blocks.append(
+            _block(
+                block,
+                k,
+                j,
+                judge,
+                skipped,
+                checked,
+                kinked=kinked,
+                on_kink=on_kink,
+                smooth=smooth,
+            )
+        )
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
     # that a check set up like the classic exercise reproduces its digits; kinks count here.
     a_all, b_all = (analytic, est.gradapprox) if not any_bad else (analytic[ok], est.gradapprox[ok])
@@ -167,26 +134,38 @@ def compare(
         if a_all.size
         else math.nan
     )
-    verdict = Verdict.worst(blk.verdict for blk in blocks)
     worst = _worst(layout, j.idx, j.a, j.b, j.err, j.score)
-    return Comparison(float(difference), verdict, tol, tuple(blocks), worst, adaptive, noise_f)
+    return Comparison(float(difference), tuple(blocks), worst)
 
 
-def _judged(layout, idx, a, b, fd_error, dtype) -> _Judged:
+def _judged(layout, idx, a, b, fd_error, judge: Judge) -> _Judged:
     seg = np.searchsorted(idx, layout.offsets)
     norms, diffs = segment_differences(a, b, seg)
     fd_norms = segment_norms(fd_error, fd_error, seg)[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        size, err, noise = np.abs(a) + np.abs(b), np.abs(a - b), _policy.NOISE * fd_error
-        score = _score(err, _policy.RTOL[dtype] * size + noise)
+    score = judge.scores(a, b, fd_error)
+    with np.errstate(invalid="ignore", over="ignore"):
+        size, err = np.abs(a) + np.abs(b), np.abs(a - b)
         # Both sides exactly 0 is agreement; both below what the differences resolve, and
         # not both 0, was not tested.
         zero = size == 0
-        untested = (size < noise) & ~zero
+        untested = (size < _policy.NOISE * fd_error) & ~zero
     worst_at, top_at = _argmax_per_block(seg, err), _argmax_per_block(seg, score)
-    counts = _count_per_block(seg, untested, zero)
-    return _Judged(idx, a, b, err, score, seg.tolist(), norms.tolist(), diffs.tolist(),
-                   fd_norms.tolist(), worst_at, *counts, top_at)  # fmt: skip
+    untested_counts, zero_counts = _count_per_block(seg, untested, zero)
+    return _Judged(
+        idx=idx,
+        a=a,
+        b=b,
+        err=err,
+        score=score,
+        seg=seg.tolist(),
+        norms=norms.tolist(),
+        diffs=diffs.tolist(),
+        fd_norms=fd_norms.tolist(),
+        worst_at=worst_at,
+        untested=untested_counts,
+        zeros=zero_counts,
+        top_at=top_at,
+    )
 
 
 def _argmax_per_block(seg: np.ndarray, values: np.ndarray) -> list:
@@ -217,24 +196,29 @@ def _count_per_block(seg: np.ndarray, *masks: np.ndarray) -> list:
     return out
 
 
-def _block(block, k, j: _Judged, thresholds, skipped, checked, kinks) -> BlockResult:
-    """Block ``k``'s result from the judged entries ``j``.
-
-    ``thresholds`` is (tol, adaptive); ``kinks`` (entries at or across a kink, entries on
-    one, entries a smaller step resolved).
+def _block(
+    block: Block,
+    k: int,
+    j: _Judged,
+    judge: Judge,
+    skipped: np.ndarray,
+    checked: int,
+    *,
+    kinked: int,
+    on_kink: int,
+    smooth: int,
+) -> BlockResult:
+    """Block ``k``'s result from the judged entries ``j`` (``kinked``, ``on_kink``,
+    ``smooth``: the block's entries the kink pass left out, as for ``compare``).
     """
-    (tol, adaptive), (kinked, on_kink, smooth) = thresholds, kinks
     lo, hi = j.seg[k], j.seg[k + 1]
     na, nb, nd = j.norms[k]
-    block_tol, note = tol, None
+    block_tol, note = judge.tol, None
     if hi > lo:
         d = j.diffs[k]
-        e_pred = resolution(j.fd_norms[k], na, nb) if adaptive else 0.0
-        # Fixed thresholds are the user's, shown as given (adapt would clip them at 1).
-        block_tol = adapt(tol, e_pred) if adaptive else tol
-        verdict = judge(d, tol, e_pred)
+        verdict, block_tol = judge.block(d, j.fd_norms[k], na, nb)
         if verdict == Verdict.INCONCLUSIVE:
-            note = _unresolved(d, tol, block_tol)
+            note = _unresolved(d, judge.tol, block_tol)
         top = j.top_at[k]
         if verdict != Verdict.FAIL and j.score[top] > _policy.ENTRY_FAIL:
             verdict, note = Verdict.FAIL, _wrong_entry(block, j, top, d)
@@ -312,21 +296,6 @@ def _wrong_entry(block, j: _Judged, top: int, d: float) -> str:
     )
 
 
-def scores(a: np.ndarray, b: np.ndarray, fd_error: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Per-entry disagreement: |a - b| over what rounding and the relative tolerance allow.
-
-    Above 1 an entry disagrees; NaN entries score inf.
-    """
-    allowed = _policy.RTOL[dtype] * (np.abs(a) + np.abs(b)) + _policy.NOISE * fd_error
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _score(np.abs(a - b), allowed)
-
-
-def _score(err: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    score = np.where(err == 0, 0.0, err / allowed)
-    return np.where(np.isnan(score), np.inf, score)
-
-
 def diagnose(block, idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> str | None:
     """A plain-words guess at what is wrong with a failing block's gradient."""
     if a.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
@@ -384,7 +353,7 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
     blocks = list(comparison.blocks)
     for i, r in results.items():
         block = blocks[i]
-        verdict = Verdict.worst(v for v in (block.verdict, r.verdict) if v != Verdict.UNTESTED)
+        verdict = Judge.combined(Verdict(block.verdict), r.verdict)
         difference = block.difference if block.checked else r.difference
         blocks[i] = replace(
             block,
@@ -396,11 +365,10 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
             localized=tuple(layout.entry_name(e) for e in r.found),
             diagnosis=block.diagnosis or r.note,
         )
-    verdict = Verdict.worst(b.verdict for b in blocks)
     difference = comparison.difference
     if results and not any(b.checked for b in blocks):
         # Directions only: the same metric over every block's directional derivatives.
         predicted = np.concatenate([r.predicted for r in results.values()])
         numeric = np.concatenate([r.numeric for r in results.values()])
         difference = segment_differences(predicted, numeric, np.array([0, numeric.size]))[1][0]
-    return replace(comparison, blocks=tuple(blocks), verdict=verdict, difference=float(difference))
+    return replace(comparison, blocks=tuple(blocks), difference=float(difference))

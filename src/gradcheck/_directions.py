@@ -6,29 +6,30 @@ block fails, its coordinate range is halved and each half tested with a directio
 own, recursively, down to single coordinates: about 4 log2(n) evaluations per wrong
 coordinate, where a coordinate check of the block would cost 2n. The entries the search
 pins down are confirmed by a coordinate check of their own and a look for kinks before the
-report names them. The one entry point is :func:`directions`.
+report names them. The one entry point is :func:`run`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _plan, _policy
-from ._budget import Deadline
-from ._compare import Comparison, adapt, judge, resolution, with_directions
+from . import _plan
+from ._compare import with_directions
 from ._estimate import estimate
-from ._norms import segment_differences
 from ._refine import examine, kinks_of
 from ._results import Kink, Note, Verdict
+
+if TYPE_CHECKING:
+    from ._context import Check, Findings
 
 
 @dataclass(frozen=True)
 class DirectionResult:
     difference: float  # relative difference of the k directional derivatives
-    verdict: str
+    verdict: Verdict
     found: tuple[int, ...]  # flat indices the search pinned down
     numeric: np.ndarray  # (finite) directional differences of f ...
     predicted: np.ndarray  # ... and what the analytic gradient predicts for them
@@ -37,166 +38,136 @@ class DirectionResult:
     cut: bool = False  # the deadline stopped the search before it was done
 
 
-@dataclass(frozen=True)
-class Directed:
-    """The comparison with the directions folded in, and kinks the confirmation met."""
-
-    comparison: Comparison
-    kinks: tuple[Kink, ...]
-    cut: tuple[Note, ...] = ()  # what the budget's deadline left unexamined
-
-
-NO_DEADLINE = Deadline.none()
-
-
-@dataclass(frozen=True)
-class Search:
-    """What every direction of one check shares."""
-
-    problem: Any
-    evaluator: Any
-    rel_step: float  # the coordinate step, relative to max(1, |x|)
-    rng: np.random.Generator
-    tol: tuple[float, float]
-    adaptive: bool  # thresholds rise to what the noise of f lets a comparison resolve
-    noise_f: float
-    localize: int  # at most this many wrong entries searched for per block
-    deadline: Deadline = NO_DEADLINE  # no evaluation is added once it is past
-
-
 # Evaluations the confirmation of one entry the search found may cost: its coordinate
 # check (2) and the look at smaller steps (4). The search keeps that much time for each.
 CONFIRM_EVALUATIONS = 6
 
 
-def directions(
-    problem: Any,
-    evaluator: Any,
-    options: Any,
-    so_far: Comparison,
-    rng,
-    scope: tuple[int, ...],
-    deadline: Deadline | None = None,
-) -> Directed:
-    """Check each block in ``scope`` along ``options.directions`` random directions.
+def run(check: Check, findings: Findings) -> Findings:
+    """Check each block in scope along the selection's random directions.
 
     Directions are central differences whatever the method: a complex or one-sided step,
-    or its thresholds, would misjudge them. Past ``deadline`` no block's directions are
+    or its thresholds, would misjudge them. Past the deadline no block's directions are
     begun, the search stops and the confirmation checks no more entries; notes say what
     was not examined.
     """
-    deadline = (deadline or Deadline.none()).for_directions()
-    tol = so_far.tol
-    if so_far.adaptive and options.method == "complex":
-        tol = _policy.THRESHOLDS[problem.tol_dtype]
-    search = Search(
-        problem,
-        evaluator,
-        _plan.relative_step("central", problem.theta.dtype, problem.loss_dtype),
-        rng,
-        tol,
-        so_far.adaptive,
-        so_far.noise_f,
-        options.localize,
-        deadline,
-    )
-    layout = problem.layout
+    k = check.selection.directions
+    if not k:
+        return findings
+    if check.bar is not None:
+        check.bar.ahead(2 * k * len(check.selection.blocks))
+    check = directional(check)
+    so_far = findings.compared
+    layout = check.problem.layout
     found, skipped = {}, []
-    for k in scope:
-        if not deadline.affords(2 * options.directions):
-            skipped.append(k)
+    for b in check.selection.blocks:
+        if not check.deadline.affords(2 * k):
+            skipped.append(b)
             continue
         # Every block's directions first, the searches after: a long search must not
         # leave a later block unchecked when the budget runs out.
-        found[k] = check_block(search, layout.offsets[k], layout.offsets[k + 1],
-                               options.directions)  # fmt: skip
-    for k, r in found.items():
-        if r.verdict == Verdict.FAIL and search.localize > 0:
-            hits, stopped = _search(search, int(layout.offsets[k]), int(layout.offsets[k + 1]))
-            found[k] = replace(r, found=hits, cut=stopped)
+        found[b] = check_block(check, layout.offsets[b], layout.offsets[b + 1], k)
+    for b, r in found.items():
+        if r.verdict == Verdict.FAIL and check.options.localize > 0:
+            lo, hi = int(layout.offsets[b]), int(layout.offsets[b + 1])
+            hits, stopped = _search(check, lo, hi)
+            found[b] = replace(r, found=hits, cut=stopped)
     # A block that neither coordinates nor directions looked at leaves the check unjudged.
-    blind = [k for k in skipped if not so_far.blocks[k].checked]
-    names = [layout.blocks[k].name for k in skipped]
+    blind = [b for b in skipped if not so_far.blocks[b].checked]
+    names = [layout.blocks[b].name for b in skipped]
     cut = [*((_skipped_note(names, blind),) if skipped else ())]
-    cut += [Note(f"the budget cut the directional search of {layout.blocks[k].name} short "
-                 f"after {len(r.found)} entr{'y' if len(r.found) == 1 else 'ies'}: the rest "
-                 "of the block was not searched")
-            for k, r in found.items() if r.cut]  # fmt: skip
-    found, kinks, unconfirmed = _confirm(search, found)
+    cut += [
+        Note(
+            f"the budget cut the directional search of {layout.blocks[b].name} short "
+            f"after {_entries(len(r.found))}: the rest of the block was not searched"
+        )
+        for b, r in found.items()
+        if r.cut
+    ]
+    found, kinks, unconfirmed = _confirm(check, found)
     if unconfirmed:
-        cut.append(Note(f"the budget ran out before {unconfirmed} entr"
-                        f"{'y' if unconfirmed == 1 else 'ies'} the search pointed to could "
-                        "be confirmed: they are not named"))  # fmt: skip
-    comparison = with_directions(so_far, layout, found, options.directions)
-    return Directed(comparison, kinks, tuple(cut))
+        cut.append(
+            Note(
+                f"the budget ran out before {_entries(unconfirmed)} the search pointed to "
+                "could be confirmed: they are not named"
+            )
+        )
+    comparison = with_directions(so_far, layout, found, k)
+    return replace(findings, comparison=comparison).with_kinks(kinks).with_notes(cut)
+
+
+def directional(check: Check) -> Check:
+    """The check as its directions see it: central differences' thresholds, and each
+    evaluation counted at the cost of a direction's point.
+    """
+    return replace(
+        check,
+        judge=check.judge.for_directions(check.options.method),
+        deadline=check.deadline.for_directions(),
+    )
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def _skipped_note(names: list, blind: list) -> Note:
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     text = f"the budget ran out before the directions of {shown}: not examined by them"
     if blind:
-        text = (f"inconclusive: {text}, and {len(blind)} of them had no coordinate checked "
-                "either")  # fmt: skip
+        text = f"inconclusive: {text}, and {len(blind)} of them had no coordinate checked either"
     return Note(text, floor=Verdict.INCONCLUSIVE if blind else Verdict.PASS)
 
 
-def check_block(s: Search, lo: int, hi: int, k: int) -> DirectionResult:
+def check_block(s: Check, lo: int, hi: int, k: int) -> DirectionResult:
     """Check block [lo, hi) of the flat buffer along ``k`` directions (no search: the
     caller searches the failing blocks once every block has its directions).
-
-    A difference of two values of f is uncertain by about twice its noise, whatever the
-    direction.
     """
     lo, hi = int(lo), int(hi)
     if hi == lo:
         # An empty block has nothing to perturb: no evaluations, and no say in the verdict.
         nothing = np.empty(0)
-        return DirectionResult(0.0, Verdict.UNTESTED, (), nothing, nothing, s.tol)
+        return DirectionResult(0.0, Verdict.UNTESTED, (), nothing, nothing, s.judge.tol)
     numeric, predicted = np.empty(k), np.empty(k)
     for j in range(k):
         numeric[j], predicted[j] = _one_direction(s, lo, hi)
     ok = np.isfinite(numeric)
     if not ok.any():
         empty = numeric[:0]
-        return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.tol)
-    norms, diffs = segment_differences(predicted[ok], numeric[ok], np.array([0, int(ok.sum())]))
-    d = float(diffs[0])
-    e_pred = resolution(2 * s.noise_f * np.sqrt(ok.sum()), norms[0, 0], norms[0, 1])
-    e_pred = e_pred if s.adaptive else 0.0
-    block_tol = adapt(s.tol, e_pred)
-    verdict = judge(d, s.tol, e_pred)
+        return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.judge.tol)
+    d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok])
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
     return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
 
 
-def _one_direction(s: Search, lo: int, hi: int) -> tuple[float, float]:
+def _one_direction(s: Check, lo: int, hi: int) -> tuple[float, float]:
     """(numeric, analytic) derivative along one random direction over buffer[lo:hi].
 
     Both are measured over the displacement the stored points actually span, so rounding of
     the points to the storage dtype cancels out of the comparison.
     """
-    plus, minus = _plan.direction(s.problem.theta[lo:hi], s.rel_step, s.rng)
+    rel_step = _plan.relative_step("central", s.problem.dtype, s.problem.dtype)
+    plus, minus = _plan.direction(s.problem.theta[lo:hi], rel_step, _rng(s))
     f_plus, f_minus = s.evaluator.segments([(lo, hi, plus), (lo, hi, minus)])
     span = plus.astype(np.float64) - minus.astype(np.float64)
     return float(f_plus - f_minus), float(s.problem.analytic[lo:hi] @ span)
 
 
-def disagrees(s: Search, numeric: float, predicted: float) -> bool:
-    """Whether one directional pair (numeric, predicted) fails, by the block's rules."""
-    norms, diffs = segment_differences(np.array([predicted]), np.array([numeric]), np.array([0, 1]))
-    e_pred = resolution(2 * s.noise_f, norms[0, 0], norms[0, 1]) if s.adaptive else 0.0
-    return judge(float(diffs[0]), s.tol, e_pred) == Verdict.FAIL
+def _rng(s: Check) -> np.random.Generator:
+    if s.streams.directions is None:
+        raise ValueError("a check with directions needs their random stream")
+    return s.streams.directions
 
 
-def _search(s: Search, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
+def _search(s: Check, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
     """Depth-first halving of [lo, hi) towards wrong coordinates; at most ``localize``.
 
     Also whether the deadline cut it short: it keeps time to confirm what it found.
     """
     found: list[int] = []
     pending = [(lo, hi)]
-    while pending and len(found) < s.localize:
+    while pending and len(found) < s.options.localize:
         if not s.deadline.affords(4 + CONFIRM_EVALUATIONS * (len(found) + 1)):
             return tuple(found), True
         a, b = pending.pop()
@@ -210,14 +181,14 @@ def _search(s: Search, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
         for _ in range(2):
             # A half where f is not finite counts as failing: it may hold the bug too, and
             # the coordinate check of what the search finds drops such entries.
-            failing = [(c, d) for c, d in halves if disagrees(s, *_one_direction(s, c, d))]
+            failing = [(c, d) for c, d in halves if s.judge.disagrees(*_one_direction(s, c, d))]
             if failing:
                 break
         pending.extend(reversed(failing))
     return tuple(found), False
 
 
-def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
+def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     """Keep, of the entries the search found, those a coordinate check of their own (by
     the search's rule) and a look at smaller steps still call wrong.
 
@@ -234,34 +205,42 @@ def _confirm(s: Search, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     unconfirmed = set(idx[fits:].tolist())
     idx = idx[:fits]
     if not idx.size:
-        kept = {k: _kept(r, set(), set(), s.localize, unconfirmed) for k, r in found.items()}
+        localize = s.options.localize
+        kept = {k: _kept(r, set(), set(), localize, unconfirmed) for k, r in found.items()}
         return kept, (), len(unconfirmed)
     problem = s.problem
-    plan = _plan.make(problem.theta, idx, method="central", eps=None,
-                      loss_dtype=problem.loss_dtype, seed=0, rel_step=s.rel_step)  # fmt: skip
+    plan = _plan.make(
+        problem.theta,
+        idx,
+        method="central",
+        eps=None,
+        loss_dtype=problem.loss_dtype,
+        seed=0,
+        rel_step=_plan.relative_step("central", problem.dtype, problem.dtype),
+    )
     values = s.evaluator.run(plan)
     est = estimate(plan, values, problem.f0)
     numeric = values[:, 0] - values[:, 1]
     predicted = problem.analytic[idx] * (plan.values[:, 0] - plan.values[:, 1])
     wrong_pair = np.array(
         [
-            bool(np.isfinite(n) and disagrees(s, n, p))
+            bool(np.isfinite(n) and s.judge.disagrees(n, p))
             for n, p in zip(numeric, predicted, strict=True)
         ]
     )
-    seen = examine(problem, s.evaluator, plan, est, np.flatnonzero(wrong_pair),
-                   noise_f=s.noise_f, eps=None)  # fmt: skip
+    seen = examine(s, plan, est, np.flatnonzero(wrong_pair), eps=None)
     wrong = set(idx[wrong_pair & ~seen.mask].tolist())
     at_kinks = set(idx[seen.mask].tolist())
     return (
-        {k: _kept(r, wrong, at_kinks, s.localize, unconfirmed) for k, r in found.items()},
-        kinks_of(problem, plan, est, seen.kinds),
+        {k: _kept(r, wrong, at_kinks, s.options.localize, unconfirmed) for k, r in found.items()},
+        kinks_of(s, plan, est, seen.kinds),
         len(unconfirmed),
     )
 
 
-def _kept(r: DirectionResult, wrong: set, at_kinks: set, localize: int,
-          unconfirmed: set) -> DirectionResult:  # fmt: skip
+def _kept(
+    r: DirectionResult, wrong: set, at_kinks: set, localize: int, unconfirmed: set
+) -> DirectionResult:
     kept = tuple(i for i in r.found if i in wrong)
     if unconfirmed.intersection(r.found) and not kept:
         return replace(r, found=kept)  # a note of the check says the budget ran out

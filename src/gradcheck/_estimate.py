@@ -1,31 +1,46 @@
-"""Estimate: evaluate a plan and turn the raw values into finite-difference derivatives."""
+"""Estimate: evaluate a plan and turn the raw values into finite-difference derivatives.
+
+The coordinate pass (:func:`run`) evaluates the check's plan, within the budget's deadline,
+keeping the directions' share of the time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _policy
+from . import _budget, _policy
 from ._plan import METHODS, Plan
 from ._results import Note, Verdict
 
-
-@dataclass(frozen=True)
-class Estimated:
-    """The first pass: the plan's derivatives, and what evaluating them showed."""
-
-    est: Estimate
-    notes: tuple[Note, ...]
+if TYPE_CHECKING:
+    from ._context import Check, Findings
 
 
-def run(problem: Any, evaluator: Any, plan: Plan) -> Estimated:
-    """Evaluate ``plan`` with the check's engine and estimate the derivatives."""
-    if plan.method != "complex":
-        return Estimated(estimate(plan, evaluator.run(plan), problem.f0), ())
+def run(check: Check, findings: Findings) -> Findings:
+    """Evaluate the plan with the check's engine and estimate the derivatives.
+
+    With a deadline the plan may be cut short (``_budget.evaluate_within``): the findings
+    then hold the plan as checked, and a note says what was left out.
+    """
+    plan, f0 = findings.plan, check.problem.f0
+    if plan.method == "complex":
+        est, notes = _complex_step(check, plan)
+        return replace(findings, estimate=est).with_notes(notes)
+    # The directions, fitted with the plan, keep their share of the time.
+    deadline = check.deadline.keeping(check.selection.directions or 0)
+    plan, values, cut = _budget.evaluate_within(check.evaluator, plan, deadline)
+    found = replace(findings, plan=plan, estimate=estimate(plan, values, f0))
+    return found.with_notes(() if cut is None else (cut,))
+
+
+def _complex_step(check: Check, plan: Plan) -> tuple[Estimate, tuple[Note, ...]]:
+    """The complex-step derivatives of ``plan``, and a note when f is not complex-safe."""
+    problem, evaluator = check.problem, check.evaluator
     if not plan.idx.size:  # directions only: nothing to take the complex step on
-        return Estimated(estimate(plan, np.empty((0, 1)), problem.f0), ())
+        return estimate(plan, np.empty((0, 1)), problem.f0), ()
     values = evaluator.complex(plan.idx, plan.step)
     analytic = problem.analytic[plan.idx]
     if values.dtype.kind != "c" or (not values.imag.any() and analytic.any()):
@@ -40,7 +55,7 @@ def run(problem: Any, evaluator: Any, plan: Plan) -> Estimated:
     again = evaluator.complex(plan.idx[probe], plan.step[probe] * shrink)
     first = values.imag[probe] / plan.step[probe]
     second = again.imag / (plan.step[probe] * shrink)
-    notes = ()
+    notes: tuple[Note, ...] = ()
     if not np.allclose(first, second, rtol=rtol, atol=0):
         notes = (
             Note(
@@ -50,7 +65,7 @@ def run(problem: Any, evaluator: Any, plan: Plan) -> Estimated:
                 floor=Verdict.INCONCLUSIVE,
             ),
         )
-    return Estimated(estimate(plan, values.imag[:, None], problem.f0), notes)
+    return estimate(plan, values.imag[:, None], problem.f0), notes
 
 
 @dataclass(frozen=True)

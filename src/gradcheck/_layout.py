@@ -57,6 +57,23 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Words:
+    """How a layout's errors name the structure it lays out: the parameters of a check, or
+    the output of a function whose VJP is checked.
+    """
+
+    subject: str  # "`params` holds no arrays"
+    noun: str  # "should mirror params", "params has more"
+    leaf: str  # "params `W` must be a numpy array of floats"
+    part: str  # "but the parameter has shape (2, 3)"
+    lone: bool  # a structure of one array names it (as `params`) in its errors
+
+
+PARAMS = Words("`params`", "params", "params", "the parameter", lone=True)
+OUTPUT = Words("the output", "the output", "output", "the output", lone=False)
+
+
+@dataclass(frozen=True)
 class Layout:
     """The blocks of a parameter structure and the skeleton to rebuild it from a buffer."""
 
@@ -66,6 +83,7 @@ class Layout:
 
     n: int
     offsets: np.ndarray  # int64: block k is [offsets[k], offsets[k + 1]) of the buffer
+    words: Words = PARAMS  # how its errors name what it lays out
 
     def block_of(self, flat_index: int) -> Block:
         k = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
@@ -99,20 +117,23 @@ class Layout:
         out = np.empty(self.n, dtype=dtype)
         if isinstance(tree, np.ndarray) and not isinstance(self.skeleton, _Leaf):
             if tree.ndim != 1 or tree.size != self.n:
+                noun = self.words.noun
                 raise TypeError(
-                    f"`{what}` should mirror params, or be one flat array of its {self.n:,} "
-                    f"entries in the order of params, but is ndarray of shape {tree.shape}"
+                    f"`{what}` should mirror {noun}, or be one flat array of its {self.n:,} "
+                    f"entries in the order of {noun}, but is ndarray of shape {tree.shape}"
                 )
             out[:] = _as_real_array(tree, what=f"`{what}`", allow_int=True)
             return out
         keys = self._keys_by_parent()
         for b in self.blocks:
-            leaf = _lookup(tree, b.path, what=what, params_keys=keys)
+            leaf = _lookup(tree, b.path, what=what, params_keys=keys, noun=self.words.noun)
             arr = _as_real_array(leaf, what=f"{what} for `{b.name}`", allow_int=True)
             if arr.shape != b.shape:
+                named = b.path or self.words.lone
+                block = f" for block `{b.name}`" if named else ""
                 raise ValueError(
-                    f"`{what}` for block `{b.name}` has shape {arr.shape}, "
-                    f"but the parameter has shape {b.shape}"
+                    f"`{what}`{block} has shape {arr.shape}, "
+                    f"but {self.words.part} has shape {b.shape}"
                 )
             out[b.offset : b.offset + b.size] = arr.reshape(-1)
         return out
@@ -136,9 +157,19 @@ def leaves(tree: Any) -> list[tuple[str, Path, np.ndarray]]:
     return found
 
 
-def groups(params: Any) -> dict[str, tuple[tuple[int, ...], int]]:
-    """Each top-level item of ``params`` (a single array is one), by name, with the indices
-    of its arrays among the layout's blocks and its size: what a monitor rotates over.
+@dataclass(frozen=True)
+class Group:
+    """A top-level item of the parameters: what a monitor rotates over."""
+
+    blocks: tuple[int, ...]  # the indices of its arrays among the layout's blocks
+    size: int  # its entries in all
+
+
+def groups(params: Any) -> dict[str, Group]:
+    """Each top-level item of ``params`` (a single array is one), by name.
+
+    Its blocks are counted in the order :func:`build` lays the leaves out (both walk
+    :func:`leaves`), so the indices are those of the check's layout.
     """
     found_leaves = leaves(params)
     if isinstance(params, Mapping):
@@ -156,7 +187,7 @@ def groups(params: Any) -> dict[str, tuple[tuple[int, ...], int]]:
         indices, size = found[name]
         found[name] = ([*indices, k], size + arr.size)
     # A top-level item without arrays (an empty dict) has nothing to check.
-    return {name: (tuple(ks), size) for name, (ks, size) in found.items() if ks}
+    return {name: Group(tuple(ks), size) for name, (ks, size) in found.items() if ks}
 
 
 def lookup(tree: Any, path: Path, *, what: str) -> Any:
@@ -169,12 +200,15 @@ def as_real_array(value: Any, *, what: str) -> np.ndarray:
     return _as_real_array(value, what=what, allow_int=True)
 
 
-def build(params: Any) -> tuple[Layout, np.ndarray]:
-    """Validate ``params`` and return its layout and a new flat buffer holding a copy."""
+def build(params: Any, *, words: Words = PARAMS) -> tuple[Layout, np.ndarray]:
+    """Validate ``params`` and return its layout and a new flat buffer holding a copy.
+
+    ``words`` name the structure in the errors (the parameters, or a function's output).
+    """
     leaves: list[tuple[str, Path, np.ndarray]] = []
-    skeleton = _walk(params, "", (), leaves)
+    skeleton = _walk(params, "", (), leaves, words.leaf)
     if not leaves:
-        raise ValueError(f"`params` holds no arrays: {_short(params)}")
+        raise ValueError(f"{words.subject} holds no arrays: {_short(params)}")
     dtypes = {arr.dtype for _, _, arr in leaves}
     # One buffer dtype: float32 stays float32 only when every block is float32.
     dtype = np.dtype(np.float32) if dtypes == {np.dtype(np.float32)} else np.dtype(np.float64)
@@ -186,11 +220,11 @@ def build(params: Any) -> tuple[Layout, np.ndarray]:
     if offset == 0:
         shapes = ", ".join(f"{name} {arr.shape}" for name, _, arr in leaves[:5])
         raise ValueError(
-            f"`params` holds no parameters to check: every array is empty ({shapes}"
+            f"{words.subject} holds no parameters to check: every array is empty ({shapes}"
             f"{', ...' if len(leaves) > 5 else ''})"
         )
     offsets = np.array([b.offset for b in blocks] + [offset], dtype=np.int64)
-    layout = Layout(tuple(blocks), skeleton, dtype, offset, offsets)
+    layout = Layout(tuple(blocks), skeleton, dtype, offset, offsets, words)
     buffer = np.empty(offset, dtype=dtype)
     for b, (_, _, arr) in zip(blocks, leaves, strict=True):
         buffer[b.offset : b.offset + b.size] = arr.reshape(-1)
@@ -198,24 +232,34 @@ def build(params: Any) -> tuple[Layout, np.ndarray]:
         if bad.any():
             where = b.offset + int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"`params` must be finite, but {b.entry_name(where)} = {buffer[where]!r}"
+                f"{words.subject} must be finite, but {b.entry_name(where)} = {buffer[where]!r}"
             )
     return layout, buffer
 
 
-def _walk(tree: Any, name: str, path: Path, leaves: list) -> Any:
+def _walk(tree: Any, name: str, path: Path, leaves: list, leaf: str = "params") -> Any:
+    """The skeleton of ``tree``, its arrays appended to ``leaves``; ``leaf`` names an array
+    in the errors ("params `W`").
+    """
     if isinstance(tree, Mapping):
         return {
-            key: _walk(value, _join(name, key), (*path, key), leaves) for key, value in tree.items()
+            key: _walk(value, _join(name, key), (*path, key), leaves, leaf)
+            for key, value in tree.items()
         }
     if isinstance(tree, (list, tuple)):
         fields = getattr(tree, "_fields", None)  # a namedtuple: name blocks by field
         items = [
-            _walk(value, _join(name, fields[i]) if fields else f"{name}[{i}]", (*path, i), leaves)
+            _walk(
+                value,
+                _join(name, fields[i]) if fields else f"{name}[{i}]",
+                (*path, i),
+                leaves,
+                leaf,
+            )
             for i, value in enumerate(tree)
         ]
         return _same_kind(tree, items)
-    arr = _as_real_array(tree, what=f"params `{name or 'params'}`", allow_int=False)
+    arr = _as_real_array(tree, what=f"{leaf} `{name or 'params'}`", allow_int=False)
     leaves.append((name or "params", path, arr))
     return _Leaf(len(leaves) - 1)
 
@@ -246,7 +290,12 @@ def _join(name: str, key: Any) -> str:
 
 
 def _lookup(
-    tree: Any, path: Path, *, what: str, params_keys: Mapping[Path, set] | None = None
+    tree: Any,
+    path: Path,
+    *,
+    what: str,
+    params_keys: Mapping[Path, set] | None = None,
+    noun: str = "params",
 ) -> Any:
     """The node of ``tree`` at ``path``, a path into the parameters.
 
@@ -258,7 +307,7 @@ def _lookup(
         where = "".join(f"[{k!r}]" for k in path[:depth])
         if isinstance(key, int) and isinstance(node, (list, tuple)):
             if key >= len(node):
-                raise ValueError(f"`{what}`{where} has {len(node)} items; params has more")
+                raise ValueError(f"`{what}`{where} has {len(node)} items; {noun} has more")
             node = node[key]
         elif isinstance(node, Mapping):
             alias = f"d{key}" if isinstance(key, str) else None
@@ -283,7 +332,7 @@ def _lookup(
                 )
         else:
             raise TypeError(
-                f"`{what}`{where} should mirror params, but is {type(node).__name__}: "
+                f"`{what}`{where} should mirror {noun}, but is {type(node).__name__}: "
                 f"{_short(node)}"
             )
     return node

@@ -4,7 +4,8 @@ Every ``every`` steps the monitor checks a few coordinates and random directions
 block when its budget allows (of one block in rotation when it does not), times itself
 against the training time it sees between its calls, and confirms a failure at once with a
 second check on fresh draws: it alerts when a block fails both (a single failure may be a
-kink crossing). Its cost model lives in ``_budget``. See reference/numerics.md section 6.4.
+kink crossing). Its cost model lives in ``_monitor_cost``. See reference/numerics.md
+section 6.4.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-from . import _budget, _check, _layout, _options
+from . import _check, _layout, _monitor_cost, _options
+from ._judge import Judge
+from ._monitor_cost import ONE_DIRECTION, Scheme
 from ._report import Report
-from ._results import Verdict
 
 __all__ = ["GradientAlert", "GradientError", "Monitor"]
 
@@ -42,7 +43,7 @@ MARGIN = 1.25
 # Options of `check` a monitor passes on: not those it sets itself, nor ``batched`` (the
 # training loop hands over f as it trains, a loss of one point).
 _CHECK_OPTIONS = _options.NAMES - {"sample", "directions", "seed", "budget", "batched"}
-_HISTORY_FIELDS = ("step", "block", "difference", "verdict", "seconds", "checked")
+_HISTORY_FIELDS: tuple[str, ...] = ("step", "block", "difference", "verdict", "seconds", "checked")
 _HISTORY_FIELDS += ("directions", "nfev", "reduced", "seed", "why")
 
 
@@ -173,14 +174,8 @@ class Monitor:
         seed: int | None = None,
         **options: Any,
     ):
-        if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
-            raise ValueError(f"`every` must be a positive integer (steps), got {every!r}")
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, Real) or not 0 < budget < math.inf
-        ):
-            raise ValueError(
-                f"`budget` must be a positive fraction of the training time or None, got {budget!r}"
-            )
+        _options.integer("every", every, what="a positive integer (steps)")
+        _options.positive("budget", budget, "a positive fraction of the training time or None")
         if not callable(on_alert) and on_alert not in ALERTS:
             raise ValueError(
                 f"`on_alert` must be one of {ALERTS} or a callable(block, report), got {on_alert!r}"
@@ -201,7 +196,6 @@ class Monitor:
         self.sample = sample
         self.directions = None if directions is None else int(directions)
         self.on_alert = on_alert
-        self.options = {"localize": 0, **options}
         self.checks = 0
         self.deferred = 0
         self.reduced = 0
@@ -217,7 +211,7 @@ class Monitor:
         self._turn = 0  # index of the next block in the rotation
         self._streak: dict[str, int] = {}
         # Routine checks skip the noise probe (see _check): their cost model knows it.
-        self._costs = _budget.CostModel({**self.options, "noise": False})
+        self._costs = _monitor_cost.CostModel(replace(self._options, noise=False))
         self._why_waiting: str | None = None  # why the check now due was put off
         self._calls = 0  # training steps timed
         self._calls_since = 0  # ... since the last check
@@ -266,7 +260,7 @@ class Monitor:
             self._spent += self._last_exit - entered
 
     def _step(self, step, f, params, grad, entered):
-        if isinstance(step, bool) or not isinstance(step, Integral):
+        if not _options.is_integer(step):
             raise TypeError(f"`step` must be an integer, got {type(step).__name__}: {step!r}")
         step = int(step)
         if self._next_due is None:
@@ -278,10 +272,10 @@ class Monitor:
         if self.budget is not None and self._costs.wants_timing(step, self.every):
             # One call of f, timed, sizes the first check better than a guess: a guess
             # that is too high puts the first check off for hundreds of steps.
-            seconds = _budget.time_call(f, params, time.perf_counter)
+            seconds = _monitor_cost.time_call(f, params, time.perf_counter)
             self._costs.calibrate(seconds, self._step_seconds())
-        config, target, wait, why = self._choose(names, scopes, entered)
-        if config is None:
+        scheme, target, wait, why = self._choose(names, scopes, entered)
+        if scheme is None:
             if not self._deferring:
                 self.deferred += 1
                 self._deferring = True
@@ -292,7 +286,7 @@ class Monitor:
         if self._deferring:
             why = f"{why}; put off before: {self._why_waiting}"
         self._deferring = False
-        report = self._check(step, (f, params, grad), scopes, config, target, why)
+        report = self._check(step, f, params, grad, scopes, scheme, target, why)
         self._next_due = step + self.every
         if len(target) < len(names):
             self._turn = names.index(target[-1]) + 1
@@ -301,80 +295,117 @@ class Monitor:
             # Confirm at once, on other coordinates and directions, at the same step: a
             # single failure may be a kink crossing, and waiting for the rotation to come
             # back would multiply the delay by the number of blocks.
-            report = self._check(step, (f, params, grad), scopes, config, tuple(failed),
-                                 f"confirming the failure of {', '.join(failed)}")  # fmt: skip
+            report = self._check(
+                step,
+                f,
+                params,
+                grad,
+                scopes,
+                scheme,
+                tuple(failed),
+                f"confirming the failure of {', '.join(failed)}",
+                confirming=True,
+            )
         return report
 
-    def _check(self, step, call, scopes, config, target, why) -> Report:
-        """Run one check of ``config`` on the blocks ``target`` and record it."""
-        f, params, grad = call
+    def _check(
+        self,
+        step: int,
+        f: Callable[[Any], Any],
+        params: Any,
+        grad: Any,
+        scopes: dict[str, _layout.Group],
+        scheme: Scheme,
+        target: tuple[str, ...],
+        why: str,
+        *,
+        confirming: bool = False,
+    ) -> Report:
+        """Run one check of ``scheme`` on the blocks ``target`` and record it.
+
+        Only a ``confirming`` check probes f's noise (20 evaluations, most of a routine
+        check): what a routine check fails is judged again, noise measured, before any alert.
+        """
         started = time.perf_counter()
-        sample, directions = config
         seed = int(self._rng.integers(2**63))
-        # Only a confirmation probes f's noise (20 evaluations, most of a routine check):
-        # what a routine check fails is judged again, noise measured, before any alert.
-        noise = self._options.noise and why.startswith("confirming")
-        options = replace(self._options, sample=sample, directions=directions, seed=seed,
-                          noise=noise)  # fmt: skip
-        indices = tuple(sorted(k for name in target for k in scopes[name][0]))
+        options = replace(
+            self._options,
+            sample=scheme.sample,
+            directions=scheme.directions,
+            seed=seed,
+            noise=self._options.noise and confirming,
+        )
+        indices = tuple(sorted(k for name in target for k in scopes[name].blocks))
         # The same passes as any check, over the whole problem, limited to those blocks'
         # entries: the other blocks stay as they are.
         report = _check.run(f, params, grad, options, blocks=indices)
         seconds = time.perf_counter() - started
-        kind = (config, target)
-        self._costs.learn(kind, seconds, report.nfev, self._step_seconds())
+        self._costs.learn(scheme, target, seconds, report.nfev, self._step_seconds())
         self._train_since, self._calls_since = 0.0, 0
         self.checks += 1
         self.last_report = report
-        reduced = config != (self.sample, self.directions)
+        reduced = scheme != Scheme(self.sample, self.directions)
         self.reduced += reduced
         results = list(report.blocks.values())
         where = {k: i for i, k in enumerate(indices)}
         for name in target:
-            mine = [results[where[k]] for k in scopes[name][0]]
-            verdict = Verdict.worst(b.verdict for b in mine)
+            mine = [results[where[k]] for k in scopes[name].blocks]
+            verdict = Judge.final(mine, ())
             differences = [b.difference for b in mine if b.difference == b.difference]
-            self._records.append({
-                "step": step, "block": name,
-                "difference": float(max(differences, default=math.nan)),
-                "verdict": str(verdict), "seconds": seconds,
-                "checked": int(sum(b.checked for b in mine)),
-                "directions": int(report.directions), "nfev": int(report.nfev),
-                "reduced": reduced, "seed": seed, "why": why,
-            })  # fmt: skip
-            logger.info("gradcheck monitor: step %d, %s: %s (difference %.3g; %s)", step,
-                        name, verdict, self._records[-1]["difference"], why)  # fmt: skip
+            self._records.append(
+                {
+                    "step": step,
+                    "block": name,
+                    "difference": float(max(differences, default=math.nan)),
+                    "verdict": str(verdict),
+                    "seconds": seconds,
+                    "checked": int(sum(b.checked for b in mine)),
+                    "directions": int(report.directions),
+                    "nfev": int(report.nfev),
+                    "reduced": reduced,
+                    "seed": seed,
+                    "why": why,
+                }
+            )
+            logger.info(
+                "gradcheck monitor: step %d, %s: %s (difference %.3g; %s)",
+                step,
+                name,
+                verdict,
+                self._records[-1]["difference"],
+                why,
+            )
             self._after(step, name, verdict, report)
         return report
 
     # ---------------------------------------------------------------- budget
     def _choose(self, names, scopes, entered):
-        """``(config, target, 0, why)``: the (sample, directions) to run now on the blocks
-        ``target``; or ``(None, (), steps, why)``: wait that many steps.
+        """``(scheme, target, 0, why)``: the check to run now on the blocks ``target``; or
+        ``(None, (), steps, why)``: wait that many steps.
 
         Every block at once when that fits (the directions make it cheap: two evaluations a
         block), else one block in rotation; the configured check, else a reduced one (one
         direction, no coordinates).
         """
-        full, every = (self.sample, self.directions), tuple(names)
+        full, every = Scheme(self.sample, self.directions), tuple(names)
         if self.budget is None:
             return full, every, 0, "every block (no budget)"
         one = (names[self._turn % len(names)],)
         credit = self.budget * self._train - (self._spent + time.perf_counter() - entered)
         unit = self._step_seconds()
         tried = []
-        for config, target in dict.fromkeys(
-            ((full, every), ((None, 1), every), (full, one), ((None, 1), one))
+        for scheme, target in dict.fromkeys(
+            ((full, every), (ONE_DIRECTION, every), (full, one), (ONE_DIRECTION, one))
         ):
-            sizes = [scopes[n][1] for n in target]
-            needed = SAFETY * self._costs.estimate((config, target), config, sizes, unit)
+            sizes = [scopes[n].size for n in target]
+            needed = SAFETY * self._costs.estimate(scheme, target, sizes, unit)
             if credit >= needed:
                 what = "every block" if len(target) == len(names) > 1 else f"block {target[0]}"
-                reduced = ", reduced to one direction" if config != full else ""
+                reduced = ", reduced to one direction" if scheme != full else ""
                 because = f": {'; '.join(tried)}" if tried else ""
-                return config, target, 0, f"{what}{reduced}{because}"
-            tried.append(f"{_budget.words(config, target, names)} would cost {needed:.3g} s of "
-                         f"{max(credit, 0):.3g} s of credit")  # fmt: skip
+                return scheme, target, 0, f"{what}{reduced}{because}"
+            kind = _monitor_cost.words(scheme, target, names)
+            tried.append(f"{kind} would cost {needed:.3g} s of {max(credit, 0):.3g} s of credit")
         # Each training step adds budget * unit seconds of credit. Wait a little past the
         # point where the credit should suffice, and never less than a tenth of the
         # period: looking costs time too, and polling every step or two just as the credit
@@ -500,5 +531,3 @@ class Monitor:
             f"Monitor(every={self.every}, budget={self.budget}, sample={self.sample}, "
             f"directions={self.directions}, checks={self.checks}, alerts={len(self.alerts)})"
         )
-
-

@@ -1,7 +1,10 @@
 """Options: the one validator of a check's keyword arguments, and the frozen record it gives.
 
-``check``, ``Monitor``, the command line and the pytest plugin all build their options here,
-so a value is refused with the same message wherever it comes from.
+``check``, ``Monitor``, the command line, the pytest plugin and the framework adapters all
+validate here: :func:`validate` for a check's options, and the small rules it is made of
+(:func:`is_integer`, :func:`is_real`, :func:`integer`, :func:`positive`, :func:`seed`,
+:func:`sample`, :func:`tol`, :func:`parse_seed`) for their own, so a value is refused with the same
+message wherever it comes from.
 """
 
 from __future__ import annotations
@@ -58,31 +61,26 @@ def validate(**given: Any) -> Options:
         raise TypeError(f"unknown option(s) {unknown}; the options are {sorted(NAMES)}")
     o = Options(**given)
     _method_and_engine(o)
-    _positive("eps", o.eps)
-    _positive("budget", o.budget, what="a positive number of seconds")
-    _integer("seed", o.seed, low=0, optional=True)
-    if o.directions is not None and (
-        isinstance(o.directions, bool) or not isinstance(o.directions, Integral) or o.directions < 1
-    ):
-        raise ValueError(f"`directions` must be a positive integer or None, got {o.directions!r}")
-    _integer("localize", o.localize, low=0)
-    if o.workers is not None and (
-        isinstance(o.workers, bool) or not isinstance(o.workers, Integral) or o.workers < 1
-    ):
-        raise ValueError(
-            f"`workers` must be a positive integer (1: serial) or None (every core when the "
-            f"check is long enough), got {o.workers!r}"
-        )
-    _sample(o.sample)
+    positive("eps", o.eps)
+    positive("budget", o.budget, what="a positive number of seconds")
+    seed(o.seed)
+    integer("directions", o.directions, what="a positive integer or None", optional=True)
+    integer("localize", o.localize, low=0, what="an integer >= 0")
+    workers = "a positive integer (1: serial) or None (every core when the check is long enough)"
+    integer("workers", o.workers, what=workers, optional=True)
+    sample(o.sample)
     if o.progress is not None and not isinstance(o.progress, bool):
         raise TypeError(f"`progress` must be True, False or None, got {o.progress!r}")
     if o.evaluate not in EVALUATE:
         raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {o.evaluate!r}")
     if not isinstance(o.noise, bool):
         raise TypeError(f"`noise` must be True or False, got {o.noise!r}")
-    seed = None if o.seed is None else int(o.seed)
-    workers = None if o.workers is None else int(o.workers)
-    return replace(o, seed=seed, tol=_tol(o.tol), workers=workers)
+    return replace(
+        o,
+        seed=None if o.seed is None else int(o.seed),
+        tol=tol(o.tol),
+        workers=None if o.workers is None else int(o.workers),
+    )
 
 
 def _method_and_engine(o: Options) -> None:
@@ -103,45 +101,73 @@ def _method_and_engine(o: Options) -> None:
         raise ValueError(f"batched=True runs in the batched engine, not engine={o.engine!r}")
 
 
-def _positive(name: str, value: Any, what: str = "a positive finite number or None") -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < math.inf:
-        raise ValueError(f"`{name}` must be {what}, got {value!r}")
+def is_integer(value: Any) -> bool:
+    """The number rule for integers: an ``Integral`` (numpy's too), and not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def _integer(name: str, value: Any, *, low: int, optional: bool = False) -> None:
+def is_real(value: Any) -> bool:
+    """The number rule for reals: a ``Real`` (an integer too), and not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def integer(
+    name: str,
+    value: Any,
+    *,
+    low: int = 1,
+    what: str = "a positive integer",
+    optional: bool = False,
+) -> int | None:
+    """``value`` as an int of at least ``low`` (None passes when ``optional``).
+
+    Raises ``ValueError``: "`name` must be <what>, got <value>".
+    """
     if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        if name == "seed":
-            raise ValueError(f"`seed` must be a non-negative integer or None, got {value!r}")
-        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
+        return None
+    if not is_integer(value) or value < low:
+        raise ValueError(f"`{name}` must be {what}, got {value!r}")
+    return int(value)
 
 
-def _sample(sample: Any) -> None:
-    if sample is None:
-        return
-    is_int = isinstance(sample, Integral) and not isinstance(sample, bool)
-    is_frac = isinstance(sample, float) and 0 < sample <= 1
-    if not (is_int and sample > 0) and not is_frac:
+def positive(name: str, value: Any, what: str = "a positive finite number or None") -> float | None:
+    """``value`` as a positive finite float, or None. Raises ``ValueError`` naming ``what``."""
+    if value is None:
+        return None
+    if not is_real(value) or not 0 < value < math.inf:
+        raise ValueError(f"`{name}` must be {what}, got {value!r}")
+    return float(value)
+
+
+def seed(value: Any) -> int | None:
+    """A seed: a non-negative integer, or None (one is drawn)."""
+    return integer("seed", value, low=0, what="a non-negative integer or None", optional=True)
+
+
+def sample(value: Any) -> int | float | None:
+    """``sample=``: how many coordinates (a positive int), what fraction (a float in
+    (0, 1]), or None.
+    """
+    if value is None:
+        return None
+    if not (is_integer(value) and value > 0) and not (isinstance(value, float) and 0 < value <= 1):
         raise ValueError(
             "`sample` must be a positive int, a float in (0, 1] or None, "
-            f"got {sample!r} (an int: how many coordinates; a float: what fraction)"
+            f"got {value!r} (an int: how many coordinates; a float: what fraction)"
         )
+    return value
 
 
-def _tol(tol: Any) -> tuple[float, float] | None:
+def tol(value: Any) -> tuple[float, float] | None:
     """``tol`` as a (pass, fail) pair, or None for the dtype's defaults."""
-    if tol is None:
+    if value is None:
         return None
-    pair = tol if isinstance(tol, tuple) else (tol, tol)
-    ok = len(pair) == 2 and all(
-        isinstance(t, Real) and not isinstance(t, bool) and 0 < t < np.inf for t in pair
-    )
+    pair = value if isinstance(value, tuple) else (value, value)
+    ok = len(pair) == 2 and all(is_real(t) and 0 < t < np.inf for t in pair)
     if not ok or pair[0] > pair[1]:
         raise ValueError(
-            f"`tol` must be a positive number or a (pass, fail) pair with pass <= fail, got {tol!r}"
+            "`tol` must be a positive number or a (pass, fail) pair with pass <= fail, "
+            f"got {value!r}"
         )
     return (float(pair[0]), float(pair[1]))
 

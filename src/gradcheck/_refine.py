@@ -11,31 +11,25 @@ entry is evaluated again at h/10 and h/100 (4 evaluations):
 - otherwise the entry is wrong.
 
 Kinks are reported by name and left out of the verdicts; bugs stay failures. The one entry
-point is :func:`refine`; :func:`examine` also serves the directional search's confirmation.
+point is :func:`run`; :func:`examine` also serves the directional search's confirmation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _plan, _policy
 from ._budget import Deadline
-from ._compare import Comparison, Marks, compare, scores
+from ._compare import Marks, compare
 from ._estimate import Estimate, estimate
 from ._plan import Plan
 from ._results import Kink, Note
 
-
-@dataclass(frozen=True)
-class Refined:
-    """The comparison once kinks are left out, and the kinks found."""
-
-    comparison: Comparison
-    kinks: tuple[Kink, ...]
-    notes: tuple[Note, ...] = ()  # truncation, not kinks; what the deadline left unexamined
+if TYPE_CHECKING:
+    from ._context import Check, Findings
 
 
 @dataclass(frozen=True)
@@ -48,39 +42,27 @@ class Examined:
     kinds: tuple[tuple[int, str], ...]
 
 
-def refine(
-    problem: Any,
-    evaluator: Any,
-    options: Any,
-    plan: Plan,
-    est: Estimate,
-    first: Comparison,
-    deadline: Deadline | None = None,
-) -> Refined:
-    """Examine the entries ``first`` flags, worst first per block, and judge again.
+def run(check: Check, findings: Findings) -> Findings:
+    """Examine the entries the comparison flags, worst first per block, and judge again.
 
     The worst PER_BLOCK flagged entries of each block are examined first; the rest only in
     the blocks whose examined entries were all kinks: one bug already fails a block, and a
-    correct ReLU layer may cross more kinks than one round takes. Past ``deadline`` no
-    entry is examined: those left keep disagreeing, and a note says how many.
+    correct ReLU layer may cross more kinks than one round takes. Past the check's deadline
+    no entry is examined: those left keep disagreeing, and a note says how many.
     """
-    deadline = deadline or Deadline.none()
+    problem, judge, plan, est = check.problem, check.judge, findings.plan, findings.est
     if plan.method == "complex" or not plan.idx.size:
-        return Refined(first, ())
+        return findings
     a = problem.analytic[plan.idx]
-    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.tol_dtype)
+    score = judge.scores(a, est.gradapprox, judge.noise_f * est.sensitivity)
     score[est.bad] = 0.0
     if not (score > 1).any():
-        return Refined(first, ())
+        return findings
     per_block = flagged_positions(plan, problem.layout.offsets, score)
-
-    def look(positions):
-        return examine(problem, evaluator, plan, est, positions, noise_f=first.noise_f,
-                       eps=options.eps)  # fmt: skip
-
+    eps = check.options.eps
     head = [p[: _policy.PER_BLOCK] for p in per_block]
-    wanted = _within(head, deadline)
-    seen = look(wanted)
+    wanted = _within(head, check.deadline)
+    seen = examine(check, plan, est, wanted, eps=eps)
     mask, kinds = seen.mask, list(seen.kinds)
     skipped = sum(h.size for h in head) - wanted.size
     rest = [
@@ -89,9 +71,9 @@ def refine(
         if p.size > h.size and mask[h].all()
     ]
     if rest:
-        more_wanted = _within(rest, deadline)
+        more_wanted = _within(rest, check.deadline)
         skipped += sum(r.size for r in rest) - more_wanted.size
-        more = look(more_wanted)
+        more = examine(check, plan, est, more_wanted, eps=eps)
         mask = mask | more.mask
         kinds = sorted(kinds + list(more.kinds))
     cut = ()
@@ -104,20 +86,20 @@ def refine(
             ),
         )
     if not mask.any():
-        return Refined(first, (), cut)
+        return findings.with_notes(cut)
     on_kink, smooth = np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
-    again = compare(problem, plan, est, tol=options.tol, noise_f=first.noise_f,
-                    marks=Marks(mask, on_kink, smooth))  # fmt: skip
-    notes = (*_smooth_note(problem, plan, smooth), *cut)
-    return Refined(again, kinks_of(problem, plan, est, kinds), notes)
+    again = compare(problem, plan, est, judge, Marks(mask, on_kink, smooth))
+    notes = (*_smooth_note(check, plan, smooth), *cut)
+    refined = replace(findings, comparison=again).with_kinks(kinks_of(check, plan, est, kinds))
+    return refined.with_notes(notes)
 
 
-def _smooth_note(problem: Any, plan: Plan, smooth: np.ndarray) -> tuple[Note, ...]:
+def _smooth_note(check: Check, plan: Plan, smooth: np.ndarray) -> tuple[Note, ...]:
     if not smooth.any():
         return ()
-    names = [problem.layout.entry_name(int(i)) for i in plan.idx[smooth][:5]]
+    names = [check.problem.layout.entry_name(int(i)) for i in plan.idx[smooth][:5]]
     more = f" and {int(smooth.sum()) - 5} more" if smooth.sum() > 5 else ""
     return (
         Note(
@@ -140,8 +122,9 @@ def _within(per_block: list, deadline: Deadline) -> np.ndarray:
     return np.sort(every[np.argsort(rank, kind="stable")[:allowed]])
 
 
-def kinks_of(problem: Any, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]:
+def kinks_of(check: Check, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]:
     """The report's records of the kinks ``kinds`` found among the positions of ``plan``."""
+    problem = check.problem
     return tuple(
         Kink(
             problem.layout.entry_name(int(plan.idx[pos])),
@@ -168,22 +151,15 @@ class _Smaller:
 
 
 def examine(
-    problem: Any,
-    evaluator: Any,
-    plan: Plan,
-    est: Estimate,
-    flagged: np.ndarray,
-    *,
-    noise_f: float,
-    eps: float | None,
+    check: Check, plan: Plan, est: Estimate, flagged: np.ndarray, *, eps: float | None
 ) -> Examined:
     """Classify the ``flagged`` positions of ``plan`` as kinks ("crossed", "at") or not."""
     mask = np.zeros(plan.idx.size, dtype=bool)
     if flagged.size == 0:
         return Examined(mask, ())
-    a = problem.analytic[plan.idx[flagged]]
+    a = check.problem.analytic[plan.idx[flagged]]
     finite = np.isfinite(a)  # an infinite or NaN analytic value is wrong, never a kink
-    s = _at_smaller_steps(problem, evaluator, plan, est, flagged, noise_f=noise_f, eps=eps)
+    s = _at_smaller_steps(check, plan, est, flagged, eps=eps)
     agrees = s.agrees & finite
     # On a kink the left and right slopes differ by its jump at any step; on a smooth f
     # they differ by about f'' h, ten times less at a tenth of the step. The analytic value
@@ -212,9 +188,12 @@ def examine(
     return Examined(mask, tuple(kinds))
 
 
-def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -> _Smaller:
+def _at_smaller_steps(
+    check: Check, plan: Plan, est: Estimate, flagged: np.ndarray, *, eps: float | None
+) -> _Smaller:
     """Evaluate the flagged entries at each step of SHRINK, through the check's engine."""
-    rtol = _policy.RTOL[problem.tol_dtype]
+    problem, judge = check.problem, check.judge
+    noise_f = judge.noise_f
     a = problem.analytic[plan.idx[flagged]]
     first_error = np.abs(a - est.gradapprox[flagged])
     agrees = np.zeros(flagged.size, dtype=bool)
@@ -229,7 +208,7 @@ def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -
             seed=plan.seed,
             rel_step=None if plan.rel_step is None else plan.rel_step * factor,
         )
-        values = evaluator.run(sub)
+        values = check.evaluator.run(sub)
         # A step the user gave may vanish at a tenth or a hundredth of itself (x + h == x):
         # such a step neither decides nor needs to show anything.
         spans = (sub.width != 0).all(axis=1)
@@ -237,40 +216,24 @@ def _at_smaller_steps(problem, evaluator, plan, est, flagged, *, noise_f, eps) -
             smaller = estimate(sub, values, problem.f0)
             b = smaller.gradapprox
             err = np.abs(a - b)
-            noise = _policy.NOISE * noise_f * smaller.sensitivity
+            fd_error = noise_f * smaller.sensitivity
             # A smaller step tells only while the noise it amplifies stays below a tenth of
             # the first error; the finest step that still tells decides. "Agrees" asks the
             # error to fall within tolerance and to a tenth of what it was (KINK_TENFOLD).
             tenth = _policy.KINK_TENFOLD * first_error
-            resolves = spans & (noise <= tenth)
-            fits = (err <= rtol * (np.abs(a) + np.abs(b)) + noise) & (err <= tenth)
+            resolves = spans & (_policy.NOISE * fd_error <= tenth)
+            fits = (err <= judge.allowance(a, b, fd_error)) & (err <= tenth)
+            # The one-sided slopes may differ by what the same rule allows two values: each
+            # is a difference of two values of f over the step actually spanned.
             span = np.abs(sub.values[:, 0] - sub.base)
-            slack = (
-                rtol * np.abs(smaller.one_sided).sum(axis=1) + _policy.NOISE * 2 * noise_f / span
-            )
+            left, right = smaller.one_sided[:, 0], smaller.one_sided[:, 1]
+            slack = judge.allowance(left, right, 2 * noise_f / span)
             falls.append(err / first_error)
         agrees = np.where(resolves, fits, agrees)
         sides.append(smaller.one_sided)
         slacks.append(slack)
         valid.append(spans)
     return _Smaller(agrees, falls[0], sides, slacks, valid)
-
-
-def suspects(problem: Any, plan: Plan, est: Estimate, first: Comparison) -> np.ndarray:
-    """Positions in ``plan`` whose values a conclusion will rest on: per block, the worst
-    PER_BLOCK entries that disagree (those this pass examines and the report names), and
-    the REPRODUCE_MOST worst-scoring entries of the whole plan.
-    """
-    if plan.method == "complex" or not plan.idx.size:
-        return np.empty(0, dtype=np.int64)
-    a = problem.analytic[plan.idx]
-    score = scores(a, est.gradapprox, first.noise_f * est.sensitivity, problem.tol_dtype)
-    score[est.bad] = np.inf  # f not finite there: a value to see again too
-    flagged = [
-        p[: _policy.PER_BLOCK] for p in flagged_positions(plan, problem.layout.offsets, score)
-    ]
-    worst = np.argsort(-score, kind="stable")[: _policy.REPRODUCE_MOST]
-    return np.unique(np.concatenate([worst, *flagged]))
 
 
 def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:

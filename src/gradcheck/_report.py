@@ -6,15 +6,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _plan
-from ._compare import Comparison
-from ._estimate import Estimate
-from ._plan import Plan, Selection
-from ._results import BlockResult, Entry, Kink, Note, Replay, Verdict
+from ._results import BlockResult, Entry, Kink, Replay
+
+if TYPE_CHECKING:
+    from ._context import Check, Findings
 
 
 @dataclass(frozen=True)
@@ -226,35 +226,21 @@ class Report:
         return plot_errors(self, grad, ax=ax)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the passes found, in the order they ran: everything the report is built from."""
-
-    selection: Selection
-    plan: Plan
-    est: Estimate
-    comparison: Comparison
-    kinks: tuple[Kink, ...]  # from the kink pass, then new ones from the directions
-    notes: tuple[Note, ...]
-
-
-def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds: float) -> Report:
-    """The frozen report of a check; ``options.seed`` is the seed that was used."""
-    layout, plan, c = problem.layout, outcome.plan, outcome.comparison
+def build(check: Check, findings: Findings, seconds: float) -> Report:
+    """The frozen report of a check: what the passes found, and how it was looked for."""
+    problem, evaluator, options, judge = check.problem, check.evaluator, check.options, check.judge
+    layout, plan, c = problem.layout, findings.plan, findings.compared
     full = np.full(layout.n, np.nan)
-    full[plan.idx] = outcome.est.gradapprox
+    full[plan.idx] = findings.est.gradapprox
     full.flags.writeable = False
-    rel_step = _plan.relative_step(options.method, problem.theta.dtype, problem.loss_dtype)
+    rel_step = _plan.relative_step(options.method, problem.dtype, problem.dtype)
     step = (
         f"absolute step eps={options.eps!r}"
         if options.eps is not None
         else f"relative step {rel_step:.3g}*max(1,|x|)"
     )
-    scope = outcome.selection.blocks
-    blocks = [c.blocks[k] for k in scope]
-    # A note's floor lifts a passing verdict (f not deterministic: "inconclusive"); it never
-    # softens a failure.
-    verdict = Verdict.worst([*(b.verdict for b in blocks), *(n.floor for n in outcome.notes)])
+    blocks = [c.blocks[k] for k in check.selection.blocks]
+    verdict = judge.final(blocks, findings.notes)
     return Report(
         difference=c.difference,
         verdict=verdict,
@@ -262,7 +248,7 @@ def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds:
         worst=c.worst,
         gradapprox=layout.structure(full),
         nfev=evaluator.nfev,
-        seed=options.seed,
+        seed=check.seed,
         engine=evaluator.engine,
         workers=evaluator.workers,
         method=options.method,
@@ -270,13 +256,13 @@ def build(problem: Any, evaluator: Any, options: Any, outcome: Outcome, seconds:
         n=sum(b.size for b in blocks),
         checked=int(plan.idx.size),
         loss=problem.f0,
-        tol=c.tol,
+        tol=judge.tol,
         seconds=seconds,
-        directions=outcome.selection.directions or 0,
+        directions=check.selection.directions or 0,
         budget=options.budget,
-        noise=c.noise_f,
-        notes=tuple(n.text for n in outcome.notes),
-        kinks=outcome.kinks,
+        noise=judge.noise_f,
+        notes=tuple(n.text for n in findings.notes),
+        kinks=findings.kinks,
         replay=Replay(_frozen(plan.idx), _frozen(plan.step)),
     )
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from . import _layout
+from . import _layout, _options
 from ._check import check
 from ._report import Report
 from ._results import Verdict
@@ -58,14 +57,12 @@ def resolve_seed(seed: Any) -> int:
     """
     if seed is None:
         return int(np.random.default_rng().integers(2**63))
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer or None, got {seed!r}")
+    _options.seed(seed)
     return int(seed)
 
 
 def validate_projections(projections: Any, cotangent: Any) -> int:
-    if isinstance(projections, bool) or not isinstance(projections, Integral) or projections < 1:
-        raise ValueError(f"`projections` must be a positive integer, got {projections!r}")
+    _options.integer("projections", projections)
     if projections > 1 and cotangent is not None:
         raise ValueError(
             f"`projections`={projections!r} draws that many random cotangents; with a given "
@@ -231,18 +228,7 @@ def check_vjp(
             arrays = draw_like(cotangent_rng(seed, k), [b.shape for b in out_layout.blocks])
             cotangents.append(out_layout.structure(np.concatenate([a.ravel() for a in arrays])))
     else:
-        try:
-            flat = out_layout.flatten(cotangent, what="cotangent")
-        except (TypeError, ValueError) as exc:
-            # The layout's words are for params and their gradient; here they mean the output.
-            text = (
-                str(exc)
-                .replace(" for block `params`", "")
-                .replace("the parameter has", "the output has")
-                .replace("params has more", "the output has more")
-                .replace("should mirror params", "should mirror the output")
-            )
-            raise type(exc)(text) from None
+        flat = out_layout.flatten(cotangent, what="cotangent")
         if not np.isfinite(flat).all():
             i = int(np.flatnonzero(~np.isfinite(flat))[0])
             raise ValueError(
@@ -285,16 +271,15 @@ def check_vjp(
 def _output_layout(out: Any, batched: bool):
     """The layout of one output (the first row's, when batched), refusing non-arrays."""
     try:
-        out_layout, buffer = _layout.build(_first_row(out) if batched else out)
+        out_layout, buffer = _layout.build(
+            _first_row(out) if batched else out, words=_layout.OUTPUT
+        )
     except TypeError as exc:
-        # The layout speaks of params; here it is f's output that it refused.
-        text = str(exc).replace("params `", "output `")
         raise TypeError(
-            f"`f(inputs)` must return float arrays (or a structure of them): {text}"
+            f"`f(inputs)` must return float arrays (or a structure of them): {exc}"
         ) from None
     except ValueError as exc:
-        text = str(exc).replace("`params`", "the output")
-        raise ValueError(f"`f(inputs)` at the inputs: {text}") from None
+        raise ValueError(f"`f(inputs)` at the inputs: {exc}") from None
     return out_layout, buffer
 
 

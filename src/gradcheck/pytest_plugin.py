@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from . import _options
 from ._check import assert_gradient, check
 from ._options import parse_seed
 from ._report import Report
@@ -60,10 +61,7 @@ class GradcheckOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {self.mode!r}")
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
-        ):
-            raise ValueError(f"`seed` must be a non-negative integer or None, got {self.seed!r}")
+        _options.seed(self.seed)
         options: dict[str, Any] = {}
         if self.mode == "sample":
             options.update(sample=self.sample, directions=self.directions)
