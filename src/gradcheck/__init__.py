@@ -15,6 +15,8 @@ from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report
 from ._sweep import StepSweep, step_sweep
+from ._taylor import taylor_test
+from ._taylor_results import TaylorTest
 from ._vjp import check_vjp
 
 __version__ = "0.1.0"
@@ -26,10 +28,12 @@ __all__ = [
     "Monitor",
     "Report",
     "StepSweep",
+    "TaylorTest",
     "assert_gradient",
     "check",
     "check_vjp",
     "relative_change",
     "relative_difference",
     "step_sweep",
+    "taylor_test",
 ]
