@@ -147,7 +147,8 @@ def test_a_hessian_vector_product_gives_rate_three_and_a_wrong_cross_term_rate_t
         return out
 
     right = gradcheck.taylor_test(f, X0, grad, hvp=hvp, seed=0)
-    assert right.order == 3 and right.verdict == "pass", str(right)
+    assert right.order == 3
+    assert right.verdict == "pass", str(right)
     assert abs(right.directions[0].rate - 3) < 0.1
     wrong = gradcheck.taylor_test(f, X0, grad, hvp=hvp_wrong, seed=0)
     assert wrong.verdict == "fail", str(wrong)
