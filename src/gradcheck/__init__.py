@@ -17,6 +17,7 @@ from ._report import Report
 from ._sweep import StepSweep, step_sweep
 from ._taylor import taylor_test
 from ._taylor_results import TaylorTest
+from ._jvp import check_hvp, check_jvp
 from ._vjp import check_vjp
 
 __version__ = "0.1.0"
@@ -31,6 +32,8 @@ __all__ = [
     "TaylorTest",
     "assert_gradient",
     "check",
+    "check_hvp",
+    "check_jvp",
     "check_vjp",
     "relative_change",
     "relative_difference",
