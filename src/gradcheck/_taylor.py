@@ -105,10 +105,10 @@ def taylor_test(
     ('pass', 2.0)
     """
     started = time.perf_counter()
-    problem = _setup(f, params, grad, hvp)
     count = _count(directions)
     given = None if steps is None else _steps(steps)
     seed = _seed(seed)
+    problem = _setup(f, params, grad, hvp)
     evaluate = _Evaluator(f, problem)
     drawn = _draw(problem, count, seed)
     problem = replace(problem, noise=_noise_level(problem, evaluate, drawn[0][2]))
