@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradcheck
 
@@ -138,3 +140,23 @@ def test_check_hvp_names_the_block_whose_tangent_meets_the_wrong_term():
 def test_bad_arguments_are_refused_by_name(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 6))
+def test_a_linear_map_passes_with_its_matrix_and_fails_with_one_entry_changed(seed, m, n):
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((m, n))
+    wrong = matrix.copy()
+    i, j = rng.integers(m), rng.integers(n)
+    wrong[i, j] += 0.5 + abs(wrong[i, j])
+    point = {"x": rng.standard_normal(n)}
+
+    def f(p):
+        return matrix @ p["x"]
+
+    right = gradcheck.check_jvp(f, point, lambda p, t: matrix @ t["x"], seed=seed)
+    assert right.verdict == "pass", str(right)
+    # A wrong entry escapes a Gaussian tangent and cotangent with probability zero.
+    bad = gradcheck.check_jvp(f, point, lambda p, t: wrong @ t["x"], seed=seed)
+    assert bad.failing == ("x",), str(bad)
