@@ -11,10 +11,13 @@ demand: ``import gradcheck`` loads neither framework.
 """
 
 from ._check import assert_gradient, check
+from ._jvp import check_hvp, check_jvp
 from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report
 from ._sweep import StepSweep, step_sweep
+from ._taylor import taylor_test
+from ._taylor_results import TaylorTest
 from ._vjp import check_vjp
 
 __version__ = "0.1.0"
@@ -26,10 +29,14 @@ __all__ = [
     "Monitor",
     "Report",
     "StepSweep",
+    "TaylorTest",
     "assert_gradient",
     "check",
+    "check_hvp",
+    "check_jvp",
     "check_vjp",
     "relative_change",
     "relative_difference",
     "step_sweep",
+    "taylor_test",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m gradcheck demo | info | bench | check module:function``.
+"""Command line: ``python -m gradcheck demo | info | bench | check | taylor module:function``.
 
 Exit status: 0 when the command ran and (for ``check``) the gradient passes or warns, 1 when
 it fails or is inconclusive, 2 when the check could not run: a usage error (bad arguments, a
@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _demo, _options
+from . import __version__, _demo
 from ._check import check
-from ._options import ENGINES, parse_seed
+from ._cli_args import _positive_float, _positive_int, _sample, _seed, _tol
+from ._options import ENGINES
 from ._plan import METHODS
+from ._taylor import taylor_test
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -245,22 +247,47 @@ def check_command(args: argparse.Namespace) -> int:
         "budget": args.budget,
         "tol": args.tol,
     }
+    report = _guarded(
+        args.target,
+        lambda: check(f, params, grad, **{k: v for k, v in options.items() if v is not None}),
+    )
+    return _emit(report, report.passed, args.json)
+
+
+def taylor_command(args: argparse.Namespace) -> int:
+    """The Taylor test of ``module:function``'s ``(f, params, grad)``."""
+    f, params, grad = _load(args.target)
+    result = _guarded(
+        args.target,
+        lambda: taylor_test(f, params, grad, directions=args.directions, seed=args.seed),
+    )
+    return _emit(result, result.passed, args.json)
+
+
+def _guarded(target: str, call: Callable[[], Any]) -> Any:
+    """``call()``; a refused argument becomes a usage error, an exception in the user's
+    code its traceback and a usage error saying where it was raised.
+    """
     try:
-        report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None})
+        return call()
     except Exception as exc:
         where = _raised_at(exc)
         if where is None and isinstance(exc, (TypeError, ValueError)):
             # gradcheck refused an argument: its own message says which and why.
-            raise UsageError(f"{args.target}: {exc}") from exc
+            raise UsageError(f"{target}: {exc}") from exc
         # Raised in the user's f or grad (or a library they call): show where.
         _print_user_traceback(exc)
         raise UsageError(
-            f"{args.target}: the check could not run: {type(exc).__name__}: {exc}, raised "
+            f"{target}: the check could not run: {type(exc).__name__}: {exc}, raised "
             f"in {where or 'gradcheck'} (traceback above)"
         ) from exc
-    status = EXIT_PASS if report.passed else EXIT_FAIL
+
+
+def _emit(result: Any, passed: bool, as_json: bool) -> int:
+    """Print the result (as strict JSON when asked); the exit status of its verdict."""
+    status = EXIT_PASS if passed else EXIT_FAIL
     try:
-        text = json.dumps(report.to_dict(), indent=2, allow_nan=False) if args.json else report
+        text = json.dumps(result.to_dict(), indent=2, allow_nan=False) if as_json else result
         print(text, flush=True)
     except BrokenPipeError:  # piped into head: the verdict still sets the status
         _quiet_stdout()
@@ -338,73 +365,6 @@ def _load(target: str) -> tuple[Any, Any, Any]:
     return tuple(result)
 
 
-# ----------------------------------------------------------------------------- arguments
-# Text is read here; the rules on the values are ``_options``'s, as for every door.
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    try:
-        _options.positive("value", value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    try:
-        _options.integer("value", value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        return parse_seed(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _sample(text: str) -> int | float:
-    """An int (how many coordinates) or a fraction in (0, 1]."""
-    value: int | float
-    try:
-        value = int(text)
-    except ValueError:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-    try:
-        _options.sample(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive integer or a fraction in (0, 1], got {text!r}"
-        ) from None
-    return value
-
-
-def _tol(text: str) -> float | tuple[float, float]:
-    """One threshold, or ``pass,fail``."""
-    parts = [_positive_float(p) for p in text.split(",")]
-    if len(parts) == 1:
-        return parts[0]
-    try:
-        if len(parts) == 2 and _options.tol((parts[0], parts[1])):
-            return (parts[0], parts[1])
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(
-        f"must be one number or pass,fail with pass <= fail, got {text!r}"
-    )
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck", description="Check hand-written gradients against finite differences."
@@ -464,6 +424,19 @@ def _parser() -> argparse.ArgumentParser:
         help="print report.to_dict() as strict JSON (NaN and infinity as null)",
     )
     p.set_defaults(run=check_command)
+
+    p = commands.add_parser(
+        "taylor",
+        help="the Taylor test of module:function's (f, params, grad)",
+        description="Import MODULE, call FUNCTION() for (f, params, grad) and run the Taylor "
+        "test: the rate at which |f(x + h d) - f(x) - h <grad, d>| falls with h, over steps "
+        "it finds itself (2: right, 1: wrong). Exit status as for check.",
+    )
+    p.add_argument("target", metavar="module:function", help="as for check")
+    p.add_argument("--directions", type=_positive_int, default=1, help="whole directions (1)")
+    p.add_argument("--seed", type=_seed, help="seed of the directions")
+    p.add_argument("--json", action="store_true", help="print result.to_dict() as strict JSON")
+    p.set_defaults(run=taylor_command)
     return parser
 
 

@@ -404,3 +404,51 @@ def plot_monitor(monitor: Any, ax: Any = None) -> Any:
     if history:
         ax.legend(fontsize="small")
     return ax
+
+
+def plot_taylor(test: Any, ax: Any = None) -> Any:
+    """Draw each direction's Taylor remainders against the step, log-log.
+
+    Parameters
+    ----------
+    test : TaylorTest
+        The result of :func:`gradcheck.taylor_test`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One curve per direction (its converging range drawn thick), the rounding level as
+        a dotted line, and reference slopes ``h``, ``h^2`` (and ``h^3`` with an hvp)
+        through the first direction's range, so a rate reads off as a parallel line.
+    """
+    ax = _axes(ax)
+    anchor = None
+    for d in test.directions:
+        shown = np.isfinite(d.remainders) & (d.remainders > 0)
+        (line,) = ax.loglog(d.steps[shown], d.remainders[shown], ".-", alpha=0.6)
+        label = d.name if d.rate != d.rate else f"{d.name}: rate {d.rate:.2f} ({d.verdict})"
+        if d.range is not None:
+            lo, hi = d.range
+            chosen = slice(lo, hi + 1)
+            colour = line.get_color()
+            ax.loglog(d.steps[chosen], d.remainders[chosen], "o-", lw=3, color=colour, label=label)
+            # The reference slopes span the range and a few steps either side: over the
+            # whole sweep an h^3 line would stretch the axis by dozens of decades.
+            near = d.steps[max(0, lo - 3) : hi + 4]
+            anchor = anchor or (float(d.steps[lo]), float(d.remainders[lo]), near)
+        else:
+            line.set_label(f"{d.name}: no converging range")
+    first = test.directions[0]
+    ax.loglog(first.steps, first.floor, ":", color="gray", label="rounding level")
+    if anchor is not None:
+        h0, r0, steps = anchor
+        for p, style in zip(range(1, test.order + 1), ("--", "-.", ":"), strict=False):
+            reference = r0 * (steps / h0) ** p
+            ax.loglog(steps, reference, style, color="black", lw=0.8, label=f"slope {p}")
+    ax.set_xlabel("step h")
+    ax.set_ylabel("remainder")
+    ax.set_title(f"Taylor test: a right derivative falls like h^{test.order}")
+    ax.legend(fontsize="small")
+    return ax

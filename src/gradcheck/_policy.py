@@ -122,3 +122,38 @@ FACTOR_MIN = 0.01
 FACTOR_EXPLAINS = 0.25
 SIGN_TOL = 0.05
 TRANSPOSE_TOL = 0.05
+
+# ------------------------------------------------------------------ Taylor test
+# The remainder |f(x + h d) - f(x) - h <g, d>| of a right gradient falls like h^2 and of a
+# wrong one like h; its observed rate needs no threshold on the remainder itself.
+# The sweep's first step (d is scaled entrywise by max(1, |x|), so h is relative), the
+# factor between steps (halving: pyadjoint's), and the most steps a sweep takes.
+TAYLOR_FIRST_STEP = 0.5
+TAYLOR_RATIO = 2.0
+TAYLOR_MOST_STEPS = 60
+# A remainder counts as above rounding when it exceeds this many units of the rounding of
+# the two values of f it subtracts: 100 units leave it at most ~1% of rounding, which moves
+# a rate between halved steps by ~0.03.
+TAYLOR_FLOOR = 100.0
+# The sweep stops after this many steps in a row at or below rounding: smaller steps only
+# sink deeper into it.
+TAYLOR_STOP_AFTER = 3
+# A converging range: this many consecutive rates (between halved steps) that agree within
+# TAYLOR_RATE_BAND of each other and fall at least TAYLOR_RATE_LEAST (a remainder that does
+# not fall is rounding, not truncation). Three rates span eight-fold in h.
+TAYLOR_WINDOW = 3
+TAYLOR_RATE_BAND = 0.2
+TAYLOR_RATE_LEAST = 0.5
+# A range's rate within this of the expected order (2; 3 with an hvp) passes; within it of
+# one less fails (the derivative is wrong along the direction); anything else is
+# inconclusive.
+TAYLOR_VERDICT_BAND = 0.3
+# A rate-1 remainder is a kink, not a wrong gradient, when the even part
+# |f(x + h d) + f(x - h d) - 2 f(x)| / 2 (which a smooth f makes O(h^2)) also falls like h
+# (its rate below 2 - this) and is at least this share of the remainder.
+TAYLOR_KINK_RATE = 0.5
+TAYLOR_KINK_SHARE = 0.25
+# The signed remainders the noise probe reads (ECnoise) are shifted by this many times their
+# size: enough for ECnoise's flatness rule, and the shift's own float64 rounding stays far
+# below them.
+TAYLOR_NOISE_SHIFT = 100.0

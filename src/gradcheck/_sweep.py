@@ -44,6 +44,31 @@ class StepSweep:
     def best_difference(self) -> float:
         return float(self.differences[self.best])
 
+    def __str__(self) -> str:
+        """A table of step against difference, the best step marked, and what it means."""
+        if self.tol is None:
+            head = f"step sweep ({self.method}): best step {self.best_step:.1e}"
+        elif self.passes:
+            head = (
+                f"step sweep ({self.method}): best step {self.best_step:.1e}, difference "
+                f"{self.best_difference:.2e} (pass <= {self.tol[0]:.3g}, fail > {self.tol[1]:.3g})"
+            )
+        else:
+            head = (
+                f"step sweep ({self.method}): no step passes (smallest difference "
+                f"{self.best_difference:.2e} at h = {self.best_step:.1e}, pass <= "
+                f"{self.tol[0]:.3g}): the gradient disagrees whatever the step"
+            )
+        lines = [head, "", f"{'step':>9}  {'difference':>11}"]
+        for i, (h, d) in enumerate(
+            zip(self.steps.tolist(), self.differences.tolist(), strict=True)
+        ):
+            shown = "-" if d != d else f"{d:.3e}"
+            mark = "  <- best" if i == self.best and self.passes else ""
+            mark = mark or ("  <- smallest" if i == self.best else "")
+            lines.append(f"{h:>9.1e}  {shown:>11}{mark}")
+        return "\n".join(lines)
+
     def plot(self, ax: Any = None, label: str | None = None, thresholds: bool = True) -> Any:
         """Plot the V-shaped curve of difference against step, best step marked.
 

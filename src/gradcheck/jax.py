@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _frameworks, _vjp
+from . import _frameworks, _jax_modes, _modes, _vjp
 from ._report import Report
 
 __all__ = ["check"]
@@ -41,6 +41,8 @@ def check(
     cotangent: Any = None,
     evaluate: str = "native",
     projections: int = 1,
+    modes: str | tuple[str, ...] = "auto",
+    order: int = 1,
     **options: Any,
 ) -> Report:
     """Check the gradients ``jax.vjp`` computes through ``fn`` (a ``custom_vjp`` rule
@@ -68,6 +70,19 @@ def check(
     projections : int
         How many random cotangents to check (when ``cotangent`` is None); the report is the
         worst.
+    modes : {"auto", "rev", "fwd"} or a sequence of them
+        "rev": ``jax.vjp`` (a ``custom_vjp`` rule) through a random projection. "fwd":
+        ``jax.jvp`` (a ``custom_jvp`` rule) along a random tangent per input, so that the
+        report names the input whose rule is wrong (blocks ``"x (fwd)"``). "auto"
+        (default): reverse, plus forward when ``fn`` calls a ``custom_jvp`` function. With
+        both, the adjoint identity ``<J t, c> = <t, J^T c>`` is checked without finite
+        differences (block ``"adjoint"``, a line of its own in the notes).
+    order : {1, 2}
+        2 checks the derivative of the derivative: ``fn``'s VJP on a fixed cotangent,
+        ``x -> J(x)^T c``, is checked in reverse mode (``jax.grad`` of the projected VJP,
+        through a ``custom_vjp``'s backward), as ``jax.test_util.check_grads(order=2)``
+        does. A backward that stops the gradient of an input passes at order 1 and fails
+        at order 2.
     **options
         Every option of :func:`gradcheck.check`. ``batched``: None (default) evaluates the
         perturbed points with ``jax.jit(jax.vmap(...))`` when that runs, else one by one
@@ -106,6 +121,7 @@ def check(
     started = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
+    modes = _modes.validate(modes, order)
     run = _frameworks.settings(
         started, options, evaluate=evaluate, projections=projections, cotangent=cotangent
     )
@@ -130,7 +146,7 @@ def check(
     dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in checked}
     run = replace(run, wide=run.wide or np.dtype(np.float64) in dtypes)
     with _x64(jax) if run.wide else contextlib.nullcontext():
-        return _run(jax, _Args(fn, keyword, names, flat, checked), run)
+        return _jax_modes.run(jax, _Args(fn, keyword, names, flat, checked), run, modes)
 
 
 # --- the core: the checked leaves of the arguments, checked through a projection --------------

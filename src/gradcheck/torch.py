@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _frameworks, _vjp
+from . import _frameworks, _modes, _torch_modes, _vjp
 from ._frameworks import short as _short
 from ._report import Report
 
@@ -37,6 +37,8 @@ def check(
     cotangent: Any = None,
     evaluate: str = "native",
     projections: int = 1,
+    modes: str | tuple[str, ...] = "auto",
+    order: int = 1,
     **options: Any,
 ) -> Report:
     """Check the gradients torch's autograd computes through ``fn`` (your custom
@@ -68,6 +70,11 @@ def check(
     projections : int
         How many random cotangents to check (when ``cotangent`` is None); the report is the
         worst.
+    modes, order : str or sequence of str, and int
+        ``modes`` "rev" (the ``backward``), "fwd" (a Function's ``jvp``, along a tangent per
+        input: blocks ``"x (fwd)"``; with both, the adjoint identity, block ``"adjoint"``)
+        or "auto" ("rev", plus "fwd" for a Function that defines ``jvp``); ``order=2``
+        checks the VJP ``x -> J(x)^T c`` in reverse mode (double backward).
     **options
         Every option of :func:`gradcheck.check` (``seed``, ``tol``, ``sample``,
         ``directions``, ``method``, ...). ``batched``: None (default) evaluates the
@@ -111,6 +118,7 @@ def check(
     started = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
+    modes = _modes.validate(modes, order)
     run = _frameworks.settings(
         started, options, evaluate=evaluate, projections=projections, cotangent=cotangent
     )
@@ -128,7 +136,7 @@ def check(
         args = [tensors[n] if n in checked else c for n, c in zip(names, fixed, strict=True)]
         return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
 
-    return _run(torch, g, point, run)
+    return _torch_modes.run(torch, g, point, run, modes, rule=_torch_modes.forward_rule(torch, fn))
 
 
 def check_module(
@@ -139,6 +147,8 @@ def check_module(
     cotangent: Any = None,
     evaluate: str = "native",
     projections: int = 1,
+    modes: str | tuple[str, ...] = "auto",
+    order: int = 1,
     **options: Any,
 ) -> Report:
     """Check the gradients of an ``nn.Module`` 's parameters that autograd computes through
@@ -164,6 +174,7 @@ def check_module(
         parameters, buffers and floating inputs.
     projections : int
         How many random cotangents to check (``loss`` and ``cotangent`` None).
+    modes, order : as for :func:`check` ("auto" is "rev": a module has no forward rule).
     **options
         Every option of :func:`gradcheck.check`; ``batched`` as for :func:`check`.
 
@@ -206,6 +217,7 @@ def check_module(
         raise TypeError(f"`loss` must be callable or None, got {type(loss).__name__}: {loss!r:.80}")
     if loss is not None and (cotangent is not None or projections != 1):
         raise ValueError("`loss` makes the output scalar: it takes no `cotangent` or `projections`")
+    modes = _modes.validate(modes, order)
     run = _frameworks.settings(
         started, options, evaluate=evaluate, projections=projections, cotangent=cotangent, loss=loss
     )
@@ -233,7 +245,7 @@ def check_module(
         def g(tensors):
             return functional_call(module, {**fixed, **tensors}, args, kwargs)
 
-        return _run(torch, g, point, run)
+        return _torch_modes.run(torch, g, point, run, modes, rule=False)
 
 
 # --- the shared core: a function of named tensors, checked through a projection --------------
