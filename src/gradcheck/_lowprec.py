@@ -216,13 +216,14 @@ def measure(name: str, kind: str, sides: Sides, *, unit: float, factor: float) -
     )
     if absolute:
         notes.append("the truth is exactly 0 here: its errors are absolute, not relative")
-    vacuous = bool(problems)
-    if not vacuous and not ratio <= factor:
+    # Non-vacuity failures speak for themselves; a truth that is not finite judges nothing.
+    judged = not problems and bool(np.isfinite(t).all())
+    if judged and not ratio <= factor:
         problems.append(
             f"its error is {_x(ratio)} the baseline's ({error:.3g} against {max(base, floor):.3g}"
             f"; allowed {factor:g}x)"
         )
-    if not vacuous and not absolute and not abs(slope) <= allowed:
+    if judged and not absolute and not abs(slope) <= allowed:
         problems.append(
             f"a systematic error: it leans {slope:+.2e} along the truth (the baseline "
             f"{b_slope:+.2e}; allowed {allowed:.2e})"
@@ -291,7 +292,9 @@ def _slope(x: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     independent entries would give.
     """
     tt = float(np.vdot(t, t))
-    if not tt > 0 or not np.isfinite(x).all():
+    if not np.isfinite(x).all() or not np.isfinite(tt):
+        return math.nan, math.nan
+    if not tt > 0:
         return 0.0, 0.0
     e = x - t
     slope = float(np.vdot(e, t)) / tt
