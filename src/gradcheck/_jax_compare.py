@@ -62,8 +62,9 @@ def compare(
         The ratio allowed over the baseline's error for outputs and gradients; default
         (2, 3).
     check_reference : bool
-        First check the reference's float64 gradient with :func:`gradcheck.jax.check` (at
-        most 256 sampled coordinates unless ``options`` say otherwise).
+        First check the reference's float64 gradient with :func:`gradcheck.jax.check` (every
+        coordinate of up to 256, else 4 random directions per input, unless ``options``
+        say otherwise).
     dependence : bool
         Move each input once and run the kernel and the truth again, to find results that
         do not depend on an input they should.
@@ -360,7 +361,7 @@ def _reference_check(jax, reference, wide: _Point, out: tuple, ct, setting: Sett
     rebuilt = [jax.tree_util.tree_unflatten(tree, leaves) for leaves, tree in wide.flat]
     args = dict(zip(wide.names, rebuilt, strict=True)) if wide.keyword else tuple(rebuilt)
     n = sum(int(np.prod(wide.flat[i][0][j].shape)) for i, j in wide.checked)
-    options = _lowprec_run.reference_sample(n, asked.options)
+    options = _lowprec_run.reference_options(n, asked.options)
     outs, tree = out
     # The same cotangent, in the output's structure (the check reads its floating leaves).
     leaves = iter(np.asarray(c).astype(np.float64) for c in ct)

@@ -46,9 +46,10 @@ class Agreement:
 
     Errors are relative RMS errors against the truth, ``||x - t|| / ||t||`` (absolute when
     the truth is exactly 0). ``ratio`` is the kernel's error over the baseline's (at least
-    ``floor``); ``slope`` is ``<x, t> / <t, t> - 1``, the systematic part of an error, with
-    ``slope_spread`` the scatter rounding alone gives it. ``problems`` say in words what
-    fails (empty when it passes).
+    ``floor``), allowed up to ``ratio_allowed`` (``factor`` widened for few entries, see
+    ``_policy.RATIO_Z``); ``slope`` is ``<x, t> / <t, t> - 1``, the systematic part of an
+    error, with ``slope_spread`` the scatter rounding alone gives it. ``problems`` say in
+    words what fails (empty when it passes).
     """
 
     name: str
@@ -60,6 +61,7 @@ class Agreement:
     floor: float
     ratio: float
     factor: float
+    ratio_allowed: float  # factor, widened for the spread of an RMS over few entries
     max_abs_error: float
     max_abs_error_at: str | None
     baseline_max_abs_error: float
@@ -218,10 +220,11 @@ def measure(name: str, kind: str, sides: Sides, *, unit: float, factor: float) -
         notes.append("the truth is exactly 0 here: its errors are absolute, not relative")
     # Non-vacuity failures speak for themselves; a truth that is not finite judges nothing.
     judged = not problems and bool(np.isfinite(t).all())
-    if judged and not ratio <= factor:
+    ratio_allowed = factor * math.exp(_policy.RATIO_Z / math.sqrt(n))
+    if judged and not ratio <= ratio_allowed:
         problems.append(
             f"its error is {_x(ratio)} the baseline's ({error:.3g} against {max(base, floor):.3g}"
-            f"; allowed {factor:g}x)"
+            f"; allowed {ratio_allowed:.3g}x: {factor:g}x, widened for {t.size:,} entries)"
         )
     if judged and not absolute and not abs(slope) <= allowed:
         problems.append(
@@ -239,6 +242,7 @@ def measure(name: str, kind: str, sides: Sides, *, unit: float, factor: float) -
         floor=floor,
         ratio=ratio,
         factor=factor,
+        ratio_allowed=ratio_allowed,
         max_abs_error=float(np.max(np.abs(k - t))) if k.size else 0.0,
         max_abs_error_at=None if at is None else _index(name, at, t.shape),
         baseline_max_abs_error=float(np.max(np.abs(b - t))) if b.size else 0.0,

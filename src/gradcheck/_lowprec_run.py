@@ -154,13 +154,13 @@ def report(
     )
 
 
-def reference_sample(n: int, options: dict) -> dict:
-    """The reference check's options: the user's, with a sample when the inputs are large
-    and the user set none (see ``_policy.REFERENCE_SAMPLE``).
+def reference_options(n: int, options: dict) -> dict:
+    """The reference check's options: the user's, with random directions when the inputs
+    hold more than ``_policy.REFERENCE_ENTRIES`` entries and the user chose no coverage.
     """
     chosen = {"budget", "sample", "directions"} & options.keys()
-    if n > _policy.REFERENCE_SAMPLE and not chosen:
-        return {**options, "sample": _policy.REFERENCE_SAMPLE}
+    if n > _policy.REFERENCE_ENTRIES and not chosen:
+        return {**options, "directions": _policy.REFERENCE_DIRECTIONS}
     return dict(options)
 
 

@@ -28,6 +28,7 @@ def format_compare(r: CompareReport) -> str:
         "error",
         "baseline",
         "ratio",
+        "allowed",
         "slope",
         "baseline slope",
         "allowed slope",
@@ -44,6 +45,7 @@ def format_compare(r: CompareReport) -> str:
                 _num(a.error),
                 _num(a.baseline_error),
                 f"{a.ratio:.3g}",
+                f"{a.ratio_allowed:.3g}",
                 _signed(a.slope),
                 _signed(a.baseline_slope),
                 _num(a.slope_allowed),
@@ -52,7 +54,7 @@ def format_compare(r: CompareReport) -> str:
                 a.max_abs_error_at or "-",
             )
         )
-    lines += _table(rows, right={2, 3, 4, 5, 6, 7, 9})
+    lines += _table(rows, right={2, 3, 4, 5, 6, 7, 8, 10})
     for a in r.blocks.values():
         lines += [f"  {a.name}: {text}" for text in (*a.problems, *a.notes)]
     lines += [f"  {note}" for note in r.notes]
@@ -80,17 +82,18 @@ def _setting(r: CompareReport) -> list[str]:
     lines = [
         f"  kernel and baseline (the reference) in {r.dtype}, truth (the reference) in float64; "
         f"{r.framework} on {r.device}, {r.seconds:.3g} s; seed {r.seed}",
-        f"  allowed: error up to {allowed} the baseline's; slope up to "
+        f"  allowed: error up to {allowed} the baseline's (more for few entries); slope up to "
         f"{_policy.SLOPE_FACTOR:g}x the baseline's and {_policy.SLOPE_Z:g} spreads of its own",
     ]
     ref = r.reference
     if ref is None:
         lines.append("  the reference's gradient was not checked (check_reference=False)")
     else:
+        along = f", {ref.directions} random directions per input" if ref.directions else ""
         lines.append(
             f"  the reference's float64 gradient, checked by finite differences: "
             f"{ref.verdict} (difference {_num(ref.difference)}, {ref.checked:,} of {ref.n:,} "
-            "coordinates)"
+            f"coordinates{along})"
         )
     return lines
 

@@ -73,8 +73,9 @@ def compare(
         (2, 3), the public practice of fused-kernel test suites.
     check_reference : bool
         First check the reference's float64 gradient by gradcheck's finite differences
-        (:func:`gradcheck.torch.check`, on at most 256 sampled coordinates unless
-        ``options`` say otherwise), so that a wrong reference is named as such.
+        (:func:`gradcheck.torch.check`: every coordinate of up to 256, else 4 random
+        directions per input, unless ``options`` say otherwise), so that a wrong reference
+        is named as such.
     dependence : bool
         Move each input once and run the kernel and the truth again, to find results that
         do not depend on an input they should (one more run of each per input).
@@ -361,7 +362,7 @@ def _reference_check(torch, reference, truth_point: _Point, ct, setting: Setting
     ]
     pairs = zip(values, truth_point.names, strict=True)
     n = sum(v.numel() for v, name in pairs if name in truth_point.checked)
-    options = _lowprec_run.reference_sample(n, asked.options)
+    options = _lowprec_run.reference_options(n, asked.options)
     inputs = dict(zip(truth_point.names, values, strict=True)) if truth_point.keyword else values
     cotangent = tuple(c.double() for c in ct)
     return check(
