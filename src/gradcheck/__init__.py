@@ -11,6 +11,7 @@ demand: ``import gradcheck`` loads neither framework.
 """
 
 from ._check import assert_gradient, check
+from ._lowprec import CompareReport
 from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 # The public API: everything else is private and may change.
 __all__ = [
+    "CompareReport",
     "GradientAlert",
     "GradientError",
     "Monitor",

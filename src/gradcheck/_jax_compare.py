@@ -90,7 +90,8 @@ def compare(
     >>> x = jax.random.normal(jax.random.key(0), (8, 64)).astype(jnp.bfloat16)
     >>> def softmax(x):
     ...     return jax.nn.softmax(x, axis=-1)
-    >>> kernel = lambda x: softmax(x.astype(jnp.float32)).astype(x.dtype)
+    >>> def kernel(x):
+    ...     return jax.nn.softmax(x.astype(jnp.float32), axis=-1).astype(x.dtype)
     >>> gradcheck.jax.compare(kernel, softmax, (x,), seed=0).verdict
     'pass'
     """
@@ -172,7 +173,7 @@ class _Point:
 
 
 def _point(jax, fn, reference, args, dtype) -> _Point:
-    from .jax import _floating_array, _path_name
+    from .jax import _path_name
 
     keyword = isinstance(args, Mapping)
     if not keyword and not isinstance(args, (tuple, list)):
@@ -189,7 +190,7 @@ def _point(jax, fn, reference, args, dtype) -> _Point:
         pairs, treedef = jax.tree_util.tree_flatten_with_path(v)
         leaves = []
         for j, (path, leaf) in enumerate(pairs):
-            if _floating_array(jax, leaf):
+            if _floating(jax, leaf):
                 checked[i, j] = names[i] + _path_name(path)
                 if isinstance(leaf, jax.Array):
                     devices.append(next(iter(leaf.devices())))
@@ -204,6 +205,13 @@ def _point(jax, fn, reference, args, dtype) -> _Point:
     device = devices[0] if devices else jax.devices()[0]
     flat = [([jax.device_put(x, device) for x in leaves], tree) for leaves, tree in flat]
     return _Point(names, keyword, flat, checked, str(device))
+
+
+def _floating(jax, leaf: Any) -> bool:
+    # bf16 and fp16 leaves count too (numpy's dtype kind of bf16 is not "f").
+    return isinstance(leaf, (np.ndarray, jax.Array)) and jax.numpy.issubdtype(
+        leaf.dtype, jax.numpy.floating
+    )
 
 
 def _cast(jax, point: _Point, dtype) -> _Point:

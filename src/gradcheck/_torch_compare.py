@@ -101,11 +101,12 @@ def compare(
     Examples
     --------
     >>> import torch, gradcheck.torch
-    >>> x = torch.randn(8, 64, dtype=torch.bfloat16)
+    >>> x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
     >>> def softmax(x):
     ...     return torch.softmax(x, -1)
-    >>> gradcheck.torch.compare(lambda x: softmax(x.float()).to(x.dtype), softmax, (x,),
-    ...                         seed=0).verdict
+    >>> def kernel(x):
+    ...     return torch.softmax(x.float(), -1).to(x.dtype)
+    >>> gradcheck.torch.compare(kernel, softmax, (x,), seed=0).verdict
     'pass'
     """
     torch = _torch()
