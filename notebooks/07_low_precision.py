@@ -243,6 +243,6 @@ fig.tight_layout()
 
 # %%
 report = gradcheck.torch.assert_close_to_reference(
-    fused_layer_norm(torch.float32), layer_norm, inputs, seed=1
+    fused_layer_norm(torch.float32), layer_norm, inputs, seed=1, check_reference=False
 )
 print(report.verdict, f"{report.seconds:.2f} s")

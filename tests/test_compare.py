@@ -408,3 +408,25 @@ def test_torch_float16_and_dict_inputs_name_the_gradients():
     report = gradcheck.torch.compare(kernel, attention, qkv, dtype=torch.float16, seed=0)
     assert list(report.blocks) == ["out", "dq", "dk", "dv"]
     assert report.passed, str(report)
+
+
+def test_no_gradient_for_an_input_the_output_does_not_use_passes():
+    class FirstOnly(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, unused):
+            y = x.float().softmax(-1).to(x.dtype)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            gf, yf = g.float(), y.float()
+            return (yf * (gf - (gf * yf).sum(-1, keepdim=True))).to(g.dtype), None
+
+    x, unused = _x((4, 32), 0), _x((3,), 1)
+    report = gradcheck.torch.compare(
+        FirstOnly.apply, lambda x, unused: x.softmax(-1), (x, unused), seed=0
+    )
+    assert report.passed, str(report)
+    assert "right, the truth is 0 here" in " ".join(report.blocks["dunused"].notes)

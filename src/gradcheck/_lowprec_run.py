@@ -105,7 +105,7 @@ def depend(blocks: dict, moved: str, before: tuple[Run, Run], after: tuple[Run, 
         # kernel's own large error is no excuse for not following the input.
         noise = max(a.baseline_error, a.floor) * _rms(t0)
         followed = _lowprec.dependence(t1 - t0, k1 - k0, noise)
-        if _lowprec.ignores(followed):
+        if followed is not None and _lowprec.ignores(followed):
             moved_t = _rms(t1 - t0) / max(_rms(t0), np.finfo(float).tiny)
             out[name] = _lowprec.with_problem(
                 a,

@@ -203,8 +203,8 @@ def _compare(torch, pair: _Pair, point: _Point, setting: Setting, asked: _Asked)
                 f"{name} is {o.dtype}"
             )
     ct = _cotangent(torch, asked.cotangent, outs, setting.seed, dtype)
-    truth = _side(torch, pair.reference, truth_point, [c.double() for c in ct])
-    baseline = _side(torch, pair.reference, point, ct)
+    truth = _side(torch, pair.reference, truth_point, [c.double() for c in ct], reference=True)
+    baseline = _side(torch, pair.reference, point, ct, reference=True)
     codes = _lowprec_run.code_objects(pair.reference)
     with _lowprec_run.watching(codes) as called:
         kernel = _side(torch, pair.fn, point, ct)
@@ -256,9 +256,10 @@ def _call(f, point: _Point, leaves: dict | None):
     return f(*args)
 
 
-def _side(torch, f, point: _Point, ct: list) -> Run:
+def _side(torch, f, point: _Point, ct: list, *, reference: bool = False) -> Run:
     """``f`` at ``point``: its outputs and the vector-Jacobian product on ``ct``, as float64
-    numpy arrays (a gradient None where autograd gives none).
+    numpy arrays. Where autograd gives no gradient, the kernel's is None (a rule judges
+    it) and the reference's zeros (an input its output does not use).
     """
     index = {n: i for i, n in enumerate(point.names)}
     leaves = {n: point.values[index[n]].clone().requires_grad_(True) for n in point.checked}
@@ -269,10 +270,12 @@ def _side(torch, f, point: _Point, ct: list) -> Run:
         if pairs:
             results, cts = [o for o, _ in pairs], [c for _, c in pairs]
             grads = torch.autograd.grad(results, list(leaves.values()), cts, allow_unused=True)
-    return Run(
-        {n: _numpy(o) for n, o in outs.items()},
-        {"d" + n: None if g is None else _numpy(g) for n, g in zip(leaves, grads, strict=True)},
-    )
+    gradients = {}
+    for (n, leaf), g in zip(leaves.items(), grads, strict=True):
+        if g is None and reference:
+            g = torch.zeros_like(leaf)
+        gradients["d" + n] = None if g is None else _numpy(g)
+    return Run({n: _numpy(o) for n, o in outs.items()}, gradients)
 
 
 def _outputs(torch, out: Any, what: str) -> dict:
@@ -344,7 +347,7 @@ def _dependence(torch, pair: _Pair, point: _Point, blocks: dict, before, ct, see
         there = replace(point, values=values)
         wide = replace(there, values=[_cast(torch, v, torch.float64) for v in values])
         after = (
-            _side(torch, pair.reference, wide, [c.double() for c in ct]),
+            _side(torch, pair.reference, wide, [c.double() for c in ct], reference=True),
             _side(torch, pair.fn, there, ct),
         )
         blocks = _lowprec_run.depend(blocks, name, before, after)
