@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _frameworks, _lowprec, _lowprec_run, _vjp
 from ._lowprec import CompareReport
-from ._lowprec_run import Run, Setting
+from ._lowprec_run import Pair, Run, Setting
 
 
 def compare(
@@ -125,7 +125,9 @@ def compare(
     asked = _Asked(cotangent, check_reference, dependence, options)
     with _x64(jax):
         point = _point(jax, fn, reference, args, np_dtype)
-        return _compare(jax, (fn, reference), point, replace(setting, device=point.device), asked)
+        return _compare(
+            jax, Pair(fn, reference), point, replace(setting, device=point.device), asked
+        )
 
 
 def assert_close_to_reference(
@@ -277,9 +279,9 @@ def _numpy(a) -> np.ndarray:
     return np.asarray(a).astype(np.float64)
 
 
-def _compare(jax, pair: tuple, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
+def _compare(jax, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
     """The three runs, the rules, the reference's check and the report."""
-    fn, reference = pair
+    fn, reference = pair.fn, pair.reference
     jnp = jax.numpy
     dtype = np.dtype(setting.dtype)
     wide = _cast(jax, point, jnp.float64)
@@ -309,7 +311,10 @@ def _compare(jax, pair: tuple, point: _Point, setting: Setting, asked: _Asked) -
     )
     blocks, sides = _lowprec_run.measured(setting, truth, baseline, kernel, rounded)
     if asked.dependence:
-        blocks = _dependence(jax, pair, point, blocks, (truth, kernel), ct, setting.seed)
+        rng = _lowprec_run.depend_rng(setting.seed)
+        for (i, j), name in point.checked.items():
+            moved = _moved(jax, pair, point, (i, j), ct, rng)
+            blocks = _lowprec_run.depend(blocks, name, truth, kernel, *moved)
     checked = _reference_check(jax, reference, wide, (outs, tree), ct, setting, asked)
     cotangent = [np.asarray(c).astype(np.float64) for c in ct]
     return _lowprec_run.report(setting, blocks, sides, checked, cotangent)
@@ -338,24 +343,19 @@ def _cotangent(jax, given, outs: dict, floating: set, seed: int, dtype) -> list:
     return [jax.numpy.asarray(a).astype(dtype) for a in arrays]
 
 
-def _dependence(jax, pair, point: _Point, blocks: dict, before, ct, seed) -> dict:
-    """Move each checked leaf in turn; the results that do not follow fail."""
-    fn, reference = pair
+def _moved(jax, pair: Pair, point: _Point, leaf: tuple[int, int], ct, rng) -> tuple[Run, Run]:
+    """The truth and the kernel with one checked leaf moved (signs and zeros kept)."""
     jnp = jax.numpy
-    rng = _lowprec_run.depend_rng(seed)
-    for (i, j), name in point.checked.items():
-        flat = [(list(leaves), tree) for leaves, tree in point.flat]
-        x = flat[i][0][j]
-        factor = _lowprec_run.moved(rng, tuple(x.shape))
-        flat[i][0][j] = (x.astype(jnp.float64) * factor).astype(x.dtype)
-        there = replace(point, flat=flat)
-        wide = _cast(jax, there, jnp.float64)
-        after = (
-            _side(jax, reference, wide, [c.astype(jnp.float64) for c in ct])[0],
-            _side(jax, fn, there, ct)[0],
-        )
-        blocks = _lowprec_run.depend(blocks, name, before, after)
-    return blocks
+    i, j = leaf
+    flat = [(list(leaves), tree) for leaves, tree in point.flat]
+    x = flat[i][0][j]
+    flat[i][0][j] = (x.astype(jnp.float64) * _lowprec_run.moved(rng, tuple(x.shape))).astype(
+        x.dtype
+    )
+    there = replace(point, flat=flat)
+    wide = _cast(jax, there, jnp.float64)
+    truth = _side(jax, pair.reference, wide, [c.astype(jnp.float64) for c in ct])[0]
+    return truth, _side(jax, pair.fn, there, ct)[0]
 
 
 def _reference_check(jax, reference, wide: _Point, out: tuple, ct, setting: Setting, asked):

@@ -395,13 +395,14 @@ def worst_entries(blocks: Mapping[str, Agreement], sides: Mapping[str, Sides]) -
         if s.kernel is None or not s.truth.size:
             continue
         err = np.abs(s.kernel - s.truth).reshape(-1)
-        err = np.where(np.isfinite(err), err, np.inf)
-        top = np.argsort(-err, kind="stable")[: _policy.WORST]
+        # A non-finite entry is the worst of all; its error stays what it is (NaN).
+        rank = np.where(np.isfinite(err), err, np.inf)
+        top = np.argsort(-rank, kind="stable")[: _policy.WORST]
         base = blocks[name].baseline_max_abs_error
         for i in top:
-            if err[i] == 0:
+            if rank[i] == 0:
                 continue
-            score = err[i] / base if base > 0 else math.inf
+            score = rank[i] / base if base > 0 else math.inf
             found.append(
                 Worst(
                     name=_index(name, int(i), s.truth.shape),

@@ -37,6 +37,14 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """The kernel under test and its reference."""
+
+    fn: Callable[..., Any]
+    reference: Callable[..., Any]
+
+
+@dataclass(frozen=True)
 class Setting:
     """What every comparison of one call shares: the dtype's name and unit roundoff, the
     allowed factors, the seed, where it ran, and when it started.
@@ -90,15 +98,15 @@ def _self_reference(blocks: dict, sides: dict, baseline: Run, kernel: Run) -> di
     return out
 
 
-def depend(blocks: dict, moved: str, before: tuple[Run, Run], after: tuple[Run, Run]) -> dict:
-    """The results that do not follow a move of input ``moved``: ``before`` and ``after``
-    are (truth, kernel) at the point and with that input moved.
+def depend(blocks: dict, moved: str, truth: Run, kernel: Run, truth_moved: Run, kernel_moved: Run):
+    """The results that do not follow a move of input ``moved``: the truth and the kernel
+    at the point, and with that input moved.
     """
     out = dict(blocks)
     for name, a in blocks.items():
         part = "outputs" if a.kind == "output" else "gradients"
-        t0, t1 = getattr(before[0], part)[name], getattr(after[0], part)[name]
-        k0, k1 = getattr(before[1], part)[name], getattr(after[1], part)[name]
+        t0, t1 = getattr(truth, part)[name], getattr(truth_moved, part)[name]
+        k0, k1 = getattr(kernel, part)[name], getattr(kernel_moved, part)[name]
         if k0 is None or k1 is None:
             continue
         # What rounding alone moves a result by: the baseline's error (or the floor); a

@@ -15,7 +15,7 @@ import numpy as np
 from . import _lowprec, _lowprec_run, _vjp
 from ._frameworks import short as _short
 from ._lowprec import CompareReport
-from ._lowprec_run import Run, Setting
+from ._lowprec_run import Pair, Run, Setting
 
 
 def compare(
@@ -133,13 +133,7 @@ def compare(
         started=started,
     )
     asked = _Asked(cotangent, check_reference, dependence, options)
-    return _compare(torch, _Pair(fn, reference), point, setting, asked)
-
-
-@dataclass(frozen=True)
-class _Pair:
-    fn: Callable[..., Any]
-    reference: Callable[..., Any]
+    return _compare(torch, Pair(fn, reference), point, setting, asked)
 
 
 @dataclass(frozen=True)
@@ -191,7 +185,7 @@ def assert_close_to_reference(
     return _lowprec_run.assert_passed(compare(fn, reference, inputs, **options))
 
 
-def _compare(torch, pair: _Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
+def _compare(torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
     """The three runs, the rules, the reference's check and the report."""
     dtype = point.values[point.names.index(point.checked[0])].dtype
     truth_point = replace(point, values=[_cast(torch, v, torch.float64) for v in point.values])
@@ -217,7 +211,10 @@ def _compare(torch, pair: _Pair, point: _Point, setting: Setting, asked: _Asked)
     )
     blocks, sides = _lowprec_run.measured(setting, truth, baseline, kernel, rounded)
     if asked.dependence:
-        blocks = _dependence(torch, pair, point, blocks, (truth, kernel), ct, setting.seed)
+        rng = _lowprec_run.depend_rng(setting.seed)
+        for name in point.checked:
+            moved = _moved(torch, pair, point, name, ct, rng)
+            blocks = _lowprec_run.depend(blocks, name, truth, kernel, *moved)
     checked = _reference_check(torch, pair.reference, truth_point, ct, setting, asked)
     cotangent = [c.double().cpu().numpy() for c in ct]
     return _lowprec_run.report(setting, blocks, sides, checked, cotangent)
@@ -335,23 +332,17 @@ def _numpy(t) -> np.ndarray:
     return t.detach().to(device="cpu").double().numpy()
 
 
-def _dependence(torch, pair: _Pair, point: _Point, blocks: dict, before, ct, seed) -> dict:
-    """Move each checked input in turn; the results that do not follow fail."""
-    rng = _lowprec_run.depend_rng(seed)
-    for name in point.checked:
-        i = point.names.index(name)
-        x = point.values[i]
-        factor = torch.as_tensor(_lowprec_run.moved(rng, tuple(x.shape)), device=x.device)
-        values = list(point.values)
-        values[i] = (x.double() * factor).to(x.dtype)
-        there = replace(point, values=values)
-        wide = replace(there, values=[_cast(torch, v, torch.float64) for v in values])
-        after = (
-            _side(torch, pair.reference, wide, [c.double() for c in ct], reference=True),
-            _side(torch, pair.fn, there, ct),
-        )
-        blocks = _lowprec_run.depend(blocks, name, before, after)
-    return blocks
+def _moved(torch, pair: Pair, point: _Point, name: str, ct, rng) -> tuple[Run, Run]:
+    """The truth and the kernel with input ``name`` moved (signs and zeros kept)."""
+    i = point.names.index(name)
+    x = point.values[i]
+    factor = torch.as_tensor(_lowprec_run.moved(rng, tuple(x.shape)), device=x.device)
+    values = list(point.values)
+    values[i] = (x.double() * factor).to(x.dtype)
+    there = replace(point, values=values)
+    wide = replace(there, values=[_cast(torch, v, torch.float64) for v in values])
+    truth = _side(torch, pair.reference, wide, [c.double() for c in ct], reference=True)
+    return truth, _side(torch, pair.fn, there, ct)
 
 
 def _reference_check(torch, reference, truth_point: _Point, ct, setting: Setting, asked):
