@@ -76,7 +76,7 @@ ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
-# At bf16 the best step still leaves an error of about a percent, and a gradient check
+# At bf16 the best step still leaves an error of a few tenths of a percent, and a check
 # needs far better than that to tell a bug from rounding. (Steps that leave `x` unchanged
 # are not drawn.) So fused-kernel test suites do something else: they run the kernel in
 # bf16, a **reference** in higher precision (the truth), and the reference **itself in

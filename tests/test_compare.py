@@ -320,6 +320,34 @@ def test_a_zero_truth_and_a_zero_kernel_agree():
     assert a.error == 0
 
 
+def _judge(t, b, k):
+    return _lowprec.measure("dx", "gradient", _sides(t, k, b), unit=2.0**-8, factor=3.0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_noise_twice_the_baselines_passes_and_a_1_percent_lean_fails(seed):
+    rng = np.random.default_rng(seed)
+    t = rng.standard_normal((64, 128))
+    b = t + 5e-3 * rng.standard_normal(t.shape)
+    noisy = _judge(t, b, t + 1e-2 * rng.standard_normal(t.shape))
+    assert noisy.verdict == "pass", noisy.problems
+    leaning = _judge(t, b, 1.01 * t + 5e-3 * rng.standard_normal(t.shape))
+    assert leaning.ratio < 3  # the ratio rule alone would pass it
+    assert leaning.verdict == "fail"
+    assert "systematic error" in " ".join(leaning.problems)
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_errors_shared_along_rows_do_not_cry_wolf(seed):
+    # Each row off by its own factor (a row's sum rounded once): the slope scatters by
+    # about 1e-2 / sqrt(16), far beyond what independent entries would give.
+    rng = np.random.default_rng(seed)
+    t = rng.standard_normal((16, 256))
+    b = t * (1 + 1e-2 * rng.standard_normal((16, 1)))
+    k = t * (1 + 1e-2 * rng.standard_normal((16, 1)))
+    assert _judge(t, b, k).verdict == "pass", _judge(t, b, k).problems
+
+
 # --- jax ---------------------------------------------------------------------------------------
 
 
