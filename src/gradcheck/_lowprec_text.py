@@ -28,7 +28,7 @@ def format_compare(r: CompareReport) -> str:
         "error",
         "baseline",
         "ratio",
-        "allowed",
+        "allowed ratio",
         "slope",
         "baseline slope",
         "allowed slope",
@@ -78,23 +78,29 @@ def headline(r: CompareReport) -> str:
 
 def _setting(r: CompareReport) -> list[str]:
     factors = {a.kind: a.factor for a in r.blocks.values()}
-    allowed = ", ".join(f"{kind}s {f:g}x" for kind, f in factors.items())
+    allowed = ", ".join(f"{f:g}x the baseline's for {kind}s" for kind, f in factors.items())
     lines = [
-        f"  kernel and baseline (the reference) in {r.dtype}, truth (the reference) in float64; "
-        f"{r.framework} on {r.device}, {r.seconds:.3g} s; seed {r.seed}",
-        f"  allowed: error up to {allowed} the baseline's (more for few entries); slope up to "
-        f"{_policy.SLOPE_FACTOR:g}x the baseline's and {_policy.SLOPE_Z:g} spreads of its own",
+        f"  truth: the reference in float64; baseline: the reference in {r.dtype}; kernel: fn "
+        f"in {r.dtype}",
+        f"  {r.framework} on {r.device}, {r.seconds:.3g} s, seed {r.seed}",
+        f"  pass: error at most {allowed} (widened for few entries);",
+        f"    slope at most {_policy.SLOPE_FACTOR:g}x the baseline's plus {_policy.SLOPE_Z:g} of "
+        "its own spreads",
     ]
     ref = r.reference
     if ref is None:
         lines.append("  the reference's gradient was not checked (check_reference=False)")
+        return lines
+    if ref.checked == ref.n:
+        coverage = f"all {ref.n:,} coordinates"
     else:
-        along = f", {ref.directions} random directions per input" if ref.directions else ""
-        lines.append(
-            f"  the reference's float64 gradient, checked by finite differences: "
-            f"{ref.verdict} (difference {_num(ref.difference)}, {ref.checked:,} of {ref.n:,} "
-            f"coordinates{along})"
-        )
+        coverage = f"{ref.checked:,} of {ref.n:,} coordinates"
+    if ref.directions:
+        coverage += f" and {ref.directions} random directions per input"
+    lines.append(
+        f"  the reference's float64 gradient by finite differences: {ref.verdict.upper()}, "
+        f"difference {_num(ref.difference)} ({coverage})"
+    )
     return lines
 
 
