@@ -458,3 +458,31 @@ def test_no_gradient_for_an_input_the_output_does_not_use_passes():
     )
     assert report.passed, str(report)
     assert "right, the truth is 0 here" in " ".join(report.blocks["dunused"].notes)
+
+
+def test_jax_a_gradient_that_ignores_an_input_fails():
+    jnp = jax.numpy
+
+    @jax.custom_vjp
+    def scaled_softmax(x, w):
+        return (jax.nn.softmax(x.astype(jnp.float32), axis=-1) * w).astype(x.dtype)
+
+    def fwd(x, w):
+        y = jax.nn.softmax(x.astype(jnp.float32), axis=-1)
+        return (y * w).astype(x.dtype), (y, w)
+
+    def bwd(res, g):
+        y, w = res
+        gw = g.astype(jnp.float32)  # the planted bug: g * w, with w left out
+        dx = y * (gw - (gw * y).sum(-1, keepdims=True))
+        return dx.astype(g.dtype), (g * y).sum(0).astype(w.dtype)
+
+    scaled_softmax.defvjp(fwd, bwd)
+
+    def reference(x, w):
+        return jax.nn.softmax(x, axis=-1) * w
+
+    x, w = _jx((4, 128), 0), 1 + 0.5 * _jx((128,), 1)
+    report = gradcheck.jax.compare(scaled_softmax, reference, (x, w), seed=0, check_reference=False)
+    assert "dx" in report.failing, str(report)
+    assert "does not depend on w" in _problems(report, "dx")
