@@ -486,3 +486,11 @@ def test_jax_a_gradient_that_ignores_an_input_fails():
     report = gradcheck.jax.compare(scaled_softmax, reference, (x, w), seed=0, check_reference=False)
     assert "dx" in report.failing, str(report)
     assert "does not depend on w" in _problems(report, "dx")
+
+
+def test_an_output_named_like_a_gradient_is_refused():
+    def f(x):
+        return {"dx": x.softmax(-1)}
+
+    with pytest.raises(ValueError, match="share the name 'dx'"):
+        gradcheck.torch.compare(f, f, (_x((2, 4), 0),), check_reference=False)

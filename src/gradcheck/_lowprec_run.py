@@ -61,6 +61,12 @@ class Setting:
 
 def measured(setting: Setting, truth: Run, baseline: Run, kernel: Run, rounded: Run) -> tuple:
     """``(blocks, sides)``: every output's and gradient's :class:`Agreement`, by name."""
+    shared = truth.outputs.keys() & truth.gradients.keys()
+    if shared:
+        raise ValueError(
+            f"an output and an input's gradient share the name {sorted(shared)[0]!r}: rename "
+            "the output (a dict key) or the input"
+        )
     blocks, sides = {}, {}
     for kind, part in (("output", "outputs"), ("gradient", "gradients")):
         for name, t in getattr(truth, part).items():
