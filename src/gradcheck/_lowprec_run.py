@@ -190,13 +190,17 @@ def assert_passed(report: CompareReport) -> CompareReport:
 
 def code_objects(target: Any) -> frozenset:
     """The Python code objects calling ``target`` runs first: a function's, a bound
-    method's, a partial's, a Module's ``forward``, a Function's ``forward`` and
-    ``backward``; empty for builtins (which cannot be told apart from their other uses).
+    method's, a partial's, a wrapped function's (``jax.jit``, ``functools.wraps``), a
+    Module's ``forward``, a Function's ``forward`` and ``backward``; empty for builtins
+    (which cannot be told apart from their other uses).
     """
     found = set()
-    seen = 0
-    while isinstance(target, partial) and seen < 8:
-        target, seen = target.func, seen + 1
+    for _ in range(8):  # unwrap partials and decorators, a few layers deep
+        inner = target.func if isinstance(target, partial) else getattr(target, "__wrapped__", None)
+        if inner is None:
+            break
+        found |= code_objects_of(target)
+        target = inner
     owner = getattr(target, "__self__", None)
     candidates = [target, getattr(target, "__func__", None), type(target).__dict__.get("__call__")]
     if isinstance(owner, type):  # torch.autograd.Function.apply: its own methods
@@ -204,11 +208,13 @@ def code_objects(target: Any) -> frozenset:
     if hasattr(type(target), "forward"):  # an nn.Module
         candidates.append(type(target).forward)
     for c in candidates:
-        c = getattr(c, "__func__", c)
-        code = getattr(c, "__code__", None)
-        if isinstance(code, types.CodeType):
-            found.add(code)
+        found |= code_objects_of(c)
     return frozenset(found)
+
+
+def code_objects_of(c: Any) -> set:
+    code = getattr(getattr(c, "__func__", c), "__code__", None)
+    return {code} if isinstance(code, types.CodeType) else set()
 
 
 @contextmanager
