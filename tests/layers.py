@@ -29,7 +29,6 @@ def torch_layer_norm(bug=None):
     """
     import torch
 
-
     class LayerNorm(torch.autograd.Function):
         generate_vmap_rule = True
 
@@ -55,7 +54,6 @@ def torch_linear_gelu(bug=None):
     """A fused Linear+GELU (tanh form) as a torch Function; ``bug="cubic"``: 0.13 for
     3 * 0.044715 in the derivative of the cubic term."""
     import torch
-
 
     class LinearGelu(torch.autograd.Function):
         generate_vmap_rule = True
@@ -109,3 +107,118 @@ def jax_layer_norm(bug=None):
 
     f.defvjp(fwd, bwd)
     return f
+
+
+# --- low-precision kernels: bf16 in and out, the arithmetic in float32 ----------------------------
+# ``bug`` plants one mistake in the backward: "scale" (dx 2% too large), "zero" (dx all zero),
+# "nan" (one entry NaN), "self" (dx is the reference's own autograd result), "bf16" (the
+# row sum accumulated one term at a time in the input's dtype).
+
+
+def torch_softmax(x):
+    """The reference: torch's own softmax over the last axis, in the input's dtype."""
+    return x.softmax(-1)
+
+
+def torch_layer_norm_reference(x, weight, bias):
+    import torch
+
+    return torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, eps=1e-5)
+
+
+def jax_softmax(x):
+    """The reference: jax's own softmax over the last axis, in the input's dtype."""
+    import jax
+
+    return jax.nn.softmax(x, axis=-1)
+
+
+def torch_lowprec_softmax(bug=None):
+    """Softmax over the last axis as a torch Function computing in float32."""
+    import torch
+
+    class Softmax(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.softmax(x.float(), -1).to(x.dtype)
+            ctx.save_for_backward(x, y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            if bug == "self":
+                with torch.enable_grad():
+                    x = x.detach().requires_grad_(True)
+                    return torch.autograd.grad(torch_softmax(x), x, g)
+            if bug == "bf16":
+                p, s = g * y, torch.zeros_like(y[..., :1])
+                for j in range(p.shape[-1]):
+                    s = s + p[..., j : j + 1]
+                return y * (g - s)
+            gf, yf = g.float(), y.float()
+            dx = yf * (gf - (gf * yf).sum(-1, keepdim=True))
+            dx = {"scale": 1.02 * dx, "zero": 0 * dx}.get(bug, dx)
+            if bug == "nan":
+                dx[(0,) * dx.dim()] = float("nan")
+            return dx.to(g.dtype)
+
+    return Softmax.apply
+
+
+def torch_lowprec_layer_norm(bug=None):
+    """LayerNorm over the last axis (weight and bias) as a torch Function computing in
+    float32; ``bug`` as above for dx, and "w" (dx uses 1 for the weight, so it does not
+    depend on it) or "none" (no gradient for the bias).
+    """
+    import torch
+
+    class LayerNorm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias):
+            y, xhat, rstd = layer_norm(x.float(), weight.float(), bias.float())
+            ctx.save_for_backward(xhat, rstd, weight)
+            return y.to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            xhat, rstd, weight = ctx.saved_tensors
+            w = torch.ones_like(weight) if bug == "w" else weight
+            gf = g.float().reshape(-1, g.shape[-1])
+            xh, rs = xhat.reshape(gf.shape), rstd.reshape(-1, 1)
+            dx, dw, db = layer_norm_backward(gf, xh, rs, w.float(), None)
+            dx = {"scale": 1.02 * dx, "zero": 0 * dx}.get(bug, dx)
+            if bug == "nan":
+                dx[0, 0] = float("nan")
+            db = None if bug == "none" else db.to(g.dtype)
+            return dx.reshape(g.shape).to(g.dtype), dw.to(g.dtype), db
+
+    return LayerNorm.apply
+
+
+def jax_lowprec_softmax(bug=None):
+    """Softmax over the last axis as a jax custom_vjp computing in float32 (bugs as above)."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def softmax(x):
+        return jax.nn.softmax(x.astype(jnp.float32), axis=-1).astype(x.dtype)
+
+    def fwd(x):
+        y = softmax(x)
+        return y, (x, y)
+
+    def bwd(res, g):
+        x, y = res
+        if bug == "self":
+            return jax.vjp(jax_softmax, x)[1](g)
+        gf, yf = g.astype(jnp.float32), y.astype(jnp.float32)
+        dx = yf * (gf - (gf * yf).sum(-1, keepdims=True))
+        dx = {"scale": 1.02 * dx, "zero": 0 * dx}.get(bug, dx)
+        if bug == "nan":
+            dx = dx.at[(0,) * dx.ndim].set(jnp.nan)
+        return (dx.astype(g.dtype),)
+
+    softmax.defvjp(fwd, bwd)
+    return softmax

@@ -21,7 +21,7 @@ MAX_PARAMS = 7
 MAX_MODULE = 500
 MAX_CHECK_BODY = 60
 # Public functions whose signatures are the documented API, not internal plumbing.
-PUBLIC = {"check", "check_module", "step_sweep", "Monitor.__init__", "check_vjp"}
+PUBLIC = {"check", "check_module", "step_sweep", "Monitor.__init__", "check_vjp", "compare"}
 
 
 def functions(path: Path):

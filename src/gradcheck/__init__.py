@@ -12,6 +12,7 @@ demand: ``import gradcheck`` loads neither framework.
 
 from ._check import assert_gradient, check
 from ._jvp import check_hvp, check_jvp
+from ._lowprec import CompareReport
 from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 # The public API: everything else is private and may change.
 __all__ = [
+    "CompareReport",
     "GradientAlert",
     "GradientError",
     "Monitor",

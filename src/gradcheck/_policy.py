@@ -157,3 +157,52 @@ TAYLOR_KINK_SHARE = 0.25
 # size: enough for ECnoise's flatness rule, and the shift's own float64 rounding stays far
 # below them.
 TAYLOR_NOISE_SHIFT = 100.0
+# ------------------------------------------------------------------ low precision (compare)
+# A kernel in bf16 / fp16 / float32 is judged against what the framework's own ops reach in
+# the same dtype (the reference run in it), not against finite differences, which cannot
+# resolve anything at bf16. The kernel's relative RMS error may be this many times the
+# baseline's: the public practice of fused-kernel suites (flash-attention's: 2x for
+# outputs, 2-3x for gradients).
+COMPARE_FACTOR = {"output": 2.0, "gradient": 3.0}
+# Each RMS error is estimated from the result's n entries: for errors like normal noise
+# its relative spread is 1 / sqrt(2 n), so the log of the ratio of two equally accurate
+# results spreads by 1 / sqrt(n). The factor is widened to factor * exp(RATIO_Z / sqrt(n)):
+# 1.03x at 8,192 entries, 2.1x at 16, where torch's own bf16 attention (1x1x4x4) reached a
+# ratio of 3.7 against the plain reference in bf16 on one seed of six.
+RATIO_Z = 3.0
+# No result stored in a dtype beats the truth rounded to it, so the baseline's error counts
+# as at least that; and as at least this many units of roundoff, so that a reference that is
+# exactly right (a copy, a max, values the dtype holds exactly) leaves the kernel a few
+# roundings of slack instead of a ratio of infinity.
+EXACT_FLOOR = 0.25
+# Systematic error: the slope <g_k, g_t> / <g_t, g_t> - 1 of the kernel's result on the
+# truth. Rounding error scatters around the truth; a bug (a wrong factor, a sum that loses
+# its small terms) leans along it, and the ratio rule lets a 2% scale error through (a
+# ratio of 2.7 on a bf16 softmax). The kernel's slope may be SLOPE_FACTOR times the
+# baseline's own (or the baseline's spread, when its slope is near 0 by chance) plus
+# SLOPE_Z times its own spread. The spread comes from the data: errors of fused kernels are
+# correlated along the reduced (last) axis, each row sharing its sums, so it is estimated
+# from the scatter of the rows' slopes, and is at least what independent entries give,
+# error / sqrt(entries). Measured on bf16 softmax and layer norm (8 shapes from 1x16 to
+# 8x4x64x64, 6 seeds, two bf16 formulations judged against each other): a correct
+# formulation reached 2.7 spreads beyond SLOPE_FACTOR times the other's, a 2% scale error
+# is 10 or more.
+SLOPE_FACTOR = 3.0
+SLOPE_Z = 4.0
+# Dependence: each input is moved (multiplied by 1 + DEPEND_MOVE * u, u uniform in
+# [-1, 1], so signs and zeros stay) and the kernel is run again. A result whose truth moves
+# by more than DEPEND_RESOLVE times the kernel's error there, while the kernel's moves by
+# less than DEPEND_FRACTION of the truth's move, does not depend on that input.
+DEPEND_MOVE = 0.5
+DEPEND_RESOLVE = 10.0
+DEPEND_FRACTION = 0.1
+# The reference's own float64 gradient is checked by finite differences coordinate by
+# coordinate up to this many inputs' entries; beyond, along REFERENCE_DIRECTIONS random
+# directions per input (2 evaluations each, whatever its size, and a search that names the
+# wrong entries when one fails): a wrong formula shows along any direction. Measured on
+# attention (3 inputs of 2x4x128x64, float64, one thread): 1.0 s along 4 directions, 4.9 s
+# for a sample of 256 coordinates.
+REFERENCE_ENTRIES = 256
+REFERENCE_DIRECTIONS = 4
+# Non-finite entries named in a note, at most.
+NONFINITE_SHOWN = 5

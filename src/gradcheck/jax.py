@@ -26,7 +26,7 @@ import numpy as np
 from . import _frameworks, _jax_modes, _modes, _vjp
 from ._report import Report
 
-__all__ = ["check"]
+__all__ = ["assert_close_to_reference", "check", "compare"]
 
 # Stacks are padded to a power of two rows (at least MIN_ROWS) so that jit compiles one
 # program per size class, not one per chunk length the check happens to ask for; chunks
@@ -395,3 +395,7 @@ def _given_cotangent(jax, cotangent, traced: _Traced) -> list[np.ndarray]:
         )
         for k in traced.projected
     ]
+
+
+# The low-precision comparison lives in its own module; it is part of this adapter's face.
+from ._jax_compare import assert_close_to_reference, compare  # noqa: E402

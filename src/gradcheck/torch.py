@@ -27,7 +27,7 @@ from . import _frameworks, _modes, _torch_modes, _vjp
 from ._frameworks import short as _short
 from ._report import Report
 
-__all__ = ["check", "check_module"]
+__all__ = ["assert_close_to_reference", "check", "check_module", "compare"]
 
 
 def check(
@@ -498,3 +498,7 @@ def _given_cotangent(torch, cotangent: Any, outs: list) -> list[np.ndarray]:
 
 def _numpy(t) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+# The low-precision comparison lives in its own module; it is part of this adapter's face.
+from ._torch_compare import assert_close_to_reference, compare  # noqa: E402

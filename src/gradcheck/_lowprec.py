@@ -1,0 +1,442 @@
+"""Low-precision comparison: a kernel in bf16 (fp16, float32) against a float64 truth,
+relative to what the reference itself reaches in the same dtype.
+
+Finite differences cannot check a bf16 kernel: at bf16, ``x + h == x`` for every step small
+enough to resolve a derivative. What can be checked is how far the kernel lies from the
+truth (the reference in float64) compared with how far the reference lies from it when run
+in the kernel's dtype (the baseline). Framework-neutral: numpy arrays in (already float64,
+on the CPU), frozen records out; the adapters in ``gradcheck.torch`` and ``gradcheck.jax``
+run the three sides and hand their results here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from . import _policy
+from ._report import Report, _jsonable
+from ._results import Verdict
+
+KINDS = ("output", "gradient")
+
+
+@dataclass(frozen=True)
+class Sides:
+    """One output or one input's gradient as each run gave it: float64 arrays of one shape.
+
+    ``kernel`` is None when the kernel returned no gradient for the input (autograd's None);
+    ``rounded`` is the truth rounded to the kernel's dtype and back, the best any result
+    stored in that dtype can be.
+    """
+
+    truth: np.ndarray
+    baseline: np.ndarray
+    kernel: np.ndarray | None
+    rounded: np.ndarray
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How one output or one input's gradient of the kernel agrees with the truth.
+
+    Errors are relative RMS errors against the truth, ``||x - t|| / ||t||`` (absolute when
+    the truth is exactly 0). ``ratio`` is the kernel's error over the baseline's (at least
+    ``floor``), allowed up to ``ratio_allowed`` (``factor`` widened for few entries, see
+    ``_policy.RATIO_Z``); ``slope`` is ``<x, t> / <t, t> - 1``, the systematic part of an
+    error, with ``slope_spread`` the scatter rounding alone gives it. ``problems`` say in
+    words what fails (empty when it passes).
+    """
+
+    name: str
+    kind: str  # "output" or "gradient"
+    shape: tuple[int, ...]
+    verdict: str
+    error: float
+    baseline_error: float
+    floor: float
+    ratio: float
+    factor: float
+    ratio_allowed: float  # factor, widened for the spread of an RMS over few entries
+    max_abs_error: float
+    max_abs_error_at: str | None
+    baseline_max_abs_error: float
+    slope: float
+    baseline_slope: float
+    slope_spread: float
+    slope_allowed: float
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Worst:
+    """One entry where the kernel lies far from the truth, named like ``dq[0, 3, 5, 1]``.
+
+    ``score`` is its error over the baseline's largest error in the same result: above 1 it
+    is worse than anything the reference in that dtype does there.
+    """
+
+    name: str
+    block: str
+    kernel: float
+    truth: float
+    baseline: float
+    abs_error: float
+    score: float
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """The result of ``gradcheck.torch.compare`` / ``gradcheck.jax.compare``.
+
+    Attributes
+    ----------
+    verdict : str
+        "pass", "inconclusive" or "fail": the worst of the results' verdicts and of the
+        reference's own check.
+    blocks : Mapping[str, Agreement]
+        Per output (``out``, ``out[1]``, a dict key) and per input's gradient (``dq``,
+        ``dx``): ``error``, ``baseline_error``, ``ratio``, ``factor``, ``max_abs_error``
+        and where, ``slope``, ``baseline_slope``, ``slope_spread``, ``slope_allowed``,
+        ``verdict`` and the ``problems`` that fail it, in words.
+    worst : tuple of Worst
+        The entries farthest from the truth relative to the baseline's largest error in the
+        same result, worst first.
+    dtype : str
+        The dtype the kernel and the baseline ran in.
+    framework, device : str
+        Where they ran.
+    seed : int
+        The seed of the cotangent (and of the dependence moves).
+    cotangent : numpy arrays
+        The cotangent every run used (the output's structure), already rounded to
+        ``dtype``; not in ``to_dict()``.
+    reference : Report or None
+        gradcheck's finite-difference check of the reference's float64 gradient, when
+        ``check_reference`` ran it.
+    notes : tuple of str
+        Why a verdict is what it is, where the table does not say.
+    seconds : float
+        Wall time.
+    """
+
+    verdict: str
+    blocks: Mapping[str, Agreement]
+    worst: tuple[Worst, ...]
+    dtype: str
+    framework: str
+    device: str
+    seed: int
+    cotangent: Any = field(default=None, repr=False)
+    reference: Report | None = None
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """True when the verdict is "pass"."""
+        return self.verdict == "pass"
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """The failing results' names; "reference" first when the reference is wrong."""
+        wrong = ("reference",) if reference_wrong(self.reference) else ()
+        return wrong + tuple(n for n, a in self.blocks.items() if a.verdict == "fail")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as strict JSON's types (non-finite numbers as None).
+
+        Returns
+        -------
+        dict
+            Every field but ``cotangent``; ``reference`` is the reference check's own
+            ``to_dict()`` (or None).
+        """
+        return _jsonable(
+            {
+                "verdict": self.verdict,
+                "passed": self.passed,
+                "failing": list(self.failing),
+                "blocks": {n: asdict(a) for n, a in self.blocks.items()},
+                "worst": [asdict(w) for w in self.worst],
+                "dtype": self.dtype,
+                "framework": self.framework,
+                "device": self.device,
+                "seed": self.seed,
+                "reference": None if self.reference is None else self.reference.to_dict(),
+                "notes": list(self.notes),
+                "seconds": self.seconds,
+            }
+        )
+
+    def __str__(self) -> str:
+        from ._lowprec_text import format_compare
+
+        return format_compare(self)
+
+
+def reference_wrong(reference: Report | None) -> bool:
+    return reference is not None and reference.verdict == "fail"
+
+
+# --- the statistics ----------------------------------------------------------------------------
+
+
+def measure(name: str, kind: str, sides: Sides, *, unit: float, factor: float) -> Agreement:
+    """The agreement of one result: errors, ratio, slopes, and the rules' verdict.
+
+    ``unit`` is the unit roundoff of the kernel's dtype (2**-8 for bf16); ``factor`` the
+    ratio allowed.
+    """
+    t, b, r = sides.truth, sides.baseline, sides.rounded
+    k = np.zeros_like(t) if sides.kernel is None else sides.kernel
+    problems, notes = _vacuous(name, kind, sides)
+    scale = _rms(t)
+    absolute = not scale > 0  # the truth is exactly 0: errors are absolute
+    scale = scale if scale > 0 else 1.0
+    finite_b = bool(np.isfinite(b).all())
+    if not finite_b:
+        notes.append(
+            f"the reference in the kernel's dtype is not finite at {_where(name, b)}: the "
+            "kernel is judged against the truth's rounding alone"
+        )
+    error = _rms(k - t) / scale
+    base = _rms(b - t) / scale if finite_b else math.inf
+    floor = max(_rms(r - t) / scale, 0.0 if absolute else _policy.EXACT_FLOOR * unit)
+    ratio = _ratio(error, base if finite_b else 0.0, floor)
+    slope, spread = _slope(k, t)
+    b_slope, b_spread = _slope(b, t) if finite_b else (0.0, 0.0)
+    n = max(t.size, 1)
+    allowed = (
+        _policy.SLOPE_FACTOR * max(abs(b_slope), b_spread, floor / math.sqrt(n))
+        + _policy.SLOPE_Z * spread
+    )
+    if absolute:
+        notes.append("the truth is exactly 0 here: its errors are absolute, not relative")
+    # Non-vacuity failures speak for themselves; a truth that is not finite judges nothing.
+    judged = not problems and bool(np.isfinite(t).all())
+    ratio_allowed = factor * math.exp(_policy.RATIO_Z / math.sqrt(n))
+    if judged and not ratio <= ratio_allowed:
+        problems.append(
+            f"its error is {_x(ratio)} the baseline's ({error:.3g} against {max(base, floor):.3g}"
+            f"; allowed {ratio_allowed:.3g}x: {factor:g}x, widened for {t.size:,} entries)"
+        )
+    if judged and not absolute and not abs(slope) <= allowed:
+        problems.append(
+            f"a systematic error: it leans {slope:+.2e} along the truth (the baseline "
+            f"{b_slope:+.2e}; allowed {allowed:.2e})"
+        )
+    at = _argmax_abs(k - t)
+    return Agreement(
+        name=name,
+        kind=kind,
+        shape=tuple(t.shape),
+        verdict=_verdict(problems, t),
+        error=error,
+        baseline_error=base,
+        floor=floor,
+        ratio=ratio,
+        factor=factor,
+        ratio_allowed=ratio_allowed,
+        max_abs_error=float(np.max(np.abs(k - t))) if k.size else 0.0,
+        max_abs_error_at=None if at is None else _index(name, at, t.shape),
+        baseline_max_abs_error=float(np.max(np.abs(b - t))) if b.size else 0.0,
+        slope=slope,
+        baseline_slope=b_slope,
+        slope_spread=spread,
+        slope_allowed=allowed,
+        problems=tuple(problems),
+        notes=tuple(notes),
+    )
+
+
+def _vacuous(name: str, kind: str, sides: Sides) -> tuple[list[str], list[str]]:
+    """The non-vacuity rules: what makes a result fail whatever its error (and notes)."""
+    t, k = sides.truth, sides.kernel
+    problems: list[str] = []
+    notes: list[str] = []
+    if not np.isfinite(t).all():
+        notes.append(
+            f"the truth (the reference in float64) is not finite at {_where(name, t)}: "
+            "this result cannot be judged"
+        )
+    if k is None and t.any():
+        problems.append("the kernel returned no gradient (None) for this input")
+    elif k is None:
+        notes.append("the kernel returned no gradient (None): right, the truth is 0 here")
+    elif not np.isfinite(k).all():
+        problems.append(f"the kernel's result is not finite at {_where(name, k)}")
+    elif not k.any() and np.isfinite(t).all() and t.any():
+        what = "gradient" if kind == "gradient" else "output"
+        problems.append(
+            f"the kernel's {what} is all zero where the truth is not (its RMS {_rms(t):.3g})"
+        )
+    return problems, notes
+
+
+def _verdict(problems: list[str], truth: np.ndarray) -> Verdict:
+    if problems:
+        return Verdict.FAIL
+    return Verdict.PASS if np.isfinite(truth).all() else Verdict.INCONCLUSIVE
+
+
+def _ratio(error: float, base: float, floor: float) -> float:
+    denominator = max(base, floor)
+    if denominator > 0:
+        return error / denominator
+    return 0.0 if error == 0 else math.inf
+
+
+def _slope(x: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    """``<x, t> / <t, t> - 1`` and its spread: the scatter of the rows' shares of it (rows
+    along the last axis, where a fused kernel's errors share their sums), at least what
+    independent entries would give.
+    """
+    tt = float(np.vdot(t, t))
+    if not np.isfinite(x).all() or not np.isfinite(tt):
+        return math.nan, math.nan
+    if not tt > 0:
+        return 0.0, 0.0
+    e = x - t
+    slope = float(np.vdot(e, t)) / tt
+    independent = _rms(e) / math.sqrt(tt / t.size) / math.sqrt(t.size)
+    if t.ndim < 2 or t.shape[-1] == 0:
+        return slope, independent
+    rows_e, rows_t = e.reshape(-1, t.shape[-1]), t.reshape(-1, t.shape[-1])
+    m = rows_e.shape[0]
+    if m < 2:
+        return slope, independent
+    shares = np.einsum("ij,ij->i", rows_e, rows_t) - slope * np.einsum("ij,ij->i", rows_t, rows_t)
+    rows = math.sqrt(float(shares @ shares) * m / (m - 1)) / tt
+    return slope, max(independent, rows)
+
+
+def _rms(a: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    if not np.isfinite(a).all():
+        return math.nan if np.isnan(a).any() else math.inf
+    big = float(np.max(np.abs(a)))
+    if big == 0:
+        return 0.0
+    # Scaled, so that float64's range holds the squares of fp16's and bf16's largest values.
+    return big * float(np.sqrt(np.mean(np.square(a / big))))
+
+
+def _argmax_abs(a: np.ndarray) -> int | None:
+    if a.size == 0:
+        return None
+    bad = np.flatnonzero(~np.isfinite(a))
+    return int(bad[0]) if bad.size else int(np.argmax(np.abs(a)))
+
+
+def _index(name: str, flat: int, shape: tuple[int, ...]) -> str:
+    if not shape:
+        return name
+    return f"{name}[{', '.join(map(str, np.unravel_index(flat, shape)))}]"
+
+
+def _where(name: str, a: np.ndarray) -> str:
+    """The first non-finite entries of ``a`` by name, with their values and their count."""
+    bad = np.flatnonzero(~np.isfinite(a))
+    flat = a.reshape(-1)
+    shown = ", ".join(
+        f"{_index(name, int(i), a.shape)} ({flat[i]})" for i in bad[: _policy.NONFINITE_SHOWN]
+    )
+    more = bad.size - _policy.NONFINITE_SHOWN
+    return shown + (f" and {more:,} more" if more > 0 else "")
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.3g}x" if math.isfinite(ratio) else "infinitely"
+
+
+# --- rules that need more than one run ----------------------------------------------------------
+
+
+def with_problem(a: Agreement, text: str) -> Agreement:
+    """``a`` failing for one more reason."""
+    return replace(a, problems=(*a.problems, text), verdict=Verdict.FAIL)
+
+
+def with_note(a: Agreement, text: str) -> Agreement:
+    return replace(a, notes=(*a.notes, text))
+
+
+def dependence(moved_truth: np.ndarray, moved_kernel: np.ndarray, noise: float) -> float | None:
+    """How much of the truth's move the kernel followed (the RMS of its move over the
+    truth's), when the truth moved far beyond ``noise``, the kernel's RMS error there;
+    None when that cannot be told.
+
+    ``moved_truth`` and ``moved_kernel`` are the changes of one result when one input
+    moved. A kernel that ignores that input does not move at all (0).
+    """
+    truth = _rms(moved_truth)
+    if not truth > _policy.DEPEND_RESOLVE * noise or not np.isfinite(moved_kernel).all():
+        return None
+    return _rms(moved_kernel) / truth
+
+
+def ignores(followed: float | None) -> bool:
+    return followed is not None and followed < _policy.DEPEND_FRACTION
+
+
+def worst_entries(blocks: Mapping[str, Agreement], sides: Mapping[str, Sides]) -> tuple:
+    """The entries farthest from the truth, over the baseline's largest error in their
+    result, worst first (at most ``_policy.WORST``).
+    """
+    found = []
+    for name, s in sides.items():
+        if s.kernel is None or not s.truth.size:
+            continue
+        err = np.abs(s.kernel - s.truth).reshape(-1)
+        # A non-finite entry is the worst of all; its error stays what it is (NaN).
+        rank = np.where(np.isfinite(err), err, np.inf)
+        top = np.argsort(-rank, kind="stable")[: _policy.WORST]
+        base = blocks[name].baseline_max_abs_error
+        for i in top:
+            if rank[i] == 0:
+                continue
+            score = rank[i] / base if base > 0 else math.inf
+            found.append(
+                Worst(
+                    name=_index(name, int(i), s.truth.shape),
+                    block=name,
+                    kernel=float(s.kernel.reshape(-1)[i]),
+                    truth=float(s.truth.reshape(-1)[i]),
+                    baseline=float(s.baseline.reshape(-1)[i]),
+                    abs_error=float(err[i]),
+                    score=float(score),
+                )
+            )
+    found.sort(key=lambda w: -w.score if w.score == w.score else 0.0)
+    return tuple(found[: _policy.WORST])
+
+
+def verdict_of(blocks: Mapping[str, Agreement], reference: Report | None) -> Verdict:
+    """The worst block verdict; a wrong reference fails the comparison."""
+    verdicts = [a.verdict for a in blocks.values()]
+    if reference_wrong(reference):
+        verdicts.append(Verdict.FAIL)
+    return Verdict.worst(verdicts)
+
+
+def default_factor(factor: Any) -> dict[str, float]:
+    """``factor`` validated: None (the policy's), one number, or (outputs, gradients)."""
+    if factor is None:
+        return dict(_policy.COMPARE_FACTOR)
+    pair = factor if isinstance(factor, (tuple, list)) else (factor, factor)
+    ok = len(pair) == 2 and all(
+        isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 1 and math.isfinite(f)
+        for f in pair
+    )
+    if not ok:
+        raise ValueError(
+            f"`factor` must be None, a number >= 1, or (outputs, gradients) of them, got {factor!r}"
+        )
+    return dict(zip(KINDS, map(float, pair), strict=True))
