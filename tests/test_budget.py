@@ -65,8 +65,7 @@ def test_a_pass_cut_short_says_what_it_left_out(monkeypatch):
 
     monkeypatch.setattr(_engine.Evaluator, "time_one", fast)
     started = time.perf_counter()
-    r = gradcheck.check(model.loss, model.params, model.grad(), budget=1.0, seed=0,
-                        noise=False)  # fmt: skip
+    r = gradcheck.check(model.loss, model.params, model.grad(), budget=1.0, seed=0, noise=False)
     assert time.perf_counter() - started <= 1.1 * 1.0 + 0.3
     assert any("ran out during the coordinate pass" in n for n in r.notes)
     assert 0 < r.checked < r.replay.indices.size + 20_000
