@@ -145,8 +145,14 @@ def test_small_check_evaluations_alone(benchmark, course_flat):
     w, theta, g = course_flat
     benchmark.group = FIXED
     report = gradcheck.check(w.flat, theta, g, engine="numba", seed=0)
-    plan = _plan.make(theta, np.arange(theta.size), method="central", eps=None,
-                      loss_dtype=np.dtype(np.float64), seed=0)  # fmt: skip
+    plan = _plan.make(
+        theta,
+        np.arange(theta.size),
+        method="central",
+        eps=None,
+        loss_dtype=np.dtype(np.float64),
+        seed=0,
+    )
     kernel = _jit.compiled("evaluate_flat", parallel=True)
     f = _jit.first_class(w.flat)
     out = np.empty(plan.values.shape)

@@ -78,9 +78,18 @@ def backward(X, Y, p, cache, planted):
     dW1 = 1.0 / m * np.dot(dZ1, X.T)
     db1 = (4.0 if planted else 1.0) / m * np.sum(dZ1, axis=1, keepdims=True)  # planted: 4x
     return {
-        "dZ3": dZ3, "dW3": dW3, "db3": db3, "dA2": dA2, "dZ2": dZ2, "dW2": dW2,
-        "db2": db2, "dA1": dA1, "dZ1": dZ1, "dW1": dW1, "db1": db1,
-    }  # fmt: skip
+        "dZ3": dZ3,
+        "dW3": dW3,
+        "db3": db3,
+        "dA2": dA2,
+        "dZ2": dZ2,
+        "dW2": dW2,
+        "db2": db2,
+        "dA1": dA1,
+        "dZ1": dZ1,
+        "dW1": dW1,
+        "db1": db1,
+    }
 
 
 def cost(p):

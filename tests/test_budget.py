@@ -75,8 +75,7 @@ def test_a_pass_cut_short_says_what_it_left_out(fake_clock, monkeypatch):
 
     monkeypatch.setattr(_evaluator.Evaluator, "time_one", fast)
     started = time.perf_counter()
-    r = gradcheck.check(model.loss, model.params, model.grad(), budget=1.0, seed=0,
-                        noise=False)  # fmt: skip
+    r = gradcheck.check(model.loss, model.params, model.grad(), budget=1.0, seed=0, noise=False)
     # Past the deadline by at most the slice that was running when it passed.
     assert time.perf_counter() - started <= 1.0 + _budget.SLICE * 1.0
     assert any("ran out during the coordinate pass" in n for n in r.notes)

@@ -280,8 +280,11 @@ def test_alerts_after_two_consecutive_failures_only():
     verdicts = [(h["step"], h["block"], h["verdict"]) for h in monitor.history()]
     # b fails at step 5, is checked again at once, fails again: alert; then every block on.
     assert verdicts[8:12] == [
-        (5, "w", "pass"), (5, "b", "fail"), (5, "b", "fail"), (6, "w", "pass")
-    ]  # fmt: skip
+        (5, "w", "pass"),
+        (5, "b", "fail"),
+        (5, "b", "fail"),
+        (6, "w", "pass"),
+    ]
     assert len(seen) == 1
     name, report = seen[0]
     assert name == "b"
@@ -305,8 +308,12 @@ def test_one_failure_then_a_pass_is_no_alert():
     monitor.step(2, ls_loss, params, flaky)
     # The failure at step 1 is confirmed at once, on other draws: it passes, no alert.
     assert [(h["step"], h["block"], h["verdict"]) for h in monitor.history()] == [
-        (1, "w", "fail"), (1, "b", "pass"), (1, "w", "pass"), (2, "w", "pass"), (2, "b", "pass")
-    ]  # fmt: skip
+        (1, "w", "fail"),
+        (1, "b", "pass"),
+        (1, "w", "pass"),
+        (2, "w", "pass"),
+        (2, "b", "pass"),
+    ]
     assert seen == []
     assert monitor.alerts == []
 
@@ -514,8 +521,9 @@ def test_a_bug_is_caught_soon_within_a_five_percent_budget(clock):
         clock.now += 30.0 if len(calls) == 1 else 0.065
         return 0.5 * sum(float(np.sum(scale[k] * p[k] ** 2)) for k in p)
 
-    monitor = Monitor(every=100, budget=0.05, sample=16, directions=2, seed=0,
-                      on_alert=lambda *a: None)  # fmt: skip
+    monitor = Monitor(
+        every=100, budget=0.05, sample=16, directions=2, seed=0, on_alert=lambda *a: None
+    )
     for step in range(1, 1501):
         clock.now += 1.0
         grads = {k: scale[k] * v for k, v in params.items()}

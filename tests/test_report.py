@@ -489,3 +489,21 @@ def test_a_report_of_many_blocks_stays_short(wrong):
     assert f"{report}" == text
     with pytest.raises(ValueError, match="unknown format"):
         format(report, "short")
+
+
+def test_the_records_a_report_hands_out_are_exported():
+    x = np.array([0.0, 1.0, 2.0])
+    grad = np.array([1.0, 2.0, 4.5])  # params[2] wrong
+
+    def f(v):
+        return float(np.maximum(v, 0).sum() + 0.5 * v @ v)
+
+    r = gradcheck.check(f, x, grad, seed=0)
+    assert isinstance(r.blocks["params"], gradcheck.BlockResult)
+    assert isinstance(r.worst[0], gradcheck.Entry)
+    assert isinstance(r.replay, gradcheck.Replay)
+    assert r.verdict == gradcheck.Verdict.FAIL
+    assert all(isinstance(k, gradcheck.Kink) for k in r.kinks)
+    assert r.kinks, "params[0] sits on the kink of max(v, 0)"
+    exported = {"BlockResult", "Entry", "Kink", "ProjectedReport", "Replay", "Verdict"}
+    assert exported <= set(gradcheck.__all__)

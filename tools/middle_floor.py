@@ -11,8 +11,8 @@ It prints, for ``src/gradcheck``:
 - where each rule is written: the per-entry allowance ``RTOL * (|a| + |b|) + NOISE * fd`` (a
   product with ``RTOL``/``rtol``), where a verdict is decided (calls of ``judge`` and
   ``Verdict.worst``), the number rule (``isinstance(x, bool)`` beside an ``Integral``/``Real``
-  test in one expression) and the seed rule (a value refused as not a non-negative integer: the
-  words of the seed rule).
+  test in one expression) and the seed rule (a value refused as not a non-negative integer, in a
+  ``raise`` or a validator's ``what=``: the words of the seed rule).
 
 The counts are found by reading the source (``ast``), so anyone can rerun them on any
 checkout; ``-v`` lists the sites so each count can be checked by eye.
@@ -106,10 +106,13 @@ def _rules(tree: ast.Module, name: str, lines: list[str]) -> dict[str, list[str]
             if "bool" in kinds and kinds & {"Integral", "Real", "int"}:
                 sites["number"].append(at(node))
                 inside.update(id(b) for b in ast.walk(node) if isinstance(b, ast.BoolOp))
+        # The seed rule's words, in a raise or handed to a validator as what= it refuses.
         if isinstance(node, ast.Raise) and node.exc is not None:
-            text = ast.unparse(node.exc)
-            if "non-negative integer" in text:
+            if "non-negative integer" in ast.unparse(node.exc):
                 sites["seed"].append(at(node))
+        if isinstance(node, ast.keyword) and node.arg == "what":
+            if "non-negative integer" in ast.unparse(node.value):
+                sites["seed"].append(at(node.value))
     return sites
 
 

@@ -16,22 +16,31 @@ from ._lowprec import CompareReport
 from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report
+from ._results import BlockResult, Entry, Kink, Replay, Verdict
 from ._sweep import StepSweep, step_sweep
 from ._taylor import taylor_test
 from ._taylor_results import TaylorTest
-from ._vjp import check_vjp
+from ._vjp import ProjectedReport, check_vjp
 
 __version__ = "0.1.0"
 
-# The public API: everything else is private and may change.
+# The public API: everything else is private and may change. The records a report hands
+# out (its blocks, entries, kinks, replay data and verdicts) are public so they can be named
+# in user code and type annotations.
 __all__ = [
+    "BlockResult",
     "CompareReport",
+    "Entry",
     "GradientAlert",
     "GradientError",
+    "Kink",
     "Monitor",
+    "ProjectedReport",
+    "Replay",
     "Report",
     "StepSweep",
     "TaylorTest",
+    "Verdict",
     "assert_gradient",
     "check",
     "check_hvp",

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _vjp
-from ._check import check
+from . import _check, _options, _vjp
 from ._report import Report
 
 # How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
@@ -34,10 +33,9 @@ VMAP_AGREE_ULPS = 1000.0
 class Run:
     """The settings of one adapter call, validated once and carried to every projection.
 
-    ``options`` is what is left for :func:`gradcheck.check` (``seed`` and ``batched`` taken
-    out); ``batched`` is None (try vmap), True (require it) or False (never); ``wide``: the
-    function runs on float64 copies; ``loss``: a user loss makes the output scalar (no
-    cotangents).
+    ``options`` are the check's, validated (with the seed); ``batched`` is None (try vmap),
+    True (require it) or False (never); ``wide``: the function runs on float64 copies;
+    ``loss``: a user loss makes the output scalar (no cotangents).
     """
 
     started: float
@@ -46,7 +44,7 @@ class Run:
     seed: int
     batched: bool | None
     wide: bool
-    options: dict
+    options: _options.Options
     loss: Callable[[Any], Any] | None = None
 
     @property
@@ -58,8 +56,9 @@ class Run:
 def settings(
     started: float, options: dict, *, evaluate: Any, projections: Any, cotangent: Any, loss=None
 ) -> Run:
-    """The validated :class:`Run` of an adapter call (``options`` loses ``seed`` and
-    ``batched``); ``wide`` as ``evaluate`` asks, which an adapter may widen further.
+    """The validated :class:`Run` of an adapter call (``options``: the keyword arguments
+    for :func:`gradcheck.check`); ``wide`` as ``evaluate`` asks, which an adapter may widen
+    further.
     """
     if evaluate not in EVALUATE:
         raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {evaluate!r}")
@@ -67,7 +66,11 @@ def settings(
     seed = _vjp.resolve_seed(options.pop("seed", None))
     batched = _batched(options)
     wide = evaluate == "float64"
-    return Run(started, cotangent, projections, seed, batched, wide, options, loss)
+    # One thread: a module's forward is not safe to run from several threads at once (its
+    # buffers, batch-norm statistics among them, are shared), and the frameworks run their
+    # own kernels on every core already.
+    checked = _options.validate(**{"workers": 1, **options}, seed=seed, batched=bool(batched))
+    return Run(started, cotangent, projections, seed, batched, wide, checked, loss)
 
 
 def cotangents(run: Run, shapes: list[tuple[int, ...]], given: Callable[[], Any]) -> list:
@@ -87,11 +90,7 @@ def check_numeric(numeric: tuple, params: dict, analytic: dict, run: Run) -> Rep
     ``_numeric`` chose: ``(f, batched, note)``; the note (why not vmap) joins the report's.
     """
     f, batched, note = numeric
-    # One thread: a module's forward is not safe to run from several threads at once (its
-    # buffers, batch-norm statistics among them, are shared), and the frameworks run their
-    # own kernels on every core already.
-    options = {"workers": 1, **run.options}
-    report = check(f, params, analytic, seed=run.seed, batched=batched, **options)
+    report = _check.run(f, params, analytic, replace(run.options, batched=batched))
     return replace(report, notes=(*report.notes, note)) if note else report
 
 

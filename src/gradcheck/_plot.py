@@ -345,8 +345,14 @@ def plot_step_sweep(
             f"smallest: {sweep.best_difference:.2g}, no step passes (a wrong gradient?)",
         )
     )
-    ax.loglog([sweep.best_step], [sweep.best_difference], marker, markersize=size,
-              color=colour, label=text)  # fmt: skip
+    ax.loglog(
+        [sweep.best_step],
+        [sweep.best_difference],
+        marker,
+        markersize=size,
+        color=colour,
+        label=text,
+    )
     if thresholds and sweep.tol is not None:
         # The thresholds also keep the log axis a few decades tall, so it has labelled
         # ticks even when the curve is flat (a wrong gradient). Sweeps sharing an axes

@@ -218,7 +218,10 @@ def loss_value(out: Any) -> tuple[float, np.dtype]:
 # Where torch tensors and jax arrays are defined: recognised by their type's module, so that
 # gradcheck never imports either framework to find out.
 _FRAMEWORKS = frozenset(("torch", "jax", "jaxlib"))
-_FRAMEWORK_DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+_FRAMEWORK_DTYPES: dict[str, np.dtype] = {
+    "float64": np.dtype(np.float64),
+    "float32": np.dtype(np.float32),
+}
 
 
 def is_framework_value(value: Any) -> bool:

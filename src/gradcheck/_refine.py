@@ -76,7 +76,7 @@ def run(check: Check, findings: Findings) -> Findings:
         more = examine(check, plan, est, more_wanted, eps=eps)
         mask = mask | more.mask
         kinds = sorted(kinds + list(more.kinds))
-    cut = ()
+    cut: tuple[Note, ...] = ()
     if skipped:
         cut = (
             Note(

@@ -45,8 +45,10 @@ def _shown_blocks(r: Report, full: bool) -> tuple[list[BlockResult], str | None]
     spread = ", ".join(f"{n:,} {word}" for word, n in counts.items())
     worst = max((b.difference for b in hidden if b.verdict == "pass"), default=math.nan)
     more = f" (largest passing difference {_num(worst)})" if worst == worst else ""
-    line = (f"  ... {len(hidden):,} more blocks not listed: {spread}{more}; "
-            "report.table(full=True) lists every block")  # fmt: skip
+    line = (
+        f"  ... {len(hidden):,} more blocks not listed: {spread}{more}; "
+        "report.table(full=True) lists every block"
+    )
     return [b for b in blocks if id(b) in keep], line
 
 
@@ -89,8 +91,10 @@ def format_report(r: Report, full: bool = False) -> str:
     raised = sum(b.tol != r.tol and b.tol == b.tol and b.size for b in r.blocks.values())
     if summary is not None and raised:
         # One line for all: with many blocks, a line each would bury the failures.
-        lines.append(f"  thresholds raised for the noise in f ({r.noise:.3g}) in {raised:,} "
-                     "blocks (the full table's rows say which)")  # fmt: skip
+        lines.append(
+            f"  thresholds raised for the noise in f ({r.noise:.3g}) in {raised:,} "
+            "blocks (the full table's rows say which)"
+        )
     for b in listed:
         lines += _block_lines(r, b, summary)
     if r.kinks:
@@ -223,5 +227,3 @@ def _num(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.3e}"
-
-

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _layout, _options
-from ._check import check
+from ._check import run
 from ._report import Report
 from ._results import Verdict
 
@@ -208,9 +208,8 @@ def check_vjp(
             raise TypeError(f"`{name}` must be callable, got {type(fn).__name__}: {fn!r:.80}")
     projections = validate_projections(projections, cotangent)
     seed = resolve_seed(options.pop("seed", None))
-    batched = options.get("batched", False)
-    if not isinstance(batched, bool):
-        raise TypeError(f"`batched` must be True or False, got {batched!r}")
+    checked = _options.validate(**options, seed=seed)
+    batched = checked.batched
 
     # One call at a private copy of the inputs tells the output's structure, shapes and
     # dtype; the user's arrays are never handed to f.
@@ -263,7 +262,7 @@ def check_vjp(
                 return total
             return np.float32(total) if float32 else float(total)
 
-        return check(projected, inputs, lambda x: vjp(x, ct), seed=seed, **options)
+        return run(projected, inputs, lambda x: vjp(x, ct), checked)
 
     return worst_of(run_one, cotangents, started, drawn=cotangent is None)
 

@@ -429,8 +429,9 @@ def _parameter_names(fn: Any, count: int) -> list[str]:
         and getattr(fn, "__name__", "") == "apply"
     ):
         # MyFunction.apply(*args): forward's names, less ctx unless setup_context takes it.
-        target = owner.forward
-        skip = int(owner.setup_context is torch.autograd.Function.setup_context)
+        function: Any = owner  # a torch.autograd.Function subclass
+        target = function.forward
+        skip = int(function.setup_context is torch.autograd.Function.setup_context)
     elif isinstance(fn, torch.nn.Module):
         target = fn.forward
     return _frameworks.parameter_names(target, count, skip=skip)
