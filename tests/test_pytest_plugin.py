@@ -139,6 +139,14 @@ def test_a_bad_seed_is_a_usage_error(pytester, args, ini, message):
     assert message in result.stdout.str() + result.stderr.str()
 
 
+def test_an_80_column_summary_names_the_failing_block(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _run(pytester, "-q", "-rf")
+    summary = [line for line in result.stdout.lines if line.startswith("FAILED ")]
+    assert len(summary) == 1, result.stdout.str()
+    assert "gradcheck: FAIL in params" in summary[0], summary[0]
+
+
 def test_a_failure_is_short_and_its_first_line_is_the_headline(pytester, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # the summary line is cut to the terminal's width
     result = _run(pytester, "-q", "-rf")
@@ -148,8 +156,8 @@ def test_a_failure_is_short_and_its_first_line_is_the_headline(pytester, monkeyp
     summary = [line for line in out.splitlines() if line.startswith("FAILED ")]
     assert len(summary) == 1, out
     assert re.match(
-        r"FAILED test_inner.py::test_wrong - AssertionError: gradcheck: FAIL  "
-        r"difference = \S+  \(failing: params\)",
+        r"FAILED test_inner.py::test_wrong - AssertionError: gradcheck: FAIL in params "
+        r"\(difference \S+\)",
         summary[0],
     ), summary[0]
     # gradcheck's own frames (its source and docstrings) are hidden: the test's line shows.

@@ -34,7 +34,7 @@ from ._results import Verdict
 COTANGENT_STREAM = 0x636F74  # "cot"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Report's one-line repr, not every field
 class ProjectedReport(Report):
     """A :class:`Report` of a check through the projection ``<cotangent, f(x)>``.
 
