@@ -104,7 +104,8 @@ def test_repr_is_a_compact_summary_and_str_stays_complete(mlp):
     assert text.startswith("<gradcheck Report: FAIL in W1")
     assert "print(report)" in text
     full = str(report)
-    assert "worst entries" in full and "W1[3, 2]" in full
+    assert "worst entries" in full
+    assert "W1[3, 2]" in full
 
 
 def test_repr_of_a_projected_report_is_compact_too():
@@ -178,7 +179,7 @@ def test_many_failing_blocks_point_to_the_earliest_in_backprop_order():
     text = str(report)
     last = text.strip().splitlines()[-1]
     assert "earliest failing block in backprop order" in last, last
-    assert "b2" in last and "W3" in last, last
+    assert "between b2 and W3" in last, last
 
 
 def test_the_vmap_note_is_not_cut_mid_word():

@@ -205,7 +205,8 @@ def refused(vmap: str, verb: str, text: str, cause=None) -> Refusal:
 def _first_sentence(text: str, limit: int = 240) -> str:
     """``text`` up to the end of its first sentence, and cut at a word (with "…") if that
     is still longer than ``limit``: the note says why, the error under ``batched=True``
-    says it all."""
+    says it all.
+    """
     end = text.find(". ")
     text = text if end < 0 else text[: end + 1]
     if len(text) <= limit:

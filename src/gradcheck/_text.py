@@ -157,7 +157,8 @@ def _zeros_line(listed: list[BlockResult]) -> list[str]:
         return []
     total = sum(n for _, n in counts)
     where = ", ".join(f"{name} {n:,}" for name, n in counts[:_TABLE_BLOCKS])
-    more = f" and {len(counts) - _TABLE_BLOCKS:,} more blocks" if len(counts) > _TABLE_BLOCKS else ""
+    extra = len(counts) - _TABLE_BLOCKS
+    more = f" and {extra:,} more blocks" if extra > 0 else ""
     return [
         f"  {total:,} entr{'y is' if total == 1 else 'ies are'} exactly 0 on both sides "
         f"(agreement: f does not move with them here): {where}{more}"
@@ -253,7 +254,8 @@ def format_repr(r: Report) -> str:
 
 def format_html(r: Report, full: bool = False) -> str:
     """The report as HTML for Jupyter: the headline, the blocks' table (as the text's,
-    summed up beyond 20 blocks), the sentences under it, and the worst entries."""
+    summed up beyond 20 blocks), the sentences under it, and the worst entries.
+    """
     from html import escape
 
     listed, summary = _shown_blocks(r, full)
