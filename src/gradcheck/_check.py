@@ -19,6 +19,7 @@ from . import (
     _directions,
     _engine,
     _estimate,
+    _habits,
     _noise,
     _options,
     _plan,
@@ -53,6 +54,7 @@ def check(
     noise: bool = True,
     evaluate: str = "auto",
     args: tuple = (),
+    **unknown: Any,
 ) -> Report:
     """Check a hand-written gradient against finite differences.
 
@@ -147,6 +149,10 @@ def check(
     args : tuple
         Extra arguments, as ``scipy.optimize.check_grad`` takes them: ``f(params, *args)``
         and a callable ``grad(params, *args)``.
+    **unknown
+        Refused, with what gradcheck uses instead of the keywords of other checkers
+        (``atol``/``rtol``: ``tol``; ``fast_mode``: ``directions``; ``raise_exception``:
+        :func:`assert_gradient`; ``epsilon``: ``eps``).
     evaluate : {"auto", "float64", "native"}
         For float32 parameters. "auto": when ``f`` follows its input's dtype (given float64
         copies, it computes in float64), evaluate it there, so that the finite differences
@@ -191,6 +197,9 @@ def check(
     started = time.perf_counter()
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}: {f!r:.80}")
+    _habits.scipy_order(params)
+    if unknown:
+        _habits.refuse_unknown(unknown, sorted(_options.NAMES | {"args"}))
     if not isinstance(args, tuple):
         raise TypeError(f"`args` must be a tuple (f(params, *args)), got {args!r:.80}")
     if args:

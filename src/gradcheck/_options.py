@@ -55,7 +55,9 @@ def validate(**given: Any) -> Options:
     """
     unknown = sorted(set(given) - NAMES)
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; the options are {sorted(NAMES)}")
+        from ._habits import refuse_unknown
+
+        refuse_unknown({k: given[k] for k in unknown}, sorted(NAMES))
     o = Options(**given)
     _method_and_engine(o)
     _positive("eps", o.eps)

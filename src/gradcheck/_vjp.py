@@ -277,9 +277,46 @@ def check_vjp(
                 return total
             return np.float32(total) if float32 else float(total)
 
-        return check(projected, inputs, lambda x: vjp(x, ct), seed=seed, **options)
+        return check(projected, inputs, _analytic(vjp, ct, in_layout, inputs), seed=seed,
+                     **options)  # fmt: skip
 
     return worst_of(run_one, cotangents, started, drawn=cotangent is None)
+
+
+def _analytic(vjp: Callable, ct: Any, in_layout, inputs: Any) -> Callable[[Any], Any]:
+    """``grad(x)``: ``vjp(x, ct)`` in the structure of the inputs, or an error that names
+    ``vjp`` (not ``grad``) and says what it returned without printing its numbers.
+
+    A tuple for dict inputs is taken by position, in the inputs' order: cs231n's backward
+    functions return ``(dx, dgamma, dbeta)``.
+    """
+    keys = list(inputs) if isinstance(inputs, Mapping) else None
+    what = "vjp(inputs, cotangent)"
+
+    def grad(x):
+        got = vjp(x, ct)
+        if keys is not None and isinstance(got, (tuple, list)) and not hasattr(got, "_fields"):
+            if len(got) != len(keys):
+                raise ValueError(
+                    f"`{what}` returned {_layout.describe(got)}, but there are {len(keys)} "
+                    f"inputs {tuple(keys)}: return one gradient per input, by position or "
+                    "by key"
+                )
+            got = dict(zip(keys, got, strict=True))
+        try:
+            flat = in_layout.flatten(got, what=what)
+        except (TypeError, ValueError) as exc:
+            text = (
+                str(exc)
+                .replace("should mirror params", "should mirror the inputs")
+                .replace("the parameter has", "the input has")
+                .replace("order of params", "order of the inputs")
+                .replace("params has more", "the inputs have more")
+            )
+            raise type(exc)(text) from None
+        return in_layout.structure(flat)
+
+    return grad
 
 
 def _output_layout(out: Any, batched: bool):
