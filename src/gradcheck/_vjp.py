@@ -155,7 +155,9 @@ def check_vjp(
     vjp : callable
         ``vjp(inputs, cotangent)`` returns the gradient of ``<cotangent, f(inputs)>`` with
         respect to ``inputs``, in the structure of ``inputs`` (course-style ``d``-prefixed
-        keys are accepted, as for ``check``'s ``grad``). It is what is under test.
+        keys are accepted, as for ``check``'s ``grad``; for dict inputs also a tuple in
+        their order, as cs231n's backward functions return ``(dx, dgamma, dbeta)``). It is
+        what is under test.
     cotangent : same structure as ``f(inputs)``, optional
         The direction to project the output on. Default: standard normal entries drawn
         from ``seed``, so the same seed replays the same check.

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ def check(
     cotangent: Any = None,
     evaluate: str = "native",
     projections: int = 1,
+    argnums: int | Sequence[int] | None = None,
     **options: Any,
 ) -> Report:
     """Check the gradients ``jax.vjp`` computes through ``fn`` (a ``custom_vjp`` rule
@@ -68,6 +70,9 @@ def check(
     projections : int
         How many random cotangents to check (when ``cotangent`` is None); the report is the
         worst.
+    argnums : int or sequence of int, optional
+        As ``jax.grad``'s: the positions of the arguments to check (of a dict's items, in
+        order); the others, data among them, are held fixed. None: every argument.
     **options
         Every option of :func:`gradcheck.check`. ``batched``: None (default) evaluates the
         perturbed points with ``jax.jit(jax.vmap(...))`` when that runs, else one by one
@@ -115,12 +120,13 @@ def check(
         args = (args,)
     names = [str(k) for k in args] if keyword else _frameworks.parameter_names(fn, len(args))
     values = list(args.values()) if keyword else list(args)
+    wanted = _argnums(argnums, len(values))
     flat = [jax.tree_util.tree_flatten_with_path(v) for v in values]
     # (arg position, leaf position) -> block name, for every floating array leaf.
     checked: dict[tuple[int, int], str] = {}
     for i, (pairs, _) in enumerate(flat):
         for j, (path, leaf) in enumerate(pairs):
-            if _floating_array(jax, leaf):
+            if i in wanted and _floating_array(jax, leaf):
                 checked[i, j] = names[i] + _path_name(path)
     if not checked:
         raise TypeError(
@@ -131,6 +137,23 @@ def check(
     run = replace(run, wide=run.wide or np.dtype(np.float64) in dtypes)
     with _x64(jax) if run.wide else contextlib.nullcontext():
         return _run(jax, _Args(fn, keyword, names, flat, checked), run)
+
+
+def _argnums(argnums: Any, count: int) -> set[int]:
+    """The positions ``argnums`` names (negative ones from the end, as jax counts them)."""
+    if argnums is None:
+        return set(range(count))
+    many = isinstance(argnums, (tuple, list))
+    items = list(argnums) if many else [argnums]
+    ok = bool(items) and all(
+        isinstance(k, Integral) and not isinstance(k, bool) and -count <= k < count for k in items
+    )
+    if not ok:
+        raise ValueError(
+            f"`argnums` must be an integer or a sequence of integers in [{-count}, {count}) "
+            f"(fn is given {count} argument{'s' * (count != 1)}), got {argnums!r}"
+        )
+    return {int(k) % count for k in items}
 
 
 # --- the core: the checked leaves of the arguments, checked through a projection --------------
