@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _demo
+from . import __version__, _demo, _layout
 from ._check import check
 from ._options import ENGINES, parse_seed
 from ._plan import METHODS
@@ -234,7 +235,18 @@ def _flat_workload(n: int):
 # ----------------------------------------------------------------------------------- check
 def check_command(args: argparse.Namespace) -> int:
     """Import ``module:function``, call it for ``(f, params, grad)`` and check."""
-    f, params, grad = _load(args.target)
+    module, (f, params, grad, *extra) = _load(args.target)
+    f_args = extra[0] if extra else ()
+    if args.args is not None:
+        f_args = _args_from(module, args.target, args.args)
+    if not isinstance(f_args, tuple):
+        raise UsageError(f"{args.target}: the extra arguments of f must be a tuple, got "
+                         f"{type(f_args).__name__}")  # fmt: skip
+    if f_args:
+        options_args = {"args": f_args}
+    else:
+        options_args = {}
+    f = _naming_the_point(f, params, f_args)
     options = {
         "eps": args.eps,
         "method": args.method,
@@ -244,9 +256,12 @@ def check_command(args: argparse.Namespace) -> int:
         "directions": args.directions,
         "budget": args.budget,
         "tol": args.tol,
+        "workers": args.workers,
+        "progress": args.progress,
     }
     try:
-        report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None})
+        report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None},
+                       **options_args)  # fmt: skip
     except Exception as exc:
         where = _raised_at(exc)
         if where is None and isinstance(exc, (TypeError, ValueError)):
@@ -254,9 +269,10 @@ def check_command(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.target}: {exc}") from exc
         # Raised in the user's f or grad (or a library they call): show where.
         _print_user_traceback(exc)
+        point = getattr(exc, "gradcheck_point", "")
         raise UsageError(
             f"{args.target}: the check could not run: {type(exc).__name__}: {exc}, raised "
-            f"in {where or 'gradcheck'} (traceback above)"
+            f"in {where or 'gradcheck'}{point} (traceback above)"
         ) from exc
     status = EXIT_PASS if report.passed else EXIT_FAIL
     try:
@@ -265,6 +281,64 @@ def check_command(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # piped into head: the verdict still sets the status
         _quiet_stdout()
     return status
+
+
+def _args_from(module: Any, target: str, name: str) -> tuple:
+    """``--args NAME``: a tuple in the target's module, or a function there returning one."""
+    if not hasattr(module, name):
+        raise UsageError(f"--args: {module.__name__!r} has no {name!r}; it should be a tuple "
+                         "of f's extra arguments, or a function returning one")  # fmt: skip
+    value = getattr(module, name)
+    if callable(value):
+        try:
+            value = value()
+        except Exception as exc:
+            traceback.print_exc()
+            raise UsageError(f"--args: {name}() raised {type(exc).__name__}: {exc}") from exc
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _naming_the_point(f: Callable, params: Any, f_args: tuple) -> Callable:
+    """``f``, wrapped so that an exception it raises at a perturbed point says where: the
+    coordinates that differ from ``params`` and by how much (a compiled ``f`` is left as it
+    is: the numba engine runs it unwrapped).
+    """
+    if type(f).__module__.partition(".")[0] == "numba" or not callable(f):
+        return f
+    try:
+        layout, start = _layout.build(params)
+    except (TypeError, ValueError):
+        return f  # the check refuses these params itself, with its own message
+
+    def named(point, *rest):
+        try:
+            return f(point, *rest)
+        except Exception as exc:
+            if not hasattr(exc, "gradcheck_point"):
+                exc.gradcheck_point = _where(layout, start, point)
+            raise
+
+    return named
+
+
+def _where(layout, start: np.ndarray, point: Any) -> str:
+    """", at W1[3, 2] with step 6.1e-06": the entries of ``point`` that differ from ``start``."""
+    try:
+        flat = layout.flatten(point, what="params", dtype=start.dtype)
+    except (TypeError, ValueError):
+        return ""
+    moved = np.flatnonzero(flat != start)
+    if moved.size == 0:
+        return ", at params itself"
+    steps = flat[moved].astype(np.float64) - start[moved]
+    if moved.size == 1:
+        return f", at the perturbed point {layout.entry_name(moved[0])} with step {steps[0]:+.3g}"
+    # Several entries at once: a random line (the noise probe) or a random direction.
+    k = int(np.argmax(np.abs(steps)))
+    return (
+        f", at a point moved in {moved.size:,} entries at once (a random direction or the "
+        f"noise probe's line), the most {layout.entry_name(moved[k])} with step {steps[k]:+.3g}"
+    )
 
 
 def _print_user_traceback(exc: BaseException) -> None:
@@ -294,7 +368,10 @@ def _raised_at(exc: BaseException) -> str | None:
     return f"{Path(code.co_filename).name}:{tb.tb_lineno}, in {code.co_name}"
 
 
-def _load(target: str) -> tuple[Any, Any, Any]:
+def _load(target: str) -> tuple[Any, tuple]:
+    """The target's module and what its function returned: ``(f, params, grad)``, or
+    ``(f, params, grad, args)``.
+    """
     module_name, sep, function_name = target.partition(":")
     if not sep or not module_name or not function_name:
         raise UsageError(
@@ -319,9 +396,19 @@ def _load(target: str) -> tuple[Any, Any, Any]:
         ) from exc
     function = getattr(module, function_name, None)
     if not callable(function):
-        found = "none" if function is None else f"{type(function).__name__}, not a function"
+        if function is None:
+            names = sorted(
+                name
+                for name, value in vars(module).items()
+                if inspect.isfunction(value)
+                and value.__module__ == module.__name__
+                and not name.startswith("_")
+            )
+            found = f"its functions: {', '.join(names)}" if names else "it defines no functions"
+        else:
+            found = f"found: {type(function).__name__}, not a function"
         raise UsageError(
-            f"{module_name!r} has no function {function_name!r} (found: {found}); it should "
+            f"{module_name!r} has no function {function_name!r} ({found}); it should "
             "return (f, params, grad)"
         )
     try:
@@ -329,11 +416,12 @@ def _load(target: str) -> tuple[Any, Any, Any]:
     except Exception as exc:
         traceback.print_exc()
         raise UsageError(f"{target}() raised {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(result, (tuple, list)) and len(result) == 3):
+    if not (isinstance(result, (tuple, list)) and len(result) in (3, 4)):
         raise UsageError(
-            f"{target}() must return (f, params, grad), got {type(result).__name__}: {result!r:.80}"
+            f"{target}() must return (f, params, grad) or (f, params, grad, args), got "
+            f"{type(result).__name__}: {result!r:.80}"
         )
-    return tuple(result)
+    return module, tuple(result)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -446,6 +534,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_positive_int, help="random directions per block")
     p.add_argument("--budget", type=_positive_float, help="seconds to spend")
     p.add_argument("--tol", type=_tol, help="threshold, or pass,fail thresholds")
+    p.add_argument(
+        "--args",
+        metavar="NAME",
+        help="extra arguments of f and a callable grad, f(params, *args): NAME is a tuple in "
+        "the target's module, or a function there returning one (a target may also return "
+        "(f, params, grad, args))",
+    )
+    p.add_argument(
+        "--workers", type=_positive_int, help="threads for the python engine (1: serial)"
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: for a long check on a terminal)",
+    )
     p.add_argument(
         "--json",
         action="store_true",

@@ -54,7 +54,7 @@ def check(
     noise: bool = True,
     evaluate: str = "auto",
     args: tuple = (),
-    **unknown: Any,
+    **refused: Any,
 ) -> Report:
     """Check a hand-written gradient against finite differences.
 
@@ -149,7 +149,7 @@ def check(
     args : tuple
         Extra arguments, as ``scipy.optimize.check_grad`` takes them: ``f(params, *args)``
         and a callable ``grad(params, *args)``.
-    **unknown
+    **refused
         Refused, with what gradcheck uses instead of the keywords of other checkers
         (``atol``/``rtol``: ``tol``; ``fast_mode``: ``directions``; ``raise_exception``:
         :func:`assert_gradient`; ``epsilon``: ``eps``).
@@ -198,8 +198,8 @@ def check(
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}: {f!r:.80}")
     _habits.scipy_order(params)
-    if unknown:
-        _habits.refuse_unknown(unknown, sorted(_options.NAMES | {"args"}))
+    if refused:
+        _habits.refuse_unknown(refused, sorted(_options.NAMES | {"args"}))
     if not isinstance(args, tuple):
         raise TypeError(f"`args` must be a tuple (f(params, *args)), got {args!r:.80}")
     if args:
