@@ -174,3 +174,47 @@ def test_jax_argnums_checks_only_those_arguments():
         assert list(both.blocks) == ["w", "y"]
         with pytest.raises(ValueError, match=re.escape("`argnums`")):
             gradcheck.jax.check(loss, (w, X, y), argnums=3)
+
+
+# ---------------------------------------------------------------- sample mode's cost (item 5)
+
+
+def _small_model():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10, 6))
+    params = {"W1": rng.standard_normal((6, 12)), "b1": rng.standard_normal(12),
+              "W2": rng.standard_normal((12, 2)), "b2": rng.standard_normal(2)}  # fmt: skip
+
+    def loss(p):
+        h = np.tanh(X @ p["W1"] + p["b1"])
+        return float(np.sum((h @ p["W2"] + p["b2"]) ** 2))
+
+    h = np.tanh(X @ params["W1"] + params["b1"])
+    out = h @ params["W2"] + params["b2"]
+    dz = (2 * out @ params["W2"].T) * (1 - h**2)
+    grads = {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ (2 * out), "b2": (2 * out).sum(0)}
+    return loss, params, grads
+
+
+def test_sample_mode_on_a_model_smaller_than_the_sample_costs_no_more_than_full():
+    loss, params, grads = _small_model()
+    n = sum(v.size for v in params.values())
+    assert n == 110
+    full = gradcheck.check(loss, params, grads, seed=0)
+    sampled = gradcheck.check(loss, params, grads, sample=200, directions=2, seed=0)
+    assert sampled.checked == n
+    assert sampled.verdict == full.verdict == "pass"
+    assert sampled.nfev <= full.nfev
+
+
+def test_large_blocks_get_a_share_in_proportion_to_their_size():
+    from gradcheck import _plan
+
+    take = _plan.sample_sizes(np.array([1_000_000, 1_000]), 500)
+    assert take.sum() == 500
+    # Beyond the floor of 4 every block gets, the rest goes by size: 1000:1.
+    assert take[1] <= 5
+    take = _plan.sample_sizes(np.array([10, 200_000, 31, 5_000_000]), 2000)
+    assert take[0] == 10  # a bias is checked whole while that takes at most half the rest
+    assert take[2] == 31
+    assert 20 < take[3] / take[1] < 30  # sizes 25:1
