@@ -1,0 +1,63 @@
+"""A small first check does not wait for a compiler: a batched check (numpy, torch) builds
+its stacks without numba until compiling pays, and jax reuses what it compiled."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcheck
+from gradcheck import _jit
+
+SRC = str(Path(gradcheck.__file__).resolve().parents[1])
+
+
+def _child(code: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    env.pop("NUMBA_DISABLE_JIT", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_small_batched_check_does_not_load_numba():
+    code = """
+import json, sys
+import numpy as np, gradcheck
+x = np.linspace(-1.0, 1.0, 24)
+r = gradcheck.check(lambda X: np.sum(X**3, axis=-1), x, 3 * x**2, batched=True, seed=0)
+print(json.dumps({"verdict": r.verdict, "engine": r.engine, "numba": "numba" in sys.modules}))
+"""
+    assert _child(code) == {"verdict": "pass", "engine": "batched", "numba": False}
+
+
+def test_a_small_batched_torch_check_does_not_load_numba():
+    pytest.importorskip("torch")
+    code = """
+import json, sys
+import torch, gradcheck.torch
+x = torch.linspace(-1.0, 1.0, 24, dtype=torch.float64).reshape(4, 6)
+r = gradcheck.torch.check(lambda x: torch.softmax(x, -1), (x,), seed=0)
+print(json.dumps({"verdict": r.verdict, "engine": r.engine, "numba": "numba" in sys.modules}))
+"""
+    assert _child(code) == {"verdict": "pass", "engine": "batched", "numba": False}
+
+
+def test_the_plain_stack_builder_matches_the_kernel_bit_for_bit():
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal(50)
+    idx = np.sort(rng.choice(50, 20, replace=False)).astype(np.int64)
+    values = rng.standard_normal((20, 2))
+    for start, rows in ((0, 40), (7, 13), (39, 1)):
+        plain = np.empty((rows, 50))
+        kernel = np.empty((rows, 50))
+        _jit.PLAIN["build_batch"](theta, idx, values, start, plain)
+        _jit.compiled_kernel("build_batch")(theta, idx, values, start, kernel)
+        assert np.array_equal(plain, kernel)
