@@ -61,3 +61,35 @@ def test_the_plain_stack_builder_matches_the_kernel_bit_for_bit():
         _jit.PLAIN["build_batch"](theta, idx, values, start, plain)
         _jit.compiled_kernel("build_batch")(theta, idx, values, start, kernel)
         assert np.array_equal(plain, kernel)
+
+
+def test_jax_reuses_what_it_compiled_for_the_same_function_and_shapes():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    import gradcheck.jax
+
+    traced = []
+
+    def loss(w, X):
+        traced.append(1)  # runs when jax traces (jit, vmap, vjp), not when it replays
+        return jnp.tanh(X @ w)
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(3)
+    with jax.enable_x64(True):
+        X1 = jnp.asarray(rng.standard_normal((5, 3)))
+        X2 = jnp.asarray(rng.standard_normal((5, 3)))
+        first = gradcheck.jax.check(loss, (jnp.asarray(w), X1), argnums=0, seed=0)
+        before = len(traced)
+        second = gradcheck.jax.check(loss, (jnp.asarray(w), X2), argnums=0, seed=1)
+        again = len(traced) - before
+        # Held-fixed data is an argument of what was compiled, not a constant baked into it.
+        expected = np.asarray(jax.vjp(lambda v: loss(v, X2), jnp.asarray(w))[1](
+            jnp.asarray(second.cotangent))[0])  # fmt: skip
+    assert first.verdict == second.verdict == "pass"
+    assert first.nfev > 10
+    # The second check traces only jax.vjp's call (the analytic side): the numeric side's
+    # jit and vmap were compiled by the first check.
+    assert again == 1, again
+    assert np.allclose(second.gradapprox["w"], expected, rtol=1e-6)
