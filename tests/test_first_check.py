@@ -20,9 +20,13 @@ def _child(code: str) -> dict:
     env = {**os.environ, "PYTHONPATH": SRC}
     env.pop("NUMBA_DISABLE_JIT", None)
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -85,8 +89,8 @@ def test_jax_reuses_what_it_compiled_for_the_same_function_and_shapes():
         second = gradcheck.jax.check(loss, (jnp.asarray(w), X2), argnums=0, seed=1)
         again = len(traced) - before
         # Held-fixed data is an argument of what was compiled, not a constant baked into it.
-        expected = np.asarray(jax.vjp(lambda v: loss(v, X2), jnp.asarray(w))[1](
-            jnp.asarray(second.cotangent))[0])  # fmt: skip
+        pullback = jax.vjp(lambda v: loss(v, X2), jnp.asarray(w))[1]
+        expected = np.asarray(pullback(jnp.asarray(second.cotangent))[0])
     assert first.verdict == second.verdict == "pass"
     assert first.nfev > 10
     # The second check traces only jax.vjp's call (the analytic side): the numeric side's

@@ -182,8 +182,12 @@ def test_jax_argnums_checks_only_those_arguments():
 def _small_model():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((10, 6))
-    params = {"W1": rng.standard_normal((6, 12)), "b1": rng.standard_normal(12),
-              "W2": rng.standard_normal((12, 2)), "b2": rng.standard_normal(2)}  # fmt: skip
+    params = {
+        "W1": rng.standard_normal((6, 12)),
+        "b1": rng.standard_normal(12),
+        "W2": rng.standard_normal((12, 2)),
+        "b2": rng.standard_normal(2),
+    }
 
     def loss(p):
         h = np.tanh(X @ p["W1"] + p["b1"])

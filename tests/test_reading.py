@@ -131,8 +131,8 @@ def test_html_for_jupyter_is_a_table_of_the_blocks(mlp):
 
 
 def test_html_escapes_block_names():
-    report = gradcheck.check(lambda p: float(p["<a&b>"] @ p["<a&b>"]),
-                             {"<a&b>": np.ones(3)}, {"<a&b>": 2 * np.ones(3)}, seed=0)  # fmt: skip
+    params, grads = {"<a&b>": np.ones(3)}, {"<a&b>": 2 * np.ones(3)}
+    report = gradcheck.check(lambda p: float(p["<a&b>"] @ p["<a&b>"]), params, grads, seed=0)
     html = report._repr_html_()
     assert "<a&b>" not in html
     assert "&lt;a&amp;b&gt;" in html

@@ -240,12 +240,9 @@ def check_command(args: argparse.Namespace) -> int:
     if args.args is not None:
         f_args = _args_from(module, args.target, args.args)
     if not isinstance(f_args, tuple):
-        raise UsageError(f"{args.target}: the extra arguments of f must be a tuple, got "
-                         f"{type(f_args).__name__}")  # fmt: skip
-    if f_args:
-        options_args = {"args": f_args}
-    else:
-        options_args = {}
+        raise UsageError(
+            f"{args.target}: the extra arguments of f must be a tuple, got {type(f_args).__name__}"
+        )
     f = _naming_the_point(f, params, f_args)
     options = {
         "eps": args.eps,
@@ -258,10 +255,10 @@ def check_command(args: argparse.Namespace) -> int:
         "tol": args.tol,
         "workers": args.workers,
         "progress": args.progress,
+        "args": f_args or None,
     }
     try:
-        report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None},
-                       **options_args)  # fmt: skip
+        report = check(f, params, grad, **{k: v for k, v in options.items() if v is not None})
     except Exception as exc:
         where = _raised_at(exc)
         if where is None and isinstance(exc, (TypeError, ValueError)):
@@ -286,8 +283,10 @@ def check_command(args: argparse.Namespace) -> int:
 def _args_from(module: Any, target: str, name: str) -> tuple:
     """``--args NAME``: a tuple in the target's module, or a function there returning one."""
     if not hasattr(module, name):
-        raise UsageError(f"--args: {module.__name__!r} has no {name!r}; it should be a tuple "
-                         "of f's extra arguments, or a function returning one")  # fmt: skip
+        raise UsageError(
+            f"--args: {module.__name__!r} has no {name!r}; it should be a tuple of f's extra "
+            "arguments, or a function returning one"
+        )
     value = getattr(module, name)
     if callable(value):
         try:
@@ -322,7 +321,9 @@ def _naming_the_point(f: Callable, params: Any, f_args: tuple) -> Callable:
 
 
 def _where(layout, start: np.ndarray, point: Any) -> str:
-    """", at W1[3, 2] with step 6.1e-06": the entries of ``point`` that differ from ``start``."""
+    """Where ``point`` differs from ``start``, as ``", at the perturbed point W1[3, 2] with
+    step +6.1e-06"``; empty when that cannot be told.
+    """
     try:
         flat = layout.flatten(point, what="params", dtype=start.dtype)
     except (TypeError, ValueError):

@@ -294,9 +294,7 @@ def _lookup(
                     f"its keys are {sorted(map(str, node))}"
                 )
         else:
-            raise TypeError(
-                f"`{what}`{where} should mirror params, but is {describe(node)}"
-            )
+            raise TypeError(f"`{what}`{where} should mirror params, but is {describe(node)}")
     return node
 
 

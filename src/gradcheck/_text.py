@@ -264,10 +264,14 @@ def format_html(r: Report, full: bool = False) -> str:
     rows = [f"<tr>{head}</tr>"]
     for b in listed:
         cells = [
-            b.name, "x".join(map(str, b.shape)) or "scalar", f"{b.checked:,}",
-            _num(b.difference) if b.checked else "-", _verdict_cell(b),
-            _num(b.max_abs_error) if b.checked else "-", b.max_abs_error_at or "-",
-        ]  # fmt: skip
+            b.name,
+            "x".join(map(str, b.shape)) or "scalar",
+            f"{b.checked:,}",
+            _num(b.difference) if b.checked else "-",
+            _verdict_cell(b),
+            _num(b.max_abs_error) if b.checked else "-",
+            b.max_abs_error_at or "-",
+        ]
         style = ' style="color:#b00;font-weight:bold"' if b.verdict == "fail" else ""
         rows.append(
             f"<tr{style}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"

@@ -279,8 +279,8 @@ def check_vjp(
                 return total
             return np.float32(total) if float32 else float(total)
 
-        return check(projected, inputs, _analytic(vjp, ct, in_layout, inputs), seed=seed,
-                     **options)  # fmt: skip
+        grad = _analytic(vjp, ct, in_layout, inputs)
+        return check(projected, inputs, grad, seed=seed, **options)
 
     return worst_of(run_one, cotangents, started, drawn=cotangent is None)
 

@@ -293,8 +293,9 @@ def _projection(jax, args: _Args, traced: _Traced, run, ct) -> Report:
     return _frameworks.check_numeric(numeric, traced.point, analytic, run)
 
 
-def _numeric(jax, traced: _Traced, jitted, vmapped, rest: tuple, scale: float,
-             batched: bool | None):  # fmt: skip
+def _numeric(
+    jax, traced: _Traced, jitted, vmapped, rest: tuple, scale: float, batched: bool | None
+):
     """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
 
     ``vmapped`` (``jit(vmap(project))``) on stacks (unless ``batched`` is False), tried once
@@ -361,8 +362,9 @@ def _projections(jax, args: _Args, statics: tuple | None, projected: tuple, acc)
     """
     jnp = jax.numpy
     treedefs = tuple(treedef for _, treedef in args.flat)
-    key = (args.fn, args.keyword, tuple(args.names), treedefs, tuple(args.checked.items()),
-           statics, projected, np.dtype(acc).name)  # fmt: skip
+    checked_at = tuple(args.checked.items())
+    key = (args.fn, args.keyword, tuple(args.names), treedefs, checked_at, statics, projected)
+    key += (np.dtype(acc).name,)
     if statics is not None and key in _COMPILED:
         return _COMPILED[key]
     sizes = [len(pairs) for pairs, _ in args.flat]
@@ -380,11 +382,7 @@ def _projections(jax, args: _Args, statics: tuple | None, projected: tuple, acc)
         it = iter(held)
         rebuilt = []
         for i, size in enumerate(sizes):
-            leaves = [
-                named[checked[i, j]] if (i, j) in checked
-                else fixed[i, j] if (i, j) in fixed else next(it)
-                for j in range(size)
-            ]  # fmt: skip
+            leaves = [_leaf(named, checked, fixed, it, (i, j)) for j in range(size)]
             rebuilt.append(jax.tree_util.tree_unflatten(treedefs[i], leaves))
         out = fn(**dict(zip(names, rebuilt, strict=True))) if keyword else fn(*rebuilt)
         ys = jax.tree_util.tree_leaves(out)
@@ -399,6 +397,13 @@ def _projections(jax, args: _Args, statics: tuple | None, projected: tuple, acc)
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = pair
     return pair
+
+
+def _leaf(named: dict, checked: dict, fixed: dict, held, where: tuple) -> Any:
+    """The leaf at ``where``: checked (from ``named``), static, or the next held array."""
+    if where in checked:
+        return named[checked[where]]
+    return fixed[where] if where in fixed else next(held)
 
 
 def _padded(part: dict) -> dict:
