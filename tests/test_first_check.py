@@ -42,6 +42,36 @@ print(json.dumps({"verdict": r.verdict, "engine": r.engine, "numba": "numba" in 
     assert _child(code) == {"verdict": "pass", "engine": "batched", "numba": False}
 
 
+def test_a_small_batched_check_compiles_nothing_when_numba_is_loaded_anyway():
+    code = """
+import json, sys
+import numba, numpy as np, gradcheck
+from gradcheck import _jit
+
+@numba.njit
+def user_code(x):  # the user's own jitted code loads numba
+    return x.sum()
+
+user_code(np.ones(3))
+x = np.linspace(-1.0, 1.0, 24)
+r = gradcheck.check(lambda X: np.sum(X**3, axis=-1), x, 3 * x**2, batched=True, seed=0)
+print(json.dumps({"verdict": r.verdict, "compiled": sorted(map(list, _jit._built))}))
+"""
+    assert _child(code) == {"verdict": "pass", "compiled": []}
+
+
+def test_the_stack_builder_compiles_once_that_pays(monkeypatch):
+    monkeypatch.setattr(_jit, "PLAIN_ENTRIES", 100)
+    build = _jit._PlainUntilItPays("build_batch", False)
+    theta, idx, values = np.ones(10), np.arange(10), np.zeros((10, 2))
+    calls = []
+    monkeypatch.setitem(_jit.PLAIN, "build_batch", lambda *a: calls.append(1))
+    for _ in range(3):
+        build(theta, idx, values, 0, np.empty((6, 10)))
+    # 60 entries, then 120: the third call has passed the mark and goes to the kernel.
+    assert len(calls) == 2
+
+
 def test_a_small_batched_torch_check_does_not_load_numba():
     pytest.importorskip("torch")
     code = """

@@ -11,9 +11,10 @@ writable (a read-only install), numba refuses at decoration time; we then compil
 cache rather than fail.
 
 A small first check does not wait for a compiler: a kernel with a plain numpy form
-(``PLAIN``) runs in numpy until numba is loaded anyway (a numba engine, the user's own
-jitted f), when the compiled kernel is the cheaper one. Compiling or loading numba's
-cache costs seconds; the stacks of a small batched check cost microseconds in numpy.
+(``PLAIN``) runs in numpy until compiling pays (``PLAIN_ENTRIES``), or the kernel is
+compiled in this process already. Compiling costs seconds, loading numba's cache a
+fraction of one, even when numba itself is loaded (a user's jitted f); the stacks of a
+small batched check cost microseconds in numpy.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import contextlib
 import functools
 import importlib
 import os
-import sys
 import types
 import weakref
 
@@ -59,19 +59,29 @@ def _build_batch(theta, idx, values, start, out):
     out[np.arange(count), idx[j]] = values[j, q - j * n_values]
 
 
-# Kernels with a plain form that serves until numba is loaded (see the module's docstring).
+# Kernels with a plain form that serves until compiling pays (see the module's docstring).
 PLAIN = {"build_batch": _build_batch}
+# Entries written by a plain form, in a process, past which compiling its kernel pays: the
+# kernel saves at most a fifth of a memory-bound copy, about 0.2 s per 2**30 entries on
+# this project's machine, against seconds to compile.
+PLAIN_ENTRIES = 1 << 30
 
 
-class _PlainUntilLoaded:
-    """``PLAIN[name]`` while numba is not imported, the compiled kernel once it is."""
+class _PlainUntilItPays:
+    """``PLAIN[name]`` until it has written ``PLAIN_ENTRIES`` entries in this process (its
+    last argument is the output), then the compiled kernel; the kernel at once when it is
+    compiled already.
+    """
 
     def __init__(self, name: str, parallel: bool) -> None:
-        self.name, self.parallel = name, parallel
+        self.name, self.parallel, self.written = name, parallel, 0
 
     def __call__(self, *args):
-        if "numba" in sys.modules and not jit_disabled():
+        if is_compiled(self.name, self.parallel) or (
+            self.written > PLAIN_ENTRIES and not jit_disabled()
+        ):
             return compiled_kernel(self.name, self.parallel)(*args)
+        self.written += args[-1].size
         return PLAIN[self.name](*args)
 
 
@@ -81,7 +91,7 @@ def compiled(name: str, parallel: bool = False):
     a plain form (``PLAIN``), a callable that uses it until numba is loaded.
     """
     if name in PLAIN:
-        return _PlainUntilLoaded(name, parallel)
+        return _PlainUntilItPays(name, parallel)
     return compiled_kernel(name, parallel)
 
 
