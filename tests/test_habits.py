@@ -204,8 +204,10 @@ def test_sample_mode_on_a_model_smaller_than_the_sample_costs_no_more_than_full(
     loss, params, grads = _small_model()
     n = sum(v.size for v in params.values())
     assert n == 110
-    full = gradcheck.check(loss, params, grads, seed=0)
-    sampled = gradcheck.check(loss, params, grads, sample=200, directions=2, seed=0)
+    from gradcheck.pytest_plugin import GradcheckOptions
+
+    full = GradcheckOptions("full").check(loss, params, grads, seed=0)
+    sampled = GradcheckOptions("sample").check(loss, params, grads, seed=0)
     assert sampled.checked == n
     assert sampled.verdict == full.verdict == "pass"
     assert sampled.nfev <= full.nfev

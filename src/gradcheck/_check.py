@@ -118,13 +118,12 @@ def check(
         Check a random sample of coordinates instead of all: an int is how many, a float in
         (0, 1] what fraction; about that many in all, whatever the number of blocks.
         Stratified by need: every block gets at least 4 (or all it has) when the total
-        allows, the smallest blocks are pooled and sampled together when it does not;
-        blocks of up to 32 entries are checked whole on at most half of the rest, and the
-        rest is shared in proportion to size; drawn without replacement from ``seed``. A
-        sample that covers every coordinate checks no directions (they would add
-        evaluations only). ``report.blocks[name].miss_probability(p)`` is the chance that a bug
-        touching a fraction ``p`` of a block went unseen (by the coordinates and by the
-        directions: see :meth:`BlockResult.miss_probability`).
+        allows, the smallest blocks are pooled and sampled together when it does not; blocks
+        of up to 32 entries are checked whole on at most half of the rest, and the rest is
+        shared in proportion to size; drawn without replacement from ``seed``.
+        ``report.blocks[name].miss_probability(p)`` is the chance that a bug touching a
+        fraction ``p`` of a block went unseen (by the coordinates and by the directions: see
+        :meth:`BlockResult.miss_probability`).
     directions : int, optional
         Also compare ``v . grad`` with the directional difference along this many random
         Gaussian directions per block (2 evaluations each, whatever the block's size). Alone

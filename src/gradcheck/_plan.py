@@ -158,11 +158,6 @@ def select(layout: Any, sample, directions, rng: np.random.Generator, blocks=Non
         sizes = np.where(np.isin(np.arange(sizes.size), scope), sizes, 0)
     if sample is not None:
         idx = draw_sample(layout.offsets, sizes, sample, rng)
-        if idx.size == int(sizes.sum()):
-            # Every coordinate in scope is checked one by one: random directions over the
-            # same entries would only add evaluations (a sample at least the model's size
-            # costs no more than the full check).
-            directions = None
     elif directions is not None:
         idx = np.empty(0, dtype=np.int64)
     elif len(scope) == len(layout.blocks):

@@ -8,11 +8,13 @@ installed. A test asks for the fixture and checks through it::
         gradcheck_options.assert_gradient(loss, params, grads)
 
 ``pytest --gradcheck-mode=sample`` (for pull requests) checks a stratified sample of
-coordinates and two random directions per block; ``--gradcheck-mode=full`` (the default, for
-nightly runs) checks every coordinate. The sample size comes from the ``gradcheck_sample``
-ini option (default 200). ``--gradcheck-seed=N`` (or the ``gradcheck_seed`` ini option) seeds
-every check, so that a run can be repeated exactly; without it each check draws its own seed
-and the report of a failure shows it.
+coordinates and two random directions per block (every coordinate and no directions for a
+model no larger than the sample, which then costs no more than the full check);
+``--gradcheck-mode=full`` (the default, for nightly runs) checks every coordinate. The
+sample size comes from the ``gradcheck_sample`` ini option (default 200).
+``--gradcheck-seed=N`` (or the ``gradcheck_seed`` ini option) seeds every check, so that a
+run can be repeated exactly; without it each check draws its own seed and the report of a
+failure shows it.
 
 A test run never takes hours in silence: in "full" mode each check first times one
 evaluation of ``f``, and when every coordinate would take longer than
@@ -143,6 +145,13 @@ class GradcheckOptions:
         a sample instead when every coordinate would take longer than ``max_seconds``.
         """
         options = {**self.options, **given}
+        if self.mode == "sample" and not {"sample", "directions"} & set(given):
+            if _layout.build(params)[0].n <= self.sample:
+                # A model no larger than the sample: every coordinate, one by one, without
+                # directions over the same entries (they would only add evaluations).
+                options.pop("sample")
+                options.pop("directions")
+            return options
         if (
             self.mode != "full"
             or self.max_seconds is None
