@@ -155,14 +155,10 @@ def _zeros_line(listed: list[BlockResult]) -> list[str]:
     counts = [(b.name, b.zeros) for b in listed if b.zeros]
     if not counts:
         return []
-    total = sum(n for _, n in counts)
     where = ", ".join(f"{name} {n:,}" for name, n in counts[:_TABLE_BLOCKS])
     extra = len(counts) - _TABLE_BLOCKS
     more = f" and {extra:,} more blocks" if extra > 0 else ""
-    return [
-        f"  {total:,} entr{'y is' if total == 1 else 'ies are'} exactly 0 on both sides "
-        f"(agreement: f does not move with them here): {where}{more}"
-    ]
+    return [f"  entries exactly 0 on both sides (agreement; f is flat there): {where}{more}"]
 
 
 def _verdict_cell(b: BlockResult) -> str:
