@@ -34,6 +34,17 @@ def test_python_engine_nearly_free_f(benchmark, free):
     assert report.verdict == "pass"
 
 
+def test_python_engine_nearly_free_f_serial(benchmark, free):
+    """The same check on one thread: what each coordinate costs beyond f (the figure with
+    workers divides it by the threads, and hid a serial regression)."""
+    x, g = free
+    benchmark.group = "overhead per coordinate, n=100,000"
+    benchmark.extra_info["coordinates"] = N_FREE
+    report = benchmark(gradcheck.check, nearly_free, x, g, engine="python", workers=1)
+    assert report.verdict == "pass"
+    assert report.workers == 1
+
+
 def test_calls_of_f_alone(benchmark, free):
     """What 2n calls of the same f cost without any checker around them."""
     x, _ = free

@@ -347,7 +347,7 @@ def test_on_alert_log_logs_an_error_on_the_gradcheck_logger(caplog):
     assert record.name == "gradcheck"
     assert record.levelno == logging.ERROR
     assert "block b failed 2 consecutive checks" in record.getMessage()
-    assert "1 of 1 blocks fail: b" in record.getMessage()
+    assert "1 of 1 blocks fails: b" in record.getMessage()
 
 
 def test_on_alert_raise_raises_an_assertion_error_with_the_table():

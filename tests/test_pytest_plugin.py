@@ -139,6 +139,77 @@ def test_a_bad_seed_is_a_usage_error(pytester, args, ini, message):
     assert message in result.stdout.str() + result.stderr.str()
 
 
+SLOW = """
+import time
+
+import numpy as np
+
+X = np.linspace(0.5, 1.5, 2000)
+
+
+def slow(x):
+    time.sleep(0.002)  # 2,000 coordinates: 8 s for a full check, 4,000 evaluations
+    return float(np.sum(x**3))
+
+
+def test_slow(gradcheck_options):
+    report = gradcheck_options.assert_gradient(slow, X, 3 * X**2, seed=0)
+    print(f"CHECKED={report.checked}")
+"""
+
+
+# This suite turns warnings into errors, and the inner run inherits that: shown instead.
+_SHOWN = "default::gradcheck.pytest_plugin.GradcheckTimeLimit"
+
+
+def test_a_full_check_past_the_time_limit_checks_a_sample_and_says_so(pytester):
+    pytester.makepyfile(test_slow=SLOW)
+    result = pytester.runpytest(
+        "-s", "-p", "no:cacheprovider", "--gradcheck-max-seconds=1", "-W", _SHOWN
+    )
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "CHECKED=200" in out
+    # pytest shows why, with the estimate and how to check every coordinate.
+    assert "GradcheckTimeLimit" in out
+    assert "every coordinate of 2,000 would take about" in out
+    assert "--gradcheck-max-seconds=0" in out
+    assert "--gradcheck-max-seconds=1" in out  # the header says the limit
+
+
+def test_the_time_limit_under_warnings_as_errors_fails_fast_saying_how_to_opt_in(pytester):
+    pytester.makepyfile(test_slow=SLOW)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--gradcheck-max-seconds=1", "-W", "error"
+    )
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "GradcheckTimeLimit" in out
+    assert "--gradcheck-max-seconds=0: none" in out
+
+
+def test_without_a_limit_the_full_check_runs(pytester):
+    pytester.makepyfile(test_slow=SLOW.replace("0.002", "0.0"))
+    result = pytester.runpytest("-s", "-p", "no:cacheprovider", "--gradcheck-max-seconds=0")
+    result.assert_outcomes(passed=1)
+    assert "CHECKED=2000" in result.stdout.str()
+
+
+def test_a_bad_time_limit_is_a_usage_error(pytester):
+    pytester.makepyfile(test_slow=SLOW)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-seconds=soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--gradcheck-max-seconds must be a number of seconds >= 0" in result.stderr.str()
+
+
+def test_an_80_column_summary_names_the_failing_block(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _run(pytester, "-q", "-rf")
+    summary = [line for line in result.stdout.lines if line.startswith("FAILED ")]
+    assert len(summary) == 1, result.stdout.str()
+    assert "gradcheck: FAIL in params" in summary[0], summary[0]
+
+
 def test_a_failure_is_short_and_its_first_line_is_the_headline(pytester, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # the summary line is cut to the terminal's width
     result = _run(pytester, "-q", "-rf")
@@ -148,8 +219,8 @@ def test_a_failure_is_short_and_its_first_line_is_the_headline(pytester, monkeyp
     summary = [line for line in out.splitlines() if line.startswith("FAILED ")]
     assert len(summary) == 1, out
     assert re.match(
-        r"FAILED test_inner.py::test_wrong - AssertionError: gradcheck: FAIL  "
-        r"difference = \S+  \(failing: params\)",
+        r"FAILED test_inner.py::test_wrong - AssertionError: gradcheck: FAIL in params "
+        r"\(difference \S+\)",
         summary[0],
     ), summary[0]
     # gradcheck's own frames (its source and docstrings) are hidden: the test's line shows.

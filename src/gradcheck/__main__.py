@@ -8,15 +8,12 @@ module that cannot be imported, a missing function) or an exception in the user'
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,13 +25,10 @@ from ._check import check
 from ._cli_args import _positive_float, _positive_int, _sample, _seed, _tol
 from ._options import ENGINES
 from ._plan import METHODS
+from ._target import UsageError, args_from, load, naming_the_point, print_user_traceback, raised_at
 from ._taylor import taylor_test
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A mistake in how the command was called: reported in one line, exit status 2."""
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -80,7 +74,7 @@ def info(args: argparse.Namespace) -> int:
         ("cpus", str(os.cpu_count())),
         (
             "numba threads",
-            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",  # type: ignore[attr-defined]
+            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
         ),
         ("threading layer", _threading_layer(numba)),
         ("numba cache", _cache_location(numba, _jit)),
@@ -236,7 +230,15 @@ def _flat_workload(n: int):
 # ----------------------------------------------------------------------------------- check
 def check_command(args: argparse.Namespace) -> int:
     """Import ``module:function``, call it for ``(f, params, grad)`` and check."""
-    f, params, grad = _load(args.target)
+    module, (f, params, grad, *extra) = load(args.target)
+    f_args = extra[0] if extra else ()
+    if args.args is not None:
+        f_args = args_from(module, args.target, args.args)
+    if not isinstance(f_args, tuple):
+        raise UsageError(
+            f"{args.target}: the extra arguments of f must be a tuple, got {type(f_args).__name__}"
+        )
+    f = naming_the_point(f, params, f_args)
     options = {
         "eps": args.eps,
         "method": args.method,
@@ -246,6 +248,9 @@ def check_command(args: argparse.Namespace) -> int:
         "directions": args.directions,
         "budget": args.budget,
         "tol": args.tol,
+        "workers": args.workers,
+        "progress": args.progress,
+        "args": f_args or None,
     }
     report = _guarded(
         args.target,
@@ -256,7 +261,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 def taylor_command(args: argparse.Namespace) -> int:
     """The Taylor test of ``module:function``'s ``(f, params, grad)``."""
-    f, params, grad = _load(args.target)
+    _, (f, params, grad, *_extra) = load(args.target)
     result = _guarded(
         args.target,
         lambda: taylor_test(f, params, grad, directions=args.directions, seed=args.seed),
@@ -266,20 +271,21 @@ def taylor_command(args: argparse.Namespace) -> int:
 
 def _guarded(target: str, call: Callable[[], Any]) -> Any:
     """``call()``; a refused argument becomes a usage error, an exception in the user's
-    code its traceback and a usage error saying where it was raised.
+    code its traceback and a usage error saying where it was raised (and at which point).
     """
     try:
         return call()
     except Exception as exc:
-        where = _raised_at(exc)
+        where = raised_at(exc)
         if where is None and isinstance(exc, (TypeError, ValueError)):
             # gradcheck refused an argument: its own message says which and why.
             raise UsageError(f"{target}: {exc}") from exc
         # Raised in the user's f or grad (or a library they call): show where.
-        _print_user_traceback(exc)
+        print_user_traceback(exc)
+        point = getattr(exc, "gradcheck_point", "")
         raise UsageError(
             f"{target}: the check could not run: {type(exc).__name__}: {exc}, raised "
-            f"in {where or 'gradcheck'} (traceback above)"
+            f"in {where or 'gradcheck'}{point} (traceback above)"
         ) from exc
 
 
@@ -292,77 +298,6 @@ def _emit(result: Any, passed: bool, as_json: bool) -> int:
     except BrokenPipeError:  # piped into head: the verdict still sets the status
         _quiet_stdout()
     return status
-
-
-def _print_user_traceback(exc: BaseException) -> None:
-    """The traceback of ``exc`` from the first frame outside gradcheck: the user's code."""
-    tb = exc.__traceback__
-    while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
-
-
-def _is_ours(filename: str) -> bool:
-    return Path(filename).resolve().parent == Path(__file__).resolve().parent
-
-
-def _raised_at(exc: BaseException) -> str | None:
-    """``"file.py:12, in f"`` for the frame that raised ``exc``, or None when that frame is
-    gradcheck's own (a refused argument, raised by gradcheck's validation).
-    """
-    tb = exc.__traceback__
-    if tb is None:
-        return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    if _is_ours(code.co_filename):
-        return None
-    return f"{Path(code.co_filename).name}:{tb.tb_lineno}, in {code.co_name}"
-
-
-def _load(target: str) -> tuple[Any, Any, Any]:
-    module_name, sep, function_name = target.partition(":")
-    if not sep or not module_name or not function_name:
-        raise UsageError(
-            f"the target must be module:function (or path/to/file.py:function), got {target!r}"
-        )
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)  # find the user's modules where the command runs
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise FileNotFoundError(f"no file {str(path)!r}")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {str(path)!r} as a module")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise UsageError(
-            f"cannot import {module_name!r} (from {cwd}): {type(exc).__name__}: {exc}"
-        ) from exc
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        found = "none" if function is None else f"{type(function).__name__}, not a function"
-        raise UsageError(
-            f"{module_name!r} has no function {function_name!r} (found: {found}); it should "
-            "return (f, params, grad)"
-        )
-    try:
-        result = function()
-    except Exception as exc:
-        traceback.print_exc()
-        raise UsageError(f"{target}() raised {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(result, (tuple, list)) and len(result) == 3):
-        raise UsageError(
-            f"{target}() must return (f, params, grad), got {type(result).__name__}: {result!r:.80}"
-        )
-    return tuple(result)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -418,6 +353,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_positive_int, help="random directions per block")
     p.add_argument("--budget", type=_positive_float, help="seconds to spend")
     p.add_argument("--tol", type=_tol, help="threshold, or pass,fail thresholds")
+    p.add_argument(
+        "--args",
+        metavar="NAME",
+        help="extra arguments of f and a callable grad, f(params, *args): NAME is a tuple in "
+        "the target's module, or a function there returning one (a target may also return "
+        "(f, params, grad, args))",
+    )
+    p.add_argument(
+        "--workers", type=_positive_int, help="threads for the python engine (1: serial)"
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: for a long check on a terminal)",
+    )
     p.add_argument(
         "--json",
         action="store_true",

@@ -20,6 +20,7 @@ from . import (
     _directions,
     _estimate,
     _evaluator,
+    _habits,
     _noise,
     _options,
     _plan,
@@ -58,6 +59,7 @@ def check(
     noise: bool = True,
     evaluate: str = "auto",
     args: tuple = (),
+    **refused: Any,
 ) -> Report:
     """Check a hand-written gradient against finite differences.
 
@@ -121,11 +123,12 @@ def check(
         Check a random sample of coordinates instead of all: an int is how many, a float in
         (0, 1] what fraction; about that many in all, whatever the number of blocks.
         Stratified by need: every block gets at least 4 (or all it has) when the total
-        allows, the smallest blocks are pooled and sampled together when it does not, and
-        the rest is shared half equally and half by size; drawn without replacement from
-        ``seed``. ``report.blocks[name].miss_probability(p)`` is the chance that a bug
-        touching a fraction ``p`` of a block went unseen (by the coordinates and by the
-        directions: see :meth:`BlockResult.miss_probability`).
+        allows, the smallest blocks are pooled and sampled together when it does not; blocks
+        of up to 32 entries are checked whole on at most half of the rest, and the rest is
+        shared in proportion to size; drawn without replacement from ``seed``.
+        ``report.blocks[name].miss_probability(p)`` is the chance that a bug touching a
+        fraction ``p`` of a block went unseen (by the coordinates and by the directions: see
+        :meth:`BlockResult.miss_probability`).
     directions : int, optional
         Also compare ``v . grad`` with the directional difference along this many random
         Gaussian directions per block (2 evaluations each, whatever the block's size). Alone
@@ -152,6 +155,10 @@ def check(
     args : tuple
         Extra arguments, as ``scipy.optimize.check_grad`` takes them: ``f(params, *args)``
         and a callable ``grad(params, *args)``.
+    **refused
+        Refused, with what gradcheck uses instead of the keywords of other checkers
+        (``atol``/``rtol``: ``tol``; ``fast_mode``: ``directions``; ``raise_exception``:
+        :func:`assert_gradient`; ``epsilon``: ``eps``).
     evaluate : {"auto", "float64", "native"}
         For float32 parameters. "auto": when ``f`` follows its input's dtype (given float64
         copies, it computes in float64), evaluate it there, so that the finite differences
@@ -196,6 +203,9 @@ def check(
     started = time.perf_counter()
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}: {f!r:.80}")
+    _habits.scipy_order(params)
+    if refused:
+        _habits.refuse_unknown(refused, sorted(_options.NAMES | {"args"}))
     if not isinstance(args, tuple):
         raise TypeError(f"`args` must be a tuple (f(params, *args)), got {args!r:.80}")
     if args:

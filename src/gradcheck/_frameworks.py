@@ -198,7 +198,19 @@ def refused(vmap: str, verb: str, text: str, cause=None) -> Refusal:
     ..." under ``batched=True``, "``vmap`` cannot run it (...)" in the note.
     """
     error = f"{vmap} cannot {verb} the function: {text}"
-    return Refusal(error, f"{vmap} cannot run it ({text:.160})", cause)
+    return Refusal(error, f"{vmap} cannot run it ({_first_sentence(text)})", cause)
+
+
+def _first_sentence(text: str, limit: int = 240) -> str:
+    """``text`` up to the end of its first sentence, and cut at a word (with "…") if that
+    is still longer than ``limit``: the note says why, the error under ``batched=True``
+    says it all.
+    """
+    end = text.find(". ")
+    text = text if end < 0 else text[: end + 1]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def vmap_rows(point: dict, out_numel: int) -> int:

@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _jvp, _modes, _vjp
+from . import _jvp, _modes, _options, _vjp
 from ._report import Report
 
 # The primitive a custom_jvp function becomes in a jaxpr.
@@ -30,7 +30,9 @@ def run(jax, args, settings, modes: _modes.Modes) -> Report:
         return {n: jax.device_put(a, device) for n, a in named.items()}
 
     g = partial(adapter._call, jax, args)
-    chosen = _modes.resolve(modes, _has_custom_jvp(jax, g, put(point)))
+    # Only "auto" at order 1 asks whether there is a forward rule (finding out traces fn).
+    wanted = modes.modes == "auto" and modes.order == 1
+    chosen = _modes.resolve(modes, wanted and _detected(jax, args, g, put(point)))
     if modes.order == 2:
         args = replace(args, fn=_vjp_function(jax, args, g, put(point), settings))
         g = partial(adapter._call, jax, args)
@@ -44,6 +46,32 @@ def run(jax, args, settings, modes: _modes.Modes) -> Report:
     if "rev" in parts and "fwd" in parts:
         adjoint = identity(jax, g, put(point), parts["fwd"])
     return _modes.combine(parts, adjoint, modes.order)
+
+
+# Whether a function calls a custom_jvp rule, per function, argument structure and shapes:
+# finding out traces the function, which a later check of the same function and shapes need
+# not do again (the projections it compiles are reused the same way, see jax._projections).
+_DETECTED: dict = {}
+_DETECTED_MOST = 32
+
+
+def _detected(jax, args, g, point: dict) -> bool:
+    """``_has_custom_jvp``, remembered for the same function, structure and shapes."""
+    from . import jax as adapter
+
+    held, statics = adapter._held(jax, args)
+    if statics is None:  # unhashable static leaves: this check's own, not remembered
+        return _has_custom_jvp(jax, g, point)
+    shapes = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in sorted(point.items()))
+    shapes += tuple((tuple(np.shape(a)), str(a.dtype)) for a in held)
+    treedefs = tuple(treedef for _, treedef in args.flat)
+    checked = tuple(args.checked.items())
+    key = (args.fn, args.keyword, tuple(args.names), treedefs, checked, statics, shapes)
+    if key not in _DETECTED:
+        while len(_DETECTED) >= _DETECTED_MOST:
+            _DETECTED.pop(next(iter(_DETECTED)))
+        _DETECTED[key] = _has_custom_jvp(jax, g, point)
+    return _DETECTED[key]
 
 
 def _has_custom_jvp(jax, g, point: dict) -> bool:
@@ -91,7 +119,7 @@ def forward(jax, g, put, point: dict, settings) -> Report:
         cast = {n: np.asarray(tangent[n], dtype=primal[n].dtype) for n in primal}
         return floating(tangents(primal, put(cast)))
 
-    options = {"workers": 1, **settings.options, "seed": settings.seed}
+    options = {"workers": 1, **_options.keywords(settings.options), "seed": settings.seed}
     return _jvp._forward(f, point, jvp, None, options, _jvp._JVP)
 
 

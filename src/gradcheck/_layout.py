@@ -174,7 +174,7 @@ def groups(params: Any) -> dict[str, Group]:
     found_leaves = leaves(params)
     if isinstance(params, Mapping):
         tops = {key: str(key) for key in params}
-    elif isinstance(params, (list, tuple)):
+    elif isinstance(params, (list, tuple)) and not _numbers(params):
         fields = getattr(params, "_fields", None)
         tops = {i: fields[i] if fields else f"[{i}]" for i in range(len(params))}
     else:
@@ -241,6 +241,9 @@ def _walk(tree: Any, name: str, path: Path, leaves: list, leaf: str = "params") 
     """The skeleton of ``tree``, its arrays appended to ``leaves``; ``leaf`` names an array
     in the errors ("params `W`").
     """
+    if _numbers(tree):
+        # A flat list of numbers is one vector, as scipy's x0 is: f receives a 1-D array.
+        tree = np.array(tree, dtype=np.float64)
     if isinstance(tree, Mapping):
         return {
             key: _walk(value, _join(name, key), (*path, key), leaves, leaf)
@@ -262,6 +265,15 @@ def _walk(tree: Any, name: str, path: Path, leaves: list, leaf: str = "params") 
     arr = _as_real_array(tree, what=f"{leaf} `{name or 'params'}`", allow_int=False)
     leaves.append((name or "params", path, arr))
     return _Leaf(len(leaves) - 1)
+
+
+def _numbers(tree: Any) -> bool:
+    """A non-empty list (not a tuple: that is a structure of blocks) of plain real numbers."""
+    return (
+        type(tree) is list
+        and bool(tree)
+        and all(isinstance(v, Real) and not isinstance(v, (bool, np.bool_)) for v in tree)
+    )
 
 
 @dataclass(frozen=True)
@@ -331,10 +343,7 @@ def _lookup(
                     f"its keys are {sorted(map(str, node))}"
                 )
         else:
-            raise TypeError(
-                f"`{what}`{where} should mirror {noun}, but is {type(node).__name__}: "
-                f"{_short(node)}"
-            )
+            raise TypeError(f"`{what}`{where} should mirror {noun}, but is {describe(node)}")
     return node
 
 
@@ -378,6 +387,18 @@ def _as_real_array(value: Any, *, what: str, allow_int: bool) -> np.ndarray:
     else:
         hint = "only float32 and float64 arrays can be checked"
     raise TypeError(f"{what} has dtype {arr.dtype}; {hint}")
+
+
+def describe(value: Any) -> str:
+    """What a value is, without its numbers: "tuple of 3 items (ndarray, ndarray, ndarray)"."""
+    if isinstance(value, (list, tuple)):
+        kinds = ", ".join(describe(v) for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        return f"{type(value).__name__} of {len(value)} item{'s' * (len(value) != 1)} ({kinds})"
+    if isinstance(value, Mapping):
+        return f"{type(value).__name__} with keys {sorted(map(str, value))[:8]}"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return f"{type(value).__name__}: {_short(value)}"
 
 
 def _short(value: Any) -> str:

@@ -8,7 +8,6 @@ overflows past ~1e154.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 
@@ -25,10 +24,11 @@ def segment_norms(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) -> np.ndarr
     a = np.ascontiguousarray(a, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     out = np.empty((offsets.size - 1, 3))
-    if (a.size <= PY_NORMS and "numba" not in sys.modules) or _jit.jit_disabled():
+    if (a.size <= PY_NORMS and not _jit.is_compiled("segment_norms")) or _jit.jit_disabled():
         # Small inputs: the same loop in Python floats (same IEEE arithmetic, same bits)
-        # costs less than importing numba and loading the compiled kernel; once numba is
-        # loaded (a numba engine, the user's own jitted f) the kernel is the cheaper one.
+        # costs less than compiling the kernel or loading it from numba's cache, whether
+        # numba is loaded or not (a user's jitted f loads it); once compiled, the kernel is
+        # the cheaper one.
         # With the JIT disabled the kernel is this loop, run on Python floats all the same
         # (numpy scalars would warn where the floats overflow by design).
         _norm_kernel.segment_norms(a.tolist(), b.tolist(), offsets.tolist(), out)

@@ -58,7 +58,9 @@ def validate(**given: Any) -> Options:
     """
     unknown = sorted(set(given) - NAMES)
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; the options are {sorted(NAMES)}")
+        from ._habits import refuse_unknown
+
+        refuse_unknown({k: given[k] for k in unknown}, sorted(NAMES))
     o = Options(**given)
     _method_and_engine(o)
     positive("eps", o.eps)
@@ -81,6 +83,13 @@ def validate(**given: Any) -> Options:
         tol=tol(o.tol),
         workers=None if o.workers is None else int(o.workers),
     )
+
+
+def keywords(options: Options) -> dict[str, Any]:
+    """``options`` as the keyword arguments of :func:`gradcheck.check` (no deep copy: a
+    client is passed on as it is).
+    """
+    return {f.name: getattr(options, f.name) for f in fields(options)}
 
 
 def _method_and_engine(o: Options) -> None:

@@ -111,6 +111,9 @@ COMPLEX_SELF_TEST = (1e-3, 1e-6, 3)
 # total allows: one coordinate misses a bug touching 1% of a block 99 times in 100, four
 # already shrink that to 0.96 and leave the rest of the total to share by need.
 SAMPLE_FLOOR = 4
+# Blocks of up to this many entries (biases) are sampled whole while that takes at most half
+# of what the floors left: a bias costs little, and a wrong entry in it is found for sure.
+WHOLE_BLOCK = 32
 
 # ------------------------------------------------------------------ diagnosis
 # "A wrong factor" only when one factor explains the gradient to FACTOR_RESIDUAL of |grad|

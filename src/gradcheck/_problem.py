@@ -207,8 +207,17 @@ def loss_value(out: Any) -> tuple[float, np.dtype]:
         return float(out.item()), framework_dtype
     if not is_scalar(out):
         shape = f" of shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else ""
+        vector = hasattr(out, "shape") and math.prod(out.shape) > 1
+        hint = (
+            "; for a vector output, check its vector-Jacobian product with "
+            "gradcheck.check_vjp(f, inputs, vjp) (gradcheck.torch.check or "
+            "gradcheck.jax.check for tensors), or reduce it to a loss"
+            if vector
+            else ""
+        )
         raise TypeError(
-            f"`f` must return one real number, got {type(out).__name__}{shape}: {out!r:.80}"
+            f"`f` must return one real number, got {type(out).__name__}{shape}: "
+            f"{out!r:.80}{hint}"
         )
     # float32 losses make the steps and thresholds float32's; anything else is float64.
     dtype = np.dtype(np.float32) if isinstance(out, np.float32) else np.dtype(np.float64)

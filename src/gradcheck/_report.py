@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._context import Check, Findings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # the repr is a summary: see __repr__
 class Report:
     """The result of :func:`gradcheck.check`.
 
@@ -151,6 +151,18 @@ class Report:
         from ._text import format_report
 
         return format_report(self)
+
+    def __repr__(self) -> str:
+        """One line, what a REPL shows: the headline and how much was checked."""
+        from ._text import format_repr
+
+        return format_repr(self)
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows: the headline, the blocks as a table, the closing sentence."""
+        from ._text import format_html
+
+        return format_html(self)
 
     def __format__(self, spec: str) -> str:
         """``f"{report}"`` is ``str(report)``; ``f"{report:full}"`` lists every block."""

@@ -80,11 +80,10 @@ def strata(sizes: np.ndarray, sample: float) -> tuple[list[np.ndarray], np.ndarr
     that many are checked in all, whatever the number of blocks. Each block with entries is
     a stratum, unless there are too many for every one to get SAMPLE_FLOOR coordinates:
     then the smallest blocks are pooled into one stratum, sampled as a whole. Each stratum
-    gets SAMPLE_FLOOR coordinates first (or all it has), then half of what is left is
-    shared equally (a bug touching a fraction p of a block is missed with probability
-    about (1 - p)**m whatever its size: an equal share is an equal guarantee) and half in
-    proportion to size (a bug of a few entries hides better in a large block). No stratum
-    is given more than it has.
+    gets SAMPLE_FLOOR coordinates first (or all it has); then blocks of up to WHOLE_BLOCK
+    entries (biases) are checked whole, smallest first, on at most half of what is left, so
+    that the weights never starve; the rest is shared in proportion to size (a bug of a few
+    entries hides better in a large block). No stratum is given more than it has.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     n = int(sizes.sum())
@@ -105,9 +104,13 @@ def strata(sizes: np.ndarray, sample: float) -> tuple[list[np.ndarray], np.ndarr
     room = np.array([int(sizes[g].sum()) for g in groups], dtype=np.int64)
     take = np.minimum(room, min(floor, total))
     left = total - int(take.sum())
-    if left > 0:
-        take = _fill(take, room, left - left // 2, equal=True)
-        take = _fill(take, room, total - int(take.sum()), equal=False)
+    spare = left // 2
+    for k in np.argsort(room, kind="stable"):
+        need = int(room[k] - take[k])
+        if room[k] > _policy.WHOLE_BLOCK or need > spare:
+            break
+        take[k], spare = room[k], spare - need
+    take = _fill(take, room, total - int(take.sum()), equal=False)
     return groups, take
 
 

@@ -57,13 +57,14 @@ def format_report(r: Report, full: bool = False) -> str:
     listed, summary = _shown_blocks(r, full)
     head = [
         _headline(r),
+        # The difference to the last digit (the classic exercise's numbers), once.
+        f"  difference = {r.difference!r} (pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g})",
         f"  {_coverage(r)}, {_METHOD_WORDS.get(r.method, r.method)} ({r.step})",
         f"  {r.nfev:,} evaluations of f, {r.engine} engine"
         + (f", {r.workers} workers" if r.workers > 1 else "")
         + f", {r.seconds:.3g} s"
         + (f" (budget {r.budget:g} s)" if r.budget is not None else "")
         + f"; seed {r.seed}",
-        f"  pass <= {r.tol[0]:.3g}, fail > {r.tol[1]:.3g}",
     ]
     sampled = r.checked < r.n
     columns = ["block", "shape", "checked", "difference", "verdict", "max |error|", "at"]
@@ -97,6 +98,7 @@ def format_report(r: Report, full: bool = False) -> str:
         )
     for b in listed:
         lines += _block_lines(r, b, summary)
+    lines += _zeros_line(listed)
     if r.kinks:
         shown = ", ".join(f"{k.name} ({k.kind})" for k in r.kinks[:_SHOWN_WORST])
         more = f" and {len(r.kinks) - _SHOWN_WORST} more" if len(r.kinks) > _SHOWN_WORST else ""
@@ -111,14 +113,16 @@ def format_report(r: Report, full: bool = False) -> str:
         lines.append(
             f"  f was not finite at perturbed points of {b.name}: {', '.join(b.nonfinite)}"
         )
-    if r.worst:
+    # A passing report's closest entries agree: a table of them would say "pass" again.
+    if r.worst and r.verdict != "pass":
         rows = [("worst entries", "analytic", "numeric", "|error|", "score")]
         for e in r.worst[:_SHOWN_WORST]:
             rows.append(
                 (e.name, _num(e.analytic), _num(e.numeric), _num(e.abs_error), _num(e.score))
             )
         lines += ["", *_table(rows, right={1, 2, 3, 4}), SCORE_LEGEND]
-    lines += ["", _summary(r)]
+    closing = _summary(r)
+    lines += ["", closing] if closing else []
     return "\n".join(lines)
 
 
@@ -126,14 +130,11 @@ def _block_lines(r: Any, b: BlockResult, summary: str | None) -> list[str]:
     """The sentences under the table for one block."""
     out: list[str] = []
     if b.diagnosis:
-        out.append(f"  {b.name}: {b.diagnosis}")
+        # "b1 = 4.00 x numeric" names its block already.
+        named = b.diagnosis.startswith(f"{b.name} ")
+        out.append(f"  {b.diagnosis}" if named else f"  {b.name}: {b.diagnosis}")
     if b.localized:
         out.append(f"  {b.name}: the directional search found {', '.join(b.localized)}")
-    if b.zeros:
-        out.append(
-            f"  {b.name}: {b.zeros:,} entr{'y is' if b.zeros == 1 else 'ies are'} exactly 0 "
-            "on both sides (agreement: f does not move with them here)"
-        )
     if b.untested:
         out.append(
             f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
@@ -153,6 +154,17 @@ def _block_lines(r: Any, b: BlockResult, summary: str | None) -> list[str]:
     return out
 
 
+def _zeros_line(listed: list[BlockResult]) -> list[str]:
+    """One sentence for the entries exactly 0 on both sides, every block's count in it."""
+    counts = [(b.name, b.zeros) for b in listed if b.zeros]
+    if not counts:
+        return []
+    where = ", ".join(f"{name} {n:,}" for name, n in counts[:_TABLE_BLOCKS])
+    extra = len(counts) - _TABLE_BLOCKS
+    more = f" and {extra:,} more blocks" if extra > 0 else ""
+    return [f"  entries exactly 0 on both sides (agreement; f is flat there): {where}{more}"]
+
+
 def _verdict_cell(b: BlockResult) -> str:
     if not b.size:
         return "empty"  # nothing to check: skipped, rather than a "pass" of nothing
@@ -160,17 +172,16 @@ def _verdict_cell(b: BlockResult) -> str:
 
 
 def _headline(r: Report) -> str:
-    """The first line, which pytest's one-line summary shows: the verdict, the difference,
-    and the blocks that decided a verdict other than pass.
+    """The first line, which pytest's one-line summary shows, cut at the terminal's width:
+    the verdict, the blocks that decided it, then the difference (in full on the next line).
     """
-    line = f"gradcheck: {r.verdict.upper()}  difference = {r.difference!r}"
-    fails = r.failing
-    if fails:
-        return line + f"  (failing: {_names(fails)})"
-    unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
-    if unjudged:
-        line += f"  (inconclusive: {_names(unjudged)})"
-    return line
+    line = f"gradcheck: {r.verdict.upper()}"
+    deciding = r.failing or [
+        name for name, b in r.blocks.items() if b.verdict == r.verdict and r.verdict != "pass"
+    ]
+    if deciding:
+        line += f" in {_names(deciding)}"
+    return line + f" (difference {r.difference:.3g})"
 
 
 def _names(names, shown: int = _SHOWN_WORST) -> str:
@@ -190,12 +201,10 @@ def _coverage(r: Report) -> str:
 
 
 def _summary(r: Report) -> str:
+    """The closing sentence: where to look first; none for a pass (the headline says it)."""
     fails = r.failing
     if fails:
-        return (
-            f"{len(fails)} of {len(r.blocks)} blocks fail: {_names(fails, 20)}. "
-            "Look at their backward pass first."
-        )
+        return _where_to_look(r, fails)
     if r.verdict == "inconclusive":
         unjudged = [name for name, b in r.blocks.items() if b.verdict == "inconclusive"]
         if unjudged:
@@ -206,7 +215,80 @@ def _summary(r: Report) -> str:
         return "No block fails, but the check is inconclusive: see the notes above."
     if r.verdict == "warn":
         return "No block fails; some differences lie between the pass and fail thresholds."
-    return "Every block passes."
+    return ""
+
+
+def _where_to_look(r: Report, fails: tuple[str, ...]) -> str:
+    """The failing blocks, and which to look at first.
+
+    A wrong backward step corrupts the gradient of every block before it, so when blocks
+    come in forward order (as ``named_parameters()`` and course dicts give them) the
+    failing block nearest the output, the earliest in backprop order, localises the error.
+    """
+    names = list(r.blocks)
+    if len(fails) == 1:
+        return f"1 of {len(names)} blocks fails: {fails[0]}. Look at its backward pass first."
+    head = f"{len(fails)} of {len(names)} blocks fail: {_names(fails, 20)}."
+    last = fails[-1]
+    after = names[names.index(last) + 1 :]
+    if tuple(names[: len(fails)]) == fails and after:
+        # Every block up to one fails and every one after it passes: one wrong step.
+        return (
+            f"{head} Every block up to {last} fails and none after it: a wrong backward step "
+            "corrupts every block before it, so the earliest failing block in backprop order "
+            f"({last}) localises it. Look first at the step between {last} and {after[0]}."
+        )
+    return (
+        f"{head} Look first at {last}, the earliest failing block in backprop order (the "
+        "last in the order of params), whose error may have reached the blocks before it."
+    )
+
+
+def format_repr(r: Report) -> str:
+    """The one line a REPL shows; ``print(report)`` gives the whole table."""
+    return (
+        f"<{_headline(r).replace('gradcheck:', 'gradcheck Report:', 1)}; {_coverage(r)}, "
+        f"{r.nfev:,} evaluations; print(report) for the table>"
+    )
+
+
+def format_html(r: Report, full: bool = False) -> str:
+    """The report as HTML for Jupyter: the headline, the blocks' table (as the text's,
+    summed up beyond 20 blocks), the sentences under it, and the worst entries.
+    """
+    from html import escape
+
+    listed, summary = _shown_blocks(r, full)
+    columns = ["block", "shape", "checked", "difference", "verdict", "max |error|", "at"]
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    rows = [f"<tr>{head}</tr>"]
+    for b in listed:
+        cells = [
+            b.name,
+            "x".join(map(str, b.shape)) or "scalar",
+            f"{b.checked:,}",
+            _num(b.difference) if b.checked else "-",
+            _verdict_cell(b),
+            _num(b.max_abs_error) if b.checked else "-",
+            b.max_abs_error_at or "-",
+        ]
+        style = ' style="color:#b00;font-weight:bold"' if b.verdict == "fail" else ""
+        rows.append(
+            f"<tr{style}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"
+        )
+    text = format_report(r, full).splitlines()
+    # The lines under the table (every sentence, the worst entries), as the text has them.
+    below = text[text.index("") + len(rows) + 1 + bool(summary) :]
+    parts = [
+        f"<p><b>{escape(_headline(r))}</b><br>",
+        "<br>".join(escape(line.strip()) for line in text[1:4]) + "</p>",
+        "<table>" + "".join(rows) + "</table>",
+    ]
+    if summary:
+        parts.append(f"<p>{escape(summary.strip())}</p>")
+    if below:
+        parts.append("<pre>" + escape("\n".join(below)) + "</pre>")
+    return "\n".join(parts)
 
 
 def _table(rows, right=frozenset()):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _jvp, _modes, _vjp
+from . import _jvp, _modes, _options, _vjp
 from ._report import Report
 
 
@@ -109,7 +109,7 @@ def forward(torch, g, point: dict, settings) -> Report:
                 for y, t in zip(ys, found, strict=True)
             )
 
-    options = {"workers": 1, **settings.options, "seed": settings.seed}
+    options = {"workers": 1, **_options.keywords(settings.options), "seed": settings.seed}
     return _jvp._forward(f, params, jvp, None, options, _jvp._JVP)
 
 

@@ -33,7 +33,7 @@ from ._results import Verdict
 COTANGENT_STREAM = 0x636F74  # "cot"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Report's one-line repr, not every field
 class ProjectedReport(Report):
     """A :class:`Report` of a check through the projection ``<cotangent, f(x)>``.
 
@@ -152,7 +152,9 @@ def check_vjp(
     vjp : callable
         ``vjp(inputs, cotangent)`` returns the gradient of ``<cotangent, f(inputs)>`` with
         respect to ``inputs``, in the structure of ``inputs`` (course-style ``d``-prefixed
-        keys are accepted, as for ``check``'s ``grad``). It is what is under test.
+        keys are accepted, as for ``check``'s ``grad``; for dict inputs also a tuple in
+        their order, as cs231n's backward functions return ``(dx, dgamma, dbeta)``). It is
+        what is under test.
     cotangent : same structure as ``f(inputs)``, optional
         The direction to project the output on. Default: standard normal entries drawn
         from ``seed``, so the same seed replays the same check.
@@ -262,9 +264,35 @@ def check_vjp(
                 return total
             return np.float32(total) if float32 else float(total)
 
-        return run(projected, inputs, lambda x: vjp(x, ct), checked)
+        return run(projected, inputs, _analytic(vjp, ct, in_layout, inputs), checked)
 
     return worst_of(run_one, cotangents, started, drawn=cotangent is None)
+
+
+def _analytic(vjp: Callable, ct: Any, in_layout, inputs: Any) -> Callable[[Any], Any]:
+    """``grad(x)``: ``vjp(x, ct)`` in the structure of the inputs, or an error that names
+    ``vjp`` (not ``grad``) and says what it returned without printing its numbers.
+
+    A tuple for dict inputs is taken by position, in the inputs' order: cs231n's backward
+    functions return ``(dx, dgamma, dbeta)``.
+    """
+    keys = list(inputs) if isinstance(inputs, Mapping) else None
+    what = "vjp(inputs, cotangent)"
+
+    def grad(x):
+        got = vjp(x, ct)
+        if keys is not None and isinstance(got, (tuple, list)) and not hasattr(got, "_fields"):
+            if len(got) != len(keys):
+                raise ValueError(
+                    f"`{what}` returned {_layout.describe(got)}, but there are {len(keys)} "
+                    f"inputs {tuple(keys)}: return one gradient per input, by position or "
+                    "by key"
+                )
+            got = dict(zip(keys, got, strict=True))
+        flat = in_layout.flatten(got, what=what)
+        return in_layout.structure(flat)
+
+    return grad
 
 
 def _output_layout(out: Any, batched: bool):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ def check(
     projections: int = 1,
     modes: str | tuple[str, ...] = "auto",
     order: int = 1,
+    argnums: int | Sequence[int] | None = None,
     **options: Any,
 ) -> Report:
     """Check the gradients ``jax.vjp`` computes through ``fn`` (a ``custom_vjp`` rule
@@ -83,6 +85,9 @@ def check(
         through a ``custom_vjp``'s backward), as ``jax.test_util.check_grads(order=2)``
         does. A backward that stops the gradient of an input passes at order 1 and fails
         at order 2.
+    argnums : int or sequence of int, optional
+        As ``jax.grad``'s: the positions of the arguments to check (of a dict's items, in
+        order); the others, data among them, are held fixed. None: every argument.
     **options
         Every option of :func:`gradcheck.check`. ``batched``: None (default) evaluates the
         perturbed points with ``jax.jit(jax.vmap(...))`` when that runs, else one by one
@@ -131,12 +136,13 @@ def check(
         args = (args,)
     names = [str(k) for k in args] if keyword else _frameworks.parameter_names(fn, len(args))
     values = list(args.values()) if keyword else list(args)
+    wanted = _argnums(argnums, len(values))
     flat = [jax.tree_util.tree_flatten_with_path(v) for v in values]
     # (arg position, leaf position) -> block name, for every floating array leaf.
     checked: dict[tuple[int, int], str] = {}
     for i, (pairs, _) in enumerate(flat):
         for j, (path, leaf) in enumerate(pairs):
-            if _floating_array(jax, leaf):
+            if i in wanted and _floating_array(jax, leaf):
                 checked[i, j] = names[i] + _path_name(path)
     if not checked:
         raise TypeError(
@@ -147,6 +153,23 @@ def check(
     run = replace(run, wide=run.wide or np.dtype(np.float64) in dtypes)
     with _x64(jax) if run.wide else contextlib.nullcontext():
         return _jax_modes.run(jax, _Args(fn, keyword, names, flat, checked), run, modes)
+
+
+def _argnums(argnums: Any, count: int) -> set[int]:
+    """The positions ``argnums`` names (negative ones from the end, as jax counts them)."""
+    if argnums is None:
+        return set(range(count))
+    many = isinstance(argnums, (tuple, list))
+    items = list(argnums) if many else [argnums]
+    ok = bool(items) and all(
+        isinstance(k, Integral) and not isinstance(k, bool) and -count <= k < count for k in items
+    )
+    if not ok:
+        raise ValueError(
+            f"`argnums` must be an integer or a sequence of integers in [{-count}, {count}) "
+            f"(fn is given {count} argument{'s' * (count != 1)}), got {argnums!r}"
+        )
+    return {int(k) % count for k in items}
 
 
 # --- the core: the checked leaves of the arguments, checked through a projection --------------
@@ -201,7 +224,7 @@ def _run(jax, args: _Args, run) -> Report:
             [next(leaves) if k in projected else None for k in range(len(out_leaves))],
         )
 
-    one = partial(_projection, jax, traced, run)
+    one = partial(_projection, jax, args, traced, run)
     return _vjp.worst_of(one, cotangents, run.started, drawn=run.drawn, record=record)
 
 
@@ -256,20 +279,13 @@ def _trace(jax, g, put, point: dict, wide: bool) -> _Traced:
     return _Traced(g, put, point, pullback, out_leaves, out_tree, projected, float32, acc)
 
 
-def _projection(jax, traced: _Traced, run, ct) -> Report:
+def _projection(jax, args: _Args, traced: _Traced, run, ct) -> Report:
     """The check of the projection on one cotangent ``ct`` (the projected leaves' arrays)."""
     jnp = jax.numpy
     out_leaves, projected, acc = traced.out_leaves, traced.projected, traced.acc
     # Rounded to each output's dtype, as the vjp receives it: both sides project on the
     # very same numbers.
     rounded = [c.astype(out_leaves[k].dtype) for c, k in zip(ct, projected, strict=True)]
-
-    def project(named):
-        ys = jax.tree_util.tree_leaves(traced.g(named))
-        total = jnp.zeros((), acc)
-        for k, c in zip(projected, rounded, strict=True):
-            total = total + jnp.sum(ys[k].astype(acc) * jnp.asarray(c, acc))
-        return total
 
     # Every output leaf gets a cotangent: the projected ones theirs, the others zeros of
     # jax's float0 (integer outputs have no tangent space).
@@ -286,30 +302,33 @@ def _projection(jax, traced: _Traced, run, ct) -> Report:
             for k, c in zip(projected, rounded, strict=True)
         )
     )
-    numeric = _numeric(jax, traced, project, scale, run.batched)
+    held, statics = _held(jax, args)
+    one, many = _projections(jax, args, statics, tuple(projected), acc)
+    cts = [jnp.asarray(c, acc) for c in rounded]
+    numeric = _numeric(jax, traced, one, many, (held, cts), scale, run.batched)
     return _frameworks.check_numeric(numeric, traced.point, analytic, run)
 
 
-def _numeric(jax, traced: _Traced, project, scale: float, batched: bool | None):
+def _numeric(
+    jax, traced: _Traced, jitted, vmapped, rest: tuple, scale: float, batched: bool | None
+):
     """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
 
-    ``jit(vmap(project))`` on stacks (unless ``batched`` is False), tried once on two rows
-    and kept when it runs and agrees with ``jit(project)`` at the inputs; otherwise
-    ``jit(project)`` one point at a time, and ``note`` says why.
+    ``vmapped`` (``jit(vmap(project))``) on stacks (unless ``batched`` is False), tried once
+    on two rows and kept when it runs and agrees with ``jitted`` (``jit(project)``) at the
+    inputs; otherwise ``jitted`` one point at a time, and ``note`` says why. ``rest``: the
+    held leaves and the cotangents, their last arguments.
     """
     put, point = traced.put, traced.point
     loss_dtype = np.float32 if traced.float32 else np.float64
-    # What jax.vjp traced, jit traces too: the one-point f is always jitted.
-    jitted = jax.jit(project)
 
     def one(struct):
-        return loss_dtype(jitted(put(struct)))
+        return loss_dtype(jitted(put(struct), *rest))
 
     want = float(one(point))
-    vmapped = jax.jit(jax.vmap(project))
 
     def call(part):
-        return np.asarray(vmapped(put(part)))
+        return np.asarray(vmapped(put(part), *rest))
 
     out_numel = sum(int(np.prod(traced.out_leaves[k].shape)) for k in traced.projected)
     rows = max(MIN_ROWS, 1 << int(np.log2(_frameworks.vmap_rows(point, out_numel))))
@@ -322,6 +341,85 @@ def _numeric(jax, traced: _Traced, project, scale: float, batched: bool | None):
         tol=_frameworks.agreement(loss_dtype, scale),
         refusal=_refusal,
     )
+
+
+# jit(project) and jit(vmap(project)) per function and argument structure, reused by every
+# check of the same function: jax.jit then compiles once per shape, where a new closure per
+# check compiled again every time (2-10 s a check on real rules). The oldest go first.
+_COMPILED: dict = {}
+_COMPILED_MOST = 32
+
+
+def _held(jax, args: _Args) -> tuple[list, tuple | None]:
+    """The leaves not checked: arrays (arguments of the compiled projection, so new data of
+    the same shapes reuses it) and the others (static: part of the cache's key, or None
+    when one cannot be hashed).
+    """
+    arrays, statics = [], []
+    for i, (pairs, _) in enumerate(args.flat):
+        for j, (_, leaf) in enumerate(pairs):
+            if (i, j) in args.checked:
+                continue
+            if isinstance(leaf, (np.ndarray, jax.Array)):
+                arrays.append(leaf)
+            else:
+                statics.append(((i, j), type(leaf), leaf))
+    try:
+        hash(tuple(statics))
+    except TypeError:
+        return arrays, None
+    return arrays, tuple(statics)
+
+
+def _projections(jax, args: _Args, statics: tuple | None, projected: tuple, acc):
+    """``(jit(project), jit(vmap(project)))``, ``project(named, held, cts)`` being the
+    projection of ``fn`` on the cotangents ``cts`` with the checked leaves from ``named``
+    and the other array leaves from ``held``.
+    """
+    jnp = jax.numpy
+    treedefs = tuple(treedef for _, treedef in args.flat)
+    checked_at = tuple(args.checked.items())
+    key = (args.fn, args.keyword, tuple(args.names), treedefs, checked_at, statics, projected)
+    key += (np.dtype(acc).name,)
+    if statics is not None and key in _COMPILED:
+        return _COMPILED[key]
+    sizes = [len(pairs) for pairs, _ in args.flat]
+    fixed = {} if statics is None else {where: leaf for where, _, leaf in statics}
+    if statics is None:  # unhashable static leaves: this check's own, not cached
+        fixed = {
+            (i, j): leaf
+            for i, (pairs, _) in enumerate(args.flat)
+            for j, (_, leaf) in enumerate(pairs)
+            if (i, j) not in args.checked and not isinstance(leaf, (np.ndarray, jax.Array))
+        }
+    fn, keyword, names, checked = args.fn, args.keyword, list(args.names), dict(args.checked)
+
+    def project(named, held, cts):
+        it = iter(held)
+        rebuilt = []
+        for i, size in enumerate(sizes):
+            leaves = [_leaf(named, checked, fixed, it, (i, j)) for j in range(size)]
+            rebuilt.append(jax.tree_util.tree_unflatten(treedefs[i], leaves))
+        out = fn(**dict(zip(names, rebuilt, strict=True))) if keyword else fn(*rebuilt)
+        ys = jax.tree_util.tree_leaves(out)
+        total = jnp.zeros((), acc)
+        for k, c in zip(projected, cts, strict=True):
+            total = total + jnp.sum(ys[k].astype(acc) * c)
+        return total
+
+    pair = (jax.jit(project), jax.jit(jax.vmap(project, in_axes=(0, None, None))))
+    if statics is not None:
+        while len(_COMPILED) >= _COMPILED_MOST:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = pair
+    return pair
+
+
+def _leaf(named: dict, checked: dict, fixed: dict, held, where: tuple) -> Any:
+    """The leaf at ``where``: checked (from ``named``), static, or the next held array."""
+    if where in checked:
+        return named[checked[where]]
+    return fixed[where] if where in fixed else next(held)
 
 
 def _padded(part: dict) -> dict:
