@@ -62,6 +62,8 @@ class _Judged:
     untested: list  # entries where both sides lie below what the differences resolve
     zeros: list  # entries exactly 0 on both sides
     top_at: list  # position of the highest score, -1 for an empty block
+    reach: list  # the most the differences cannot resolve in each block (NOISE * fd_error)
+    scale: float  # the largest |a| + |b| among the resolved entries of every block
 
 
 def run(check: Check, findings: Findings) -> Findings:
@@ -146,10 +148,13 @@ def _judged(layout, idx, a, b, fd_error, judge: Judge) -> _Judged:
     with np.errstate(invalid="ignore", over="ignore"):
         size, err = np.abs(a) + np.abs(b), np.abs(a - b)
         # Both sides exactly 0 is agreement; both below what the differences resolve, and
-        # not both 0, was not tested.
+        # not both 0, is agreement within resolution, counted apart (Judge.below_resolution).
         zero = size == 0
         untested = (size < _policy.NOISE * fd_error) & ~zero
     worst_at, top_at = _argmax_per_block(seg, err), _argmax_per_block(seg, score)
+    reach = _policy.NOISE * fd_error
+    resolved = size[~(untested | zero) & np.isfinite(size)]
+    scale = float(resolved.max()) if resolved.size else 0.0
     untested_counts, zero_counts = _count_per_block(seg, untested, zero)
     return _Judged(
         idx=idx,
@@ -165,6 +170,8 @@ def _judged(layout, idx, a, b, fd_error, judge: Judge) -> _Judged:
         untested=untested_counts,
         zeros=zero_counts,
         top_at=top_at,
+        reach=[float(reach[i]) if i >= 0 else 0.0 for i in _argmax_per_block(seg, reach)],
+        scale=scale,
     )
 
 
@@ -217,7 +224,9 @@ def _block(
     if hi > lo:
         d = j.diffs[k]
         verdict, block_tol = judge.block(d, j.fd_norms[k], na, nb)
-        if verdict == Verdict.INCONCLUSIVE:
+        if judge.below_resolution(j.untested[k], j.zeros[k], hi - lo, j.reach[k], j.scale):
+            verdict = Verdict.PASS
+        elif verdict == Verdict.INCONCLUSIVE:
             note = _unresolved(d, judge.tol, block_tol)
         top = j.top_at[k]
         if verdict != Verdict.FAIL and j.score[top] > _policy.ENTRY_FAIL:

@@ -33,6 +33,12 @@ COARSEST = 0.05 / 2.05
 # default step; NOISE the margin over the modelled noise (a model, not a bound).
 RTOL = {F64: 1e-5, F32: 1e-3}
 NOISE = 10.0
+# A block whose entries all lie below what the differences resolve (a derivative 0 by
+# symmetry: 1e-15 against 1e-10) agrees when that resolution is under this fraction of the
+# largest resolved entries of the check: next to them its values are zero, and a bug
+# larger than the resolution would have shown. Where nothing is resolved, noise drowns the
+# gradient and the block stays unjudged.
+ZERO_AGAINST = 1e-3
 # How many of the worst entries a report keeps.
 WORST = 10
 
