@@ -172,6 +172,23 @@ class Judge:
         return below > 0 and below + zeros == counted and reach <= _policy.ZERO_AGAINST * scale
 
     @staticmethod
+    def widespread(disagreeing: int, counted: int) -> bool:
+        """Whether a failing block is wrong throughout rather than in a few entries: at
+        least WIDESPREAD of its checked entries disagree. Its report then describes the
+        block, not the one entry that scores highest.
+        """
+        return counted > 1 and disagreeing >= _policy.WIDESPREAD * counted
+
+    @staticmethod
+    def unjudged_for_step(verdict: Verdict, large: int) -> bool:
+        """Whether a block that does not fail on its other entries is unjudged because the
+        step was too large for ``large`` of them: their error falls as h^2 at smaller
+        steps without reaching agreement, so neither a pass nor a diagnosis can be built
+        on them.
+        """
+        return large > 0 and verdict != Verdict.FAIL
+
+    @staticmethod
     def combined(coordinates: Verdict, directions: Verdict) -> Verdict:
         """A block's verdict from its coordinates' and its directions': the worse of those
         that looked at it.
