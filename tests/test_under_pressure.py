@@ -209,3 +209,13 @@ def test_a_step_too_large_builds_no_factor_on_a_wrong_gradient_either():
     assert "a wrong factor" not in str(r)
     assert "is too large for the parameters or the curvature" in str(r)
     assert gradcheck.check(f, x, 2 * g, eps=1e-4, seed=0).failing == ("params",)
+
+
+def test_directions_at_a_step_too_large_blame_the_step():
+    x = np.random.default_rng(4).standard_normal(40)
+    f, g = (lambda x: float(np.sin(x).sum())), np.cos(x)
+    r = gradcheck.check(f, x, g, eps=10.0, seed=0, directions=4, sample=2)
+    assert r.verdict == "inconclusive"
+    assert r.blocks["params"].localized == ()
+    assert r.kinks == ()
+    assert "too large for the parameters or the curvature" in str(r)

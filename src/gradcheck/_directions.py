@@ -260,22 +260,35 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     )
     seen = examine(s, plan, est, np.flatnonzero(wrong_pair), eps=s.options.eps)
     wrong = set(idx[wrong_pair & ~seen.mask].tolist())
-    at_kinks = set(idx[seen.mask].tolist())
+    large = {int(idx[pos]) for pos, kind in seen.kinds if kind == "truncation"}
+    at_kinks = set(idx[seen.mask].tolist()) - large
+    localize = s.options.localize
     return (
-        {k: _kept(r, wrong, at_kinks, s.options.localize, unconfirmed) for k, r in found.items()},
+        {k: _kept(r, wrong, at_kinks, large, localize, unconfirmed) for k, r in found.items()},
         kinks_of(s, plan, est, seen.kinds),
         len(unconfirmed),
     )
 
 
 def _kept(
-    r: DirectionResult, wrong: set, at_kinks: set, localize: int, unconfirmed: set
+    r: DirectionResult, wrong: set, at_kinks: set, large: set, localize: int, unconfirmed: set
 ) -> DirectionResult:
+    """The search's result with only its confirmed entries; ``at_kinks``: the found ones
+    that sit at kinks, ``large``: those the step was too large for.
+    """
     kept = tuple(i for i in r.found if i in wrong)
     if unconfirmed.intersection(r.found) and not kept:
         return replace(r, found=kept)  # a note of the check says the budget ran out
     if r.found and not kept and r.verdict == Verdict.FAIL:
-        if len(r.found) < localize and at_kinks.issuperset(r.found):
+        if large.issuperset(r.found):
+            note = (
+                "the directions disagree, but the finite differences of each entry the "
+                "search pinned down settle only at smaller steps: the step is too large for "
+                "the parameters or the curvature of f (truncation dominates); not judged, "
+                "check with a smaller step"
+            )
+            r = replace(r, verdict=Verdict.INCONCLUSIVE, note=note)
+        elif len(r.found) < localize and at_kinks.issuperset(r.found):
             note = (
                 "the directions disagree, but each entry the search pinned down sits at "
                 "or near a kink of f; check coordinates (sample=) to judge the block"
