@@ -395,12 +395,18 @@ def _multiple(name: str, error: np.ndarray, x: np.ndarray) -> str | None:
     """The error as a multiple of the parameter itself, ``c x``: a regularisation term's
     gradient left out (c < 0) or added where f has none (c > 0), the commonest course bug.
     """
-    xx = float(x @ x)
-    if xx == 0.0 or not np.isfinite(xx):
+    top = max(float(np.abs(x).max()), float(np.abs(error).max()))
+    if top == 0.0 or not np.isfinite(top):
         return None
-    c = float(error @ x) / xx
-    left = float(np.linalg.norm(error - c * x))
-    if c == 0.0 or not left <= _policy.MULTIPLE_EXPLAINS * float(np.linalg.norm(error)):
+    # Scaled by one power of two, as for the factor: no overflow nor underflow in the sums.
+    shift = -int(np.frexp(top)[1])
+    e, x = np.ldexp(error, shift), np.ldexp(x, shift)
+    xx = float(x @ x)
+    if xx == 0.0:
+        return None
+    c = float(e @ x) / xx
+    left = float(np.linalg.norm(e - c * x))
+    if c == 0.0 or not left <= _policy.MULTIPLE_EXPLAINS * float(np.linalg.norm(e)):
         return None
     if c < 0:
         return (
