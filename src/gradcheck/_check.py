@@ -132,7 +132,8 @@ def check(
     directions : int, optional
         Also compare ``v . grad`` with the directional difference along this many random
         Gaussian directions per block (2 evaluations each, whatever the block's size). Alone
-        (without ``sample``), no coordinate is checked one by one.
+        (without ``sample``), no coordinate is checked one by one. The step along a
+        direction of norm 1 is ``eps`` when given, else the central relative step.
     localize : int
         When a block fails its directions, halve its coordinates and test the halves with
         directions of their own, recursively, until up to this many wrong entries are found

@@ -32,6 +32,19 @@ class Marks:
     kinks: np.ndarray  # at or across a kink: counted in the global difference only
     on_kink: np.ndarray  # of those, the ones sitting on one (only seen between its slopes)
     smooth: np.ndarray  # of those, the ones a smaller step resolved (truncation, no kink)
+    # of those, the ones whose error falls as h^2 at smaller steps without agreeing yet:
+    # the step is too large for them, and they are not judged
+    large: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Left:
+    """How many of one block's entries the kink pass left out of its verdict."""
+
+    kinked: int = 0  # at or across a kink
+    on_kink: int = 0  # of the kinked, the ones sitting on one
+    smooth: int = 0  # resolved at a smaller step (truncation, no kink)
+    large: int = 0  # the step too large for them: not judged
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,11 @@ class _Judged:
     worst_at: list  # position of the largest |error| (NaN first), -1 for an empty block
     untested: list  # entries where both sides lie below what the differences resolve
     zeros: list  # entries exactly 0 on both sides
+    disagree: list  # entries whose score is above 1
     top_at: list  # position of the highest score, -1 for an empty block
+    reach: list  # the most the differences cannot resolve in each block (NOISE * fd_error)
+    scale: float  # the largest |a| + |b| among the resolved entries of every block
+    theta: np.ndarray  # the flat parameters (not a copy), for the diagnosis
 
 
 def run(check: Check, findings: Findings) -> Findings:
@@ -90,7 +107,7 @@ def compare(
     if any_bad or marks is not None:
         counted = ok if marks is None else ok & ~marks.kinks
         j = _judged(
-            layout,
+            problem,
             plan.idx[counted],
             analytic[counted],
             est.gradapprox[counted],
@@ -98,7 +115,7 @@ def compare(
             judge,
         )
     else:  # every entry counts: no copies
-        j = _judged(layout, plan.idx, analytic, est.gradapprox, fd_all, judge)
+        j = _judged(problem, plan.idx, analytic, est.gradapprox, fd_all, judge)
     seg_all = np.searchsorted(plan.idx, layout.offsets).tolist()
     blocks = []
     for k, block in enumerate(layout.blocks):
@@ -106,26 +123,19 @@ def compare(
         skipped = plan.idx[mine][est.bad[mine]] if any_bad else plan.idx[:0]
         # Entries left out of the verdict: at or across a kink, of those the ones sitting
         # on one, and the ones a smaller step resolved (truncation, no kink).
-        kinked = on_kink = smooth = 0
+        left = _Left()
         if marks is not None:
             out = marks.kinks[mine] & ok[mine]
             smooth = int((marks.smooth[mine] & out).sum())
-            kinked = int(out.sum()) - smooth
-            on_kink = int(marks.on_kink[mine][ok[mine]].sum())
-        checked = seg_all[k + 1] - seg_all[k] - int(skipped.size)
-        blocks.append(
-            _block(
-                block,
-                k,
-                j,
-                judge,
-                skipped,
-                checked,
-                kinked=kinked,
-                on_kink=on_kink,
+            large = int((marks.large[mine] & out).sum())
+            left = _Left(
+                kinked=int(out.sum()) - smooth - large,
+                on_kink=int(marks.on_kink[mine][ok[mine]].sum()),
                 smooth=smooth,
+                large=large,
             )
-        )
+        checked = seg_all[k + 1] - seg_all[k] - int(skipped.size)
+        blocks.append(_block(block, k, j, judge, skipped, checked, left))
     # The global numbers get a pass of their own rather than a hypot of the block norms, so
     # that a check set up like the classic exercise reproduces its digits; kinks count here.
     a_all, b_all = (analytic, est.gradapprox) if not any_bad else (analytic[ok], est.gradapprox[ok])
@@ -138,19 +148,22 @@ def compare(
     return Comparison(float(difference), tuple(blocks), worst)
 
 
-def _judged(layout, idx, a, b, fd_error, judge: Judge) -> _Judged:
-    seg = np.searchsorted(idx, layout.offsets)
+def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:
+    seg = np.searchsorted(idx, problem.layout.offsets)
     norms, diffs = segment_differences(a, b, seg)
     fd_norms = segment_norms(fd_error, fd_error, seg)[:, 0]
     score = judge.scores(a, b, fd_error)
     with np.errstate(invalid="ignore", over="ignore"):
         size, err = np.abs(a) + np.abs(b), np.abs(a - b)
         # Both sides exactly 0 is agreement; both below what the differences resolve, and
-        # not both 0, was not tested.
+        # not both 0, is agreement within resolution, counted apart (Judge.below_resolution).
         zero = size == 0
         untested = (size < _policy.NOISE * fd_error) & ~zero
     worst_at, top_at = _argmax_per_block(seg, err), _argmax_per_block(seg, score)
-    untested_counts, zero_counts = _count_per_block(seg, untested, zero)
+    reach = _policy.NOISE * fd_error
+    resolved = size[~(untested | zero) & np.isfinite(size)]
+    scale = float(resolved.max()) if resolved.size else 0.0
+    untested_counts, zero_counts, disagree = _count_per_block(seg, untested, zero, score > 1)
     return _Judged(
         idx=idx,
         a=a,
@@ -164,7 +177,11 @@ def _judged(layout, idx, a, b, fd_error, judge: Judge) -> _Judged:
         worst_at=worst_at,
         untested=untested_counts,
         zeros=zero_counts,
+        disagree=disagree,
         top_at=top_at,
+        reach=[float(reach[i]) if i >= 0 else 0.0 for i in _argmax_per_block(seg, reach)],
+        scale=scale,
+        theta=problem.theta,
     )
 
 
@@ -203,25 +220,25 @@ def _block(
     judge: Judge,
     skipped: np.ndarray,
     checked: int,
-    *,
-    kinked: int,
-    on_kink: int,
-    smooth: int,
+    left: _Left,
 ) -> BlockResult:
-    """Block ``k``'s result from the judged entries ``j`` (``kinked``, ``on_kink``,
-    ``smooth``: the block's entries the kink pass left out, as for ``compare``).
+    """Block ``k``'s result from the judged entries ``j``; ``left``: what the kink pass
+    left out of it.
     """
+    kinked, on_kink, smooth, large = left.kinked, left.on_kink, left.smooth, left.large
     lo, hi = j.seg[k], j.seg[k + 1]
     na, nb, nd = j.norms[k]
     block_tol, note = judge.tol, None
     if hi > lo:
         d = j.diffs[k]
         verdict, block_tol = judge.block(d, j.fd_norms[k], na, nb)
-        if verdict == Verdict.INCONCLUSIVE:
+        if judge.below_resolution(j.untested[k], j.zeros[k], hi - lo, j.reach[k], j.scale):
+            verdict = Verdict.PASS
+        elif verdict == Verdict.INCONCLUSIVE:
             note = _unresolved(d, judge.tol, block_tol)
         top = j.top_at[k]
         if verdict != Verdict.FAIL and j.score[top] > _policy.ENTRY_FAIL:
-            verdict, note = Verdict.FAIL, _wrong_entry(block, j, top, d)
+            verdict, note = Verdict.FAIL, None  # _failing names the entry
         elif skipped.size and verdict != Verdict.FAIL:
             verdict = Verdict.INCONCLUSIVE
             note = (
@@ -231,6 +248,8 @@ def _block(
     elif skipped.size:
         d, verdict = math.nan, Verdict.INCONCLUSIVE  # every point was non-finite
         note = "f was not finite at the perturbed points of every checked entry"
+    elif large:
+        d, verdict = math.nan, Verdict.PASS  # judged below: every entry's step was too large
     elif kinked or smooth:
         d, verdict = math.nan, Verdict.PASS  # every entry agreed once the step missed the kink
         if on_kink == kinked and not smooth:
@@ -243,10 +262,14 @@ def _block(
     else:
         # Not checked by coordinates: an empty block passes; otherwise directions judge.
         d, verdict = (0.0, Verdict.PASS) if block.size == 0 else (math.nan, Verdict.UNTESTED)
+    if judge.unjudged_for_step(verdict, large):
+        verdict = Verdict.INCONCLUSIVE
+        note = (
+            f"the step is too large for {large:,} entr{'y' if large == 1 else 'ies'} of "
+            f"{block.name} (truncation dominates: see the note on the step); not judged"
+        )
     if verdict == Verdict.FAIL and note is None:
-        note = diagnose(block, j.idx[lo:hi], j.a[lo:hi], j.b[lo:hi])
-        if note is None and hi > lo and j.score[j.top_at[k]] > _policy.ENTRY_FAIL:
-            note = _wrong_entry(block, j, j.top_at[k], d)
+        note = _failing(block, k, j, judge, d)
     at, max_err = None, math.nan
     if hi > lo:
         m = j.worst_at[k]
@@ -268,6 +291,7 @@ def _block(
         kinks=kinked,
         untested=j.untested[k],
         zeros=j.zeros[k],
+        disagreeing=j.disagree[k] if hi > lo else 0,
         diagnosis=note,
     )
 
@@ -287,19 +311,54 @@ def _unresolved(d: float, tol, raised) -> str:
     )
 
 
-def _wrong_entry(block, j: _Judged, top: int, d: float) -> str:
+def _failing(block: Block, k: int, j: _Judged, judge: Judge, d: float) -> str | None:
+    """What a failing block's error looks like, in words: most of its entries wrong (and
+    their pattern), a pattern alone, or the one entry that stands out.
+    """
+    lo, hi = j.seg[k], j.seg[k + 1]
+    idx = j.idx[lo:hi]
+    pattern = diagnose(block, idx, j.a[lo:hi], j.b[lo:hi], j.theta[idx])
+    counted, wrong = hi - lo, j.disagree[k]
+    if counted and judge.widespread(wrong, counted):
+        if wrong == counted:
+            every = f"every checked entry of {block.name} disagrees ({wrong:,} of {counted:,})"
+        else:
+            every = f"{wrong:,} of {counted:,} checked entries of {block.name} disagree"
+        if pattern is not None:
+            return f"{every}: {pattern}"
+        return (
+            f"{every}; no factor, sign flip, transpose or multiple of {block.name} explains "
+            "the error: look at the whole of its backward formula"
+        )
+    if pattern is not None or not counted or j.score[j.top_at[k]] <= _policy.ENTRY_FAIL:
+        return pattern
+    return _wrong_entry(block, j, j.top_at[k], d, wrong, counted)
+
+
+def _wrong_entry(block, j: _Judged, top: int, d: float, wrong: int, counted: int) -> str:
     name = block.entry_name(int(j.idx[top]))
+    others = (
+        "the only checked entry that disagrees"
+        if wrong <= 1
+        else f"{wrong:,} of {counted:,} checked entries disagree"
+    )
     return (
         f"{name} is wrong: analytic {float(j.a[top]):.6g}, numeric {float(j.b[top]):.6g} "
         f"(score {float(j.score[top]):.3g}, far beyond its noise, and no kink at a smaller "
-        f"step); the block's difference is {d:.2g}"
+        f"step; {others}); the block's difference is {d:.2g}"
     )
 
 
-def diagnose(block, idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> str | None:
-    """A plain-words guess at what is wrong with a failing block's gradient."""
+def diagnose(
+    block, idx: np.ndarray, a: np.ndarray, b: np.ndarray, x: np.ndarray | None = None
+) -> str | None:
+    """A plain-words guess at what is wrong with a failing block's gradient: nothing
+    there, a factor, a sign, an added multiple of the parameter ``x`` (its values at
+    ``idx``), a transpose.
+    """
     if a.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return None
+    multiple = None if x is None else _multiple(block.name, a - b, np.asarray(x, np.float64))
     top = max(float(np.abs(a).max()), float(np.abs(b).max()))
     if top > 0:
         # Scale both by one power of two so the dot products neither overflow nor underflow.
@@ -322,12 +381,42 @@ def diagnose(block, idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> str | None
         if abs(scale + 1) < _policy.SIGN_TOL:
             return f"sign flipped: {block.name} = -1.00 x numeric"
         return f"{block.name} = {scale:.2f} x numeric (a wrong factor)"
+    if multiple is not None:
+        return multiple
     shape = block.shape
     if len(shape) == 2 and shape[0] == shape[1] and idx.size == block.size:
         full_b = b.reshape(shape)
         if np.linalg.norm(a.reshape(shape) - full_b.T) < _policy.TRANSPOSE_TOL * math.sqrt(aa):
             return f"transposed: {block.name} matches the numeric gradient transposed"
     return None
+
+
+def _multiple(name: str, error: np.ndarray, x: np.ndarray) -> str | None:
+    """The error as a multiple of the parameter itself, ``c x``: a regularisation term's
+    gradient left out (c < 0) or added where f has none (c > 0), the commonest course bug.
+    """
+    top = max(float(np.abs(x).max()), float(np.abs(error).max()))
+    if top == 0.0 or not np.isfinite(top):
+        return None
+    # Scaled by one power of two, as for the factor: no overflow nor underflow in the sums.
+    shift = -int(np.frexp(top)[1])
+    e, x = np.ldexp(error, shift), np.ldexp(x, shift)
+    xx = float(x @ x)
+    if xx == 0.0:
+        return None
+    c = float(e @ x) / xx
+    left = float(np.linalg.norm(e - c * x))
+    if c == 0.0 or not left <= _policy.MULTIPLE_EXPLAINS * float(np.linalg.norm(e)):
+        return None
+    if c < 0:
+        return (
+            f"d{name} misses {-c:.3g} x {name} (the error is {c:.3g} x {name}): a "
+            "regularisation term (weight decay) left out of the gradient?"
+        )
+    return (
+        f"d{name} adds {c:.3g} x {name} (the error is {c:.3g} x {name}): a regularisation "
+        "term counted twice, or one f does not have?"
+    )
 
 
 def _worst(layout, idx, a, b, err, score) -> tuple[Entry, ...]:

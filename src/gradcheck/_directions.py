@@ -47,9 +47,10 @@ def run(check: Check, findings: Findings) -> Findings:
     """Check each block in scope along the selection's random directions.
 
     Directions are central differences whatever the method: a complex or one-sided step,
-    or its thresholds, would misjudge them. Past the deadline no block's directions are
-    begun, the search stops and the confirmation checks no more entries; notes say what
-    was not examined.
+    or its thresholds, would misjudge them. Their step is the user's ``eps`` when one is
+    given (absolute, as for the coordinates), else the central relative step. Past the
+    deadline no block's directions are begun, the search stops and the confirmation
+    checks no more entries; notes say what was not examined.
     """
     k = check.selection.directions
     if not k:
@@ -85,6 +86,7 @@ def run(check: Check, findings: Findings) -> Findings:
         if r.cut
     ]
     found, kinks, unconfirmed = _confirm(check, found)
+    found = {b: _explained(check, b, r) for b, r in found.items()}
     if unconfirmed:
         cut.append(
             Note(
@@ -141,14 +143,42 @@ def check_block(s: Check, lo: int, hi: int, k: int) -> DirectionResult:
     return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
 
 
+def _explained(s: Check, b: int, r: DirectionResult) -> DirectionResult:
+    """The block's result with its confirmed entries named only if they stand out.
+
+    The search goes depth first, the lower half first: when the entries it confirms fill
+    most of the stretch of the block it went through and it stopped at its limit, every
+    entry it reached was wrong. Those are the first in memory order and no more wrong than
+    the rest of the block: naming them would read as the bug's place.
+    """
+    if len(r.found) < max(s.options.localize, 2) or r.verdict != Verdict.FAIL:
+        return r
+    layout = s.problem.layout
+    lo = int(layout.offsets[b])
+    span = max(r.found) - lo + 1
+    if not s.judge.widespread(len(r.found), span):
+        return r
+    name = layout.blocks[b].name
+    note = (
+        f"the error is spread over {name}: the search confirmed {len(r.found)} wrong "
+        f"entries among the first {span} of the block (every entry it reached), so no "
+        "entry is named; a coordinate check (sample=) counts the wrong entries"
+    )
+    return replace(r, found=(), note=note)
+
+
 def _one_direction(s: Check, lo: int, hi: int) -> tuple[float, float]:
     """(numeric, analytic) derivative along one random direction over buffer[lo:hi].
 
     Both are measured over the displacement the stored points actually span, so rounding of
     the points to the storage dtype cancels out of the comparison.
     """
-    rel_step = _plan.relative_step("central", s.problem.dtype, s.problem.dtype)
-    plus, minus = _plan.direction(s.problem.theta[lo:hi], rel_step, _rng(s))
+    theta, eps = s.problem.theta[lo:hi], s.options.eps
+    if eps is None:
+        rel_step = _plan.relative_step("central", s.problem.dtype, s.problem.dtype)
+        plus, minus = _plan.direction(theta, rel_step, _rng(s))
+    else:  # the user's step, as the coordinates take it
+        plus, minus = _plan.direction(theta, eps, _rng(s), absolute=True)
     f_plus, f_minus = s.evaluator.segments([(lo, hi, plus), (lo, hi, minus)])
     span = plus.astype(np.float64) - minus.astype(np.float64)
     return float(f_plus - f_minus), float(s.problem.analytic[lo:hi] @ span)
@@ -213,7 +243,7 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
         problem.theta,
         idx,
         method="central",
-        eps=None,
+        eps=s.options.eps,
         loss_dtype=problem.loss_dtype,
         seed=0,
         rel_step=_plan.relative_step("central", problem.dtype, problem.dtype),
@@ -228,24 +258,37 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
             for n, p in zip(numeric, predicted, strict=True)
         ]
     )
-    seen = examine(s, plan, est, np.flatnonzero(wrong_pair), eps=None)
+    seen = examine(s, plan, est, np.flatnonzero(wrong_pair), eps=s.options.eps)
     wrong = set(idx[wrong_pair & ~seen.mask].tolist())
-    at_kinks = set(idx[seen.mask].tolist())
+    large = {int(idx[pos]) for pos, kind in seen.kinds if kind == "truncation"}
+    at_kinks = set(idx[seen.mask].tolist()) - large
+    localize = s.options.localize
     return (
-        {k: _kept(r, wrong, at_kinks, s.options.localize, unconfirmed) for k, r in found.items()},
+        {k: _kept(r, wrong, at_kinks, large, localize, unconfirmed) for k, r in found.items()},
         kinks_of(s, plan, est, seen.kinds),
         len(unconfirmed),
     )
 
 
 def _kept(
-    r: DirectionResult, wrong: set, at_kinks: set, localize: int, unconfirmed: set
+    r: DirectionResult, wrong: set, at_kinks: set, large: set, localize: int, unconfirmed: set
 ) -> DirectionResult:
+    """The search's result with only its confirmed entries; ``at_kinks``: the found ones
+    that sit at kinks, ``large``: those the step was too large for.
+    """
     kept = tuple(i for i in r.found if i in wrong)
     if unconfirmed.intersection(r.found) and not kept:
         return replace(r, found=kept)  # a note of the check says the budget ran out
     if r.found and not kept and r.verdict == Verdict.FAIL:
-        if len(r.found) < localize and at_kinks.issuperset(r.found):
+        if large.issuperset(r.found):
+            note = (
+                "the directions disagree, but the finite differences of each entry the "
+                "search pinned down settle only at smaller steps: the step is too large for "
+                "the parameters or the curvature of f (truncation dominates); not judged, "
+                "check with a smaller step"
+            )
+            r = replace(r, verdict=Verdict.INCONCLUSIVE, note=note)
+        elif len(r.found) < localize and at_kinks.issuperset(r.found):
             note = (
                 "the directions disagree, but each entry the search pinned down sits at "
                 "or near a kink of f; check coordinates (sample=) to judge the block"

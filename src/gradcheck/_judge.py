@@ -156,6 +156,39 @@ class Judge:
         return self.directional(np.array([numeric]), np.array([predicted]))[1] == Verdict.FAIL
 
     @staticmethod
+    def below_resolution(below: int, zeros: int, counted: int, reach: float, scale: float) -> bool:
+        """Whether a block agrees by resolution alone: each of its ``counted`` entries has
+        both sides below what the finite differences resolve (``below``) or exactly 0
+        (``zeros``), some are not 0, and what they resolve (``reach``, in units of the
+        gradient) is tiny next to the check's resolved entries (``scale``: the largest
+        ``|a| + |b|`` among them).
+
+        Such a block is agreement, whatever ``tol`` says: its relative difference divides
+        rounding by rounding (a derivative 0 by symmetry, 1e-15 against 1e-10, differs by
+        ~1), and a wrong value above the resolution would have shown. Where the noise of f
+        drowns the gradient itself there is no resolved scale to be zero against, and the
+        block stays unjudged.
+        """
+        return below > 0 and below + zeros == counted and reach <= _policy.ZERO_AGAINST * scale
+
+    @staticmethod
+    def widespread(disagreeing: int, counted: int) -> bool:
+        """Whether a failing block is wrong throughout rather than in a few entries: at
+        least WIDESPREAD of its checked entries disagree. Its report then describes the
+        block, not the one entry that scores highest.
+        """
+        return counted > 1 and disagreeing >= _policy.WIDESPREAD * counted
+
+    @staticmethod
+    def unjudged_for_step(verdict: Verdict, large: int) -> bool:
+        """Whether a block that does not fail on its other entries is unjudged because the
+        step was too large for ``large`` of them: their error falls as h^2 at smaller
+        steps without reaching agreement, so neither a pass nor a diagnosis can be built
+        on them.
+        """
+        return large > 0 and verdict != Verdict.FAIL
+
+    @staticmethod
     def combined(coordinates: Verdict, directions: Verdict) -> Verdict:
         """A block's verdict from its coordinates' and its directions': the worse of those
         that looked at it.

@@ -139,7 +139,7 @@ def refuse_collapsed(plan: Plan, layout: Any, theta: np.ndarray, eps: float | No
 
 
 def direction(
-    x: np.ndarray, rel_step: float, rng: np.random.Generator
+    x: np.ndarray, rel_step: float, rng: np.random.Generator, *, absolute: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """The two points of one central difference along a random direction over ``x``.
 
@@ -147,10 +147,11 @@ def direction(
     so that the derivative along it has the size of a coordinate's, and the step is the
     coordinate step ``rel_step``. Gaussian, not +-1 entries: Rademacher directions cancel a
     +delta/-delta error pair exactly half the time. Returns the points rounded to the
-    storage dtype of ``x``.
+    storage dtype of ``x``. ``absolute``: ``rel_step`` is the user's absolute step ``eps``,
+    taken as it is (no scaling by |x|), like a coordinate's.
     """
     z = rng.standard_normal(x.size)
-    v = z * np.maximum(1.0, np.abs(x.astype(np.float64)))
+    v = z if absolute else z * np.maximum(1.0, np.abs(x.astype(np.float64)))
     v *= rel_step / max(float(np.linalg.norm(z)), np.finfo(np.float64).tiny)
     x64 = x.astype(np.float64)
     return (x64 + v).astype(x.dtype), (x64 - v).astype(x.dtype)

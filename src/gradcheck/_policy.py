@@ -33,6 +33,16 @@ COARSEST = 0.05 / 2.05
 # default step; NOISE the margin over the modelled noise (a model, not a bound).
 RTOL = {F64: 1e-5, F32: 1e-3}
 NOISE = 10.0
+# A block whose entries all lie below what the differences resolve (a derivative 0 by
+# symmetry: 1e-15 against 1e-10) agrees when that resolution is under this fraction of the
+# largest resolved entries of the check: next to them its values are zero, and a bug
+# larger than the resolution would have shown. Where nothing is resolved, noise drowns the
+# gradient and the block stays unjudged.
+ZERO_AGAINST = 1e-3
+# A failing block is wrong throughout, and described as a block rather than by its worst
+# entry, when at least this fraction of its checked entries disagree: a missing term or a
+# wrong formula moves most entries; a typo in one index moves one.
+WIDESPREAD = 0.5
 # How many of the worst entries a report keeps.
 WORST = 10
 
@@ -55,6 +65,13 @@ KINK_SLACK = 10.0
 # kink, when its error fell at least this much at a tenth of the step: h^2 predicts 100,
 # a kink the step still crosses keeps its error (the slack allows for rounding).
 TRUNCATION_FALL = 30.0
+# The step is too large for a disagreeing entry (truncation dominates) when its finite
+# difference moves at a tenth of the step by more than ENTRY_FAIL times what two values
+# may differ by, and then by TRUNCATION_SETTLES times less at a hundredth: it converges
+# towards another value, which the difference at a sound step does not do (it moves by
+# about h^2 times the third derivative over 6), whatever the analytic side. h^2 predicts
+# a hundredfold; a step of 10 on sin, far from that regime, shows ~6.
+TRUNCATION_SETTLES = 3.0
 # An entry whose score (its |error| over what its noise and RTOL allow) exceeds this, and
 # that is no kink, is wrong: it fails its block however little it moves the block's norm
 # (one wrong entry among 200 moves it by ~1/400 of the entry's error).
@@ -124,6 +141,10 @@ FACTOR_MIN = 0.01
 # ... and leaves at most this fraction of the error itself unexplained.
 FACTOR_EXPLAINS = 0.25
 SIGN_TOL = 0.05
+# "An added multiple of the parameter" (a regularisation term left out or added) when the
+# best multiple c x of the parameter leaves at most this fraction of the error unexplained:
+# a left-out c x leaves only the differences' own error.
+MULTIPLE_EXPLAINS = 0.05
 TRANSPOSE_TOL = 0.05
 
 # ------------------------------------------------------------------ Taylor test

@@ -26,7 +26,7 @@ from ._budget import Deadline
 from ._compare import Marks, compare
 from ._estimate import Estimate, estimate
 from ._plan import Plan
-from ._results import Kink, Note
+from ._results import Kink, Note, Verdict
 
 if TYPE_CHECKING:
     from ._context import Check, Findings
@@ -37,9 +37,15 @@ class Examined:
     """What smaller steps showed of some positions of a plan."""
 
     mask: np.ndarray  # bool, aligned with the plan: the entry disagrees only at a kink
-    # (position, "crossed" | "at" | "smooth"), by position; "smooth": the entry agrees at
-    # a smaller step, its first disagreement the truncation error of a curved f.
+    # (position, "crossed" | "at" | "smooth" | "truncation"), by position; "smooth": the
+    # entry agrees at a smaller step, its first disagreement the truncation error of a
+    # curved f; "truncation": it does not agree, but its finite difference moves far
+    # beyond its noise at a tenth of the step and settles at smaller ones (the step is too
+    # large for the parameters or the curvature).
     kinds: tuple[tuple[int, str], ...]
+    # The finite difference at the check's step and at each smaller one, and the analytic
+    # value, by position, for the "truncation" entries (for the report).
+    moves: tuple[tuple[int, tuple[float, ...], float], ...] = ()
 
 
 def run(check: Check, findings: Findings) -> Findings:
@@ -63,7 +69,7 @@ def run(check: Check, findings: Findings) -> Findings:
     head = [p[: _policy.PER_BLOCK] for p in per_block]
     wanted = _within(head, check.deadline)
     seen = examine(check, plan, est, wanted, eps=eps)
-    mask, kinds = seen.mask, list(seen.kinds)
+    mask, kinds, moves = seen.mask, list(seen.kinds), list(seen.moves)
     skipped = sum(h.size for h in head) - wanted.size
     rest = [
         p[_policy.PER_BLOCK :]
@@ -76,6 +82,7 @@ def run(check: Check, findings: Findings) -> Findings:
         more = examine(check, plan, est, more_wanted, eps=eps)
         mask = mask | more.mask
         kinds = sorted(kinds + list(more.kinds))
+        moves = sorted(moves + list(more.moves))
     cut: tuple[Note, ...] = ()
     if skipped:
         cut = (
@@ -87,11 +94,12 @@ def run(check: Check, findings: Findings) -> Findings:
         )
     if not mask.any():
         return findings.with_notes(cut)
-    on_kink, smooth = np.zeros_like(mask), np.zeros_like(mask)
+    on_kink, smooth, large = np.zeros_like(mask), np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
-    again = compare(problem, plan, est, judge, Marks(mask, on_kink, smooth))
-    notes = (*_smooth_note(check, plan, smooth), *cut)
+    large[[pos for pos, kind in kinds if kind == "truncation"]] = True
+    again = compare(problem, plan, est, judge, Marks(mask, on_kink, smooth, large))
+    notes = (*_smooth_note(check, plan, smooth), *_large_step_note(check, plan, moves), *cut)
     refined = replace(findings, comparison=again).with_kinks(kinks_of(check, plan, est, kinds))
     return refined.with_notes(notes)
 
@@ -106,6 +114,33 @@ def _smooth_note(check: Check, plan: Plan, smooth: np.ndarray) -> tuple[Note, ..
             f"{', '.join(names)}{more} agree at a tenth of the step: their first "
             "disagreement was the truncation error of a curved f, which falls with the "
             "square of the step (no kink); like kinks, they are left out of the verdicts"
+        ),
+    )
+
+
+def _large_step_note(check: Check, plan: Plan, moves: list) -> tuple[Note, ...]:
+    """What the entries whose finite differences settle only at smaller steps say of the
+    step.
+    """
+    if not moves:
+        return ()
+    pos, (at_h, *smaller), analytic = moves[0]
+    name = check.problem.layout.entry_name(int(plan.idx[pos]))
+    eps = check.options.eps
+    step = f"the step eps={eps!r}" if eps is not None else "the step"
+    falls = ", ".join(
+        f"{e:.3g} at h/{round(1 / f)}" for e, f in zip(smaller, _policy.SHRINK, strict=True)
+    )
+    more = f" ({len(moves)} entries alike)" if len(moves) > 1 else ""
+    advice = "leave eps unset (a step relative to |x|)" if eps is not None else "pass a smaller eps"
+    return (
+        Note(
+            f"{step} is too large for the parameters or the curvature of f: truncation "
+            "dominates the finite differences, which move far beyond their noise at a "
+            f"tenth of the step and settle at smaller steps ({name}: {at_h:.3g} at h, "
+            f"{falls}; analytic {analytic:.3g}){more}; no factor or kink can be read from "
+            f"them and the entries are not judged: {advice}",
+            floor=Verdict.INCONCLUSIVE,
         ),
     )
 
@@ -135,7 +170,7 @@ def kinks_of(check: Check, plan: Plan, est: Estimate, kinds) -> tuple[Kink, ...]
             float(est.one_sided[pos, 1]),
         )
         for pos, kind in kinds
-        if kind != "smooth"
+        if kind not in ("smooth", "truncation")
     )
 
 
@@ -148,6 +183,10 @@ class _Smaller:
     sides: list  # one-sided slopes (m, 2) per step
     slacks: list  # what rounding allows the slopes to differ by, per step
     valid: list  # the step spanned something (a user's step may vanish), per step
+    numerics: list  # the finite difference at the check's step, then at each smaller step
+    fd_first: np.ndarray  # what the noise of f makes in the differences at the first one
+    fd_last: np.ndarray  # ... and at the last one
+    resolved: np.ndarray  # the noise stays below a tenth of the first error at every step
 
 
 def examine(
@@ -179,13 +218,40 @@ def examine(
     # the truncation error of a curved f, not a kink: a kink's error stays while the step
     # still crosses it, then vanishes at once.
     smooth = agrees & (s.fell <= 1.0 / _policy.TRUNCATION_FALL)
+    # Not agreeing yet, but falling at each smaller step and by the square of it between
+    # the last two: truncation dominates at the check's step, which is too large; a kink's
+    # error keeps its size while a step crosses it, a bug's stays at the bug's size.
+    b = s.numerics
+    moved, then = np.abs(b[0] - b[1]), np.abs(b[1] - b[2])
+    truncated = ~agrees & finite & s.resolved & s.valid[-1]
+    # Still moving beyond noise at a hundredth, as truncation does: a kink the check's step
+    # crossed and a smaller one does not leaves the difference still there (a bug beside
+    # it is a bug).
+    unstable = moved > _policy.ENTRY_FAIL * check.judge.allowance(b[0], b[1], s.fd_first)
+    moving = then > check.judge.allowance(b[1], b[2], s.fd_last)
+    truncated &= unstable & moving & (then * _policy.TRUNCATION_SETTLES <= moved)
     kinds = []
-    rows = zip(flagged.tolist(), agrees.tolist(), at.tolist(), smooth.tolist(), strict=True)
-    for pos, crossed, on, curved in rows:
-        if crossed or on:
+    rows = zip(
+        flagged.tolist(),
+        agrees.tolist(),
+        at.tolist(),
+        smooth.tolist(),
+        truncated.tolist(),
+        strict=True,
+    )
+    for pos, crossed, on, curved, large in rows:
+        if large:
+            mask[pos] = True
+            kinds.append((pos, "truncation"))
+        elif crossed or on:
             mask[pos] = True
             kinds.append((pos, "smooth" if curved else "crossed" if crossed else "at"))
-    return Examined(mask, tuple(kinds))
+    moves = tuple(
+        (pos, tuple(float(v[i]) for v in b), float(a[i]))
+        for i, pos in enumerate(flagged.tolist())
+        if truncated[i]
+    )
+    return Examined(mask, tuple(kinds), moves)
 
 
 def _at_smaller_steps(
@@ -198,6 +264,8 @@ def _at_smaller_steps(
     first_error = np.abs(a - est.gradapprox[flagged])
     agrees = np.zeros(flagged.size, dtype=bool)
     sides, slacks, valid, falls = [], [], [], []
+    numerics, resolved = [est.gradapprox[flagged]], np.ones(flagged.size, dtype=bool)
+    fd_errors: list = []
     for factor in _policy.SHRINK:
         sub = _plan.make(
             problem.theta,
@@ -229,11 +297,16 @@ def _at_smaller_steps(
             left, right = smaller.one_sided[:, 0], smaller.one_sided[:, 1]
             slack = judge.allowance(left, right, 2 * noise_f / span)
             falls.append(err / first_error)
+            fd_errors.append(fd_error)
+        numerics.append(b)
+        resolved &= resolves
         agrees = np.where(resolves, fits, agrees)
         sides.append(smaller.one_sided)
         slacks.append(slack)
         valid.append(spans)
-    return _Smaller(agrees, falls[0], sides, slacks, valid)
+    return _Smaller(
+        agrees, falls[0], sides, slacks, valid, numerics, fd_errors[0], fd_errors[-1], resolved
+    )
 
 
 def flagged_positions(plan: Plan, offsets: np.ndarray, score: np.ndarray) -> list[np.ndarray]:

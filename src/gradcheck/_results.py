@@ -96,6 +96,7 @@ class BlockResult:
     kinks: int = 0  # entries left out of the verdict: they disagree only at a kink
     untested: int = 0  # entries where both sides lie below what the differences resolve
     zeros: int = 0  # entries exactly 0 on both sides (agreement: f does not move with them)
+    disagreeing: int = 0  # checked entries whose score is above 1 (kinks left out)
     diagnosis: str | None = None  # what a failing block's error looks like, in words
     directions: int = 0  # random directions checked
     direction_difference: float = math.nan

@@ -137,8 +137,9 @@ def _block_lines(r: Any, b: BlockResult, summary: str | None) -> list[str]:
         out.append(f"  {b.name}: the directional search found {', '.join(b.localized)}")
     if b.untested:
         out.append(
-            f"  {b.name}: {b.untested:,} entr{'y' if b.untested == 1 else 'ies'} untested "
-            "(both sides below what the finite differences resolve)"
+            f"  {b.name}: {b.untested:,} entr{'y has' if b.untested == 1 else 'ies have'} "
+            "both sides below what the finite differences resolve (agreement within "
+            "resolution, counted apart from the entries the differences test)"
         )
     raised = b.tol != r.tol and b.tol == b.tol and b.size and summary is None
     if raised and b.tol[1] >= 1.0:
