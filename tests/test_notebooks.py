@@ -12,7 +12,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
-TIMEOUT = 120  # seconds per notebook; none takes more than about 15
+TIMEOUT = 120  # seconds per notebook: each takes 10-20 s on 2 cores, about 30 s with both busy
 
 # Run first in the kernel: what the test suite treats as an error, the notebooks do too.
 STRICT = "import warnings\nwarnings.simplefilter('error')"

@@ -124,9 +124,6 @@ class Monitor:
         Checks run so far.
     deferred : int
         Due checks the budget put off to a later step.
-    reduced : int
-        Checks the budget reduced to one random direction per block (each counted once,
-        whatever the number of blocks it covered: :meth:`history` has a row per block).
     alerts : list of dict
         One entry (``step``, ``block``, ``difference``) per alert raised.
 
@@ -198,7 +195,6 @@ class Monitor:
         self.on_alert = on_alert
         self.checks = 0
         self.deferred = 0
-        self.reduced = 0
         self.alerts: list[dict[str, Any]] = []
         self.last_report: Report | None = None
         self._rng = np.random.default_rng(seed)
@@ -345,7 +341,6 @@ class Monitor:
         self.checks += 1
         self.last_report = report
         reduced = scheme != Scheme(self.sample, self.directions)
-        self.reduced += reduced
         results = list(report.blocks.values())
         where = {k: i for i, k in enumerate(indices)}
         for name in target:
