@@ -305,9 +305,10 @@ def _compare(jax, pair: Pair, point: _Point, setting: Setting, asked: _Asked) ->
             "`fn` and `reference` must return the same outputs: the reference gives "
             f"{_shapes(truth.outputs)}, fn {_shapes(kernel.outputs)}"
         )
+    gradients = _lowprec_run.reference_gradients(truth)
     rounded = Run(
         {n: a.astype(dtype).astype(np.float64) for n, a in truth.outputs.items()},
-        {n: a.astype(dtype).astype(np.float64) for n, a in truth.gradients.items()},
+        {n: a.astype(dtype).astype(np.float64) for n, a in gradients.items()},
     )
     blocks, sides = _lowprec_run.measured(setting, truth, baseline, kernel, rounded)
     if asked.dependence:

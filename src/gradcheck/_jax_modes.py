@@ -40,11 +40,12 @@ def run(jax, args, settings, modes: _modes.Modes) -> Report:
     parts: dict[str, Report] = {}
     if "rev" in chosen:
         parts["rev"] = adapter._run(jax, args, settings)
-    if "fwd" in chosen:
-        parts["fwd"] = forward(jax, g, put, point, settings)
+    fwd = forward(jax, g, put, point, settings) if "fwd" in chosen else None
+    if fwd is not None:
+        parts["fwd"] = fwd
     adjoint = None
-    if "rev" in parts and "fwd" in parts:
-        adjoint = identity(jax, g, put(point), parts["fwd"])
+    if "rev" in parts and fwd is not None:
+        adjoint = identity(jax, g, put(point), fwd)
     return _modes.combine(parts, adjoint, modes.order)
 
 
@@ -99,7 +100,7 @@ def _floating(jax, leaves) -> list[int]:
     return [k for k, o in enumerate(leaves) if jax.numpy.issubdtype(o.dtype, jax.numpy.floating)]
 
 
-def forward(jax, g, put, point: dict, settings) -> Report:
+def forward(jax, g, put, point: dict, settings) -> _jvp.TangentReport:
     """:func:`gradcheck.check_jvp` of ``g``, the analytic side by ``jax.jvp``."""
     jitted = jax.jit(g)
 
@@ -123,7 +124,7 @@ def forward(jax, g, put, point: dict, settings) -> Report:
     return _jvp._forward(f, point, jvp, None, options, _jvp._JVP)
 
 
-def identity(jax, g, point: dict, fwd: Report):
+def identity(jax, g, point: dict, fwd: _jvp.TangentReport):
     """``<J t, c> = <t, J^T c>`` on the forward check's tangent and cotangent, by
     ``jax.jvp`` on one side and ``jax.vjp`` on the other.
     """

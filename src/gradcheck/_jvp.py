@@ -168,7 +168,7 @@ _HVP = _Words(
 )
 
 
-def _forward(f, inputs, rule, tangent, options: dict, words: _Words) -> Report:
+def _forward(f, inputs, rule, tangent, options: dict, words: _Words) -> TangentReport:
     """Check ``rule`` as the forward derivative of ``f``: one block per input array."""
     started = time.perf_counter()
     if options.get("batched"):

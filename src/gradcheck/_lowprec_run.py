@@ -59,6 +59,17 @@ class Setting:
     started: float
 
 
+def reference_gradients(run: Run) -> dict[str, np.ndarray]:
+    """A reference's gradients: never None, as its side gives zeros for an input its
+    outputs do not use.
+    """
+    out = {}
+    for name, g in run.gradients.items():
+        assert g is not None, f"the reference's side gave no gradient {name}"
+        out[name] = g
+    return out
+
+
 def measured(setting: Setting, truth: Run, baseline: Run, kernel: Run, rounded: Run) -> tuple:
     """``(blocks, sides)``: every output's and gradient's :class:`Agreement`, by name."""
     shared = truth.outputs.keys() & truth.gradients.keys()

@@ -36,7 +36,7 @@ def format_compare(r: CompareReport) -> str:
         "max |error|",
         "at",
     )
-    rows = [columns]
+    rows: list[tuple[str, ...]] = [columns]
     for a in r.blocks.values():
         rows.append(
             (

@@ -87,8 +87,8 @@ def validate(modes: Any, order: Any) -> Modes:
 
 def resolve(modes: Modes, has_forward_rule: bool) -> tuple[str, ...]:
     """The modes to run: "auto" is reverse, plus forward where the function has a rule."""
-    if modes.modes != "auto":
-        return modes.modes  # type: ignore[return-value]
+    if isinstance(modes.modes, tuple):  # validate leaves "auto" as the only string
+        return modes.modes
     return ("rev", "fwd") if has_forward_rule and modes.order == 1 else ("rev",)
 
 

@@ -87,6 +87,7 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
         # is flat ("too small") shows f moving in steps, which is what the coarse line read.
         finer, verdict = ecnoise(on_line(spacing / respace))
         if verdict == "ok":
+            assert finer is not None, "ecnoise gives a level with 'ok'"
             estimated = min(estimated, finer)
         elif verdict == "too large":
             estimated = None

@@ -194,7 +194,7 @@ def _draw(problem: _Problem, count: int, seed: int) -> list[tuple[str, str | Non
     """
     layout = problem.layout
     scale = np.maximum(1.0, np.abs(problem.x64))
-    out = []
+    out: list[tuple[str, str | None, np.ndarray]] = []
     for k in range(count):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(TAYLOR_STREAM, k)))
         name = "whole" if count == 1 else f"whole {k + 1}"
@@ -234,6 +234,7 @@ def _noise_level(problem: _Problem, evaluate, d: np.ndarray) -> float:
             return 0.0
         level, verdict = _noise.ecnoise([v + _policy.TAYLOR_NOISE_SHIFT * size for v in values])
         if verdict == "ok":
+            assert level is not None, "ecnoise gives a level with 'ok'"
             return float(level)
         if verdict == "too small":
             spacing *= _policy.NOISE_RESPACE

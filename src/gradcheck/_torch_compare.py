@@ -205,9 +205,10 @@ def _compare(torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked) 
     same = pair.fn is pair.reference
     kernel = replace(kernel, called_reference=called() or same)
     _same_layout(truth, kernel)
+    gradients = _lowprec_run.reference_gradients(truth)
     rounded = Run(
         {n: _rounded(torch, a, dtype) for n, a in truth.outputs.items()},
-        {n: _rounded(torch, a, dtype) for n, a in truth.gradients.items()},
+        {n: _rounded(torch, a, dtype) for n, a in gradients.items()},
     )
     blocks, sides = _lowprec_run.measured(setting, truth, baseline, kernel, rounded)
     if asked.dependence:

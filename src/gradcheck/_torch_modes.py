@@ -25,7 +25,8 @@ def forward_rule(torch, fn: Any) -> bool:
         isinstance(owner, type)
         and issubclass(owner, torch.autograd.Function)
         and getattr(fn, "__name__", "") == "apply"
-        and owner.jvp is not torch.autograd.Function.jvp
+        # torch comes in as a value, so no type says owner is a Function: look jvp up by name
+        and getattr(owner, "jvp", None) is not torch.autograd.Function.jvp
     )
 
 
@@ -45,11 +46,12 @@ def run(torch, g, point: dict, settings, modes: _modes.Modes, *, rule: bool) -> 
     parts: dict[str, Report] = {}
     if "rev" in chosen:
         parts["rev"] = adapter._run(torch, g, point, settings)
-    if "fwd" in chosen:
-        parts["fwd"] = forward(torch, g, point, settings)
+    fwd = forward(torch, g, point, settings) if "fwd" in chosen else None
+    if fwd is not None:
+        parts["fwd"] = fwd
     adjoint = None
-    if "rev" in parts and "fwd" in parts:
-        adjoint = identity(torch, g, point, settings, parts["fwd"])
+    if "rev" in parts and fwd is not None:
+        adjoint = identity(torch, g, point, settings, fwd)
     return _modes.combine(parts, adjoint, modes.order)
 
 
@@ -88,7 +90,7 @@ def _forward_ad(torch):
     return torch.autograd.forward_ad
 
 
-def forward(torch, g, point: dict, settings) -> Report:
+def forward(torch, g, point: dict, settings) -> _jvp.TangentReport:
     """:func:`gradcheck.check_jvp` of ``g``, the analytic side by torch's forward AD."""
     fw = _forward_ad(torch)
     tensors = _tensors(torch, point)
@@ -113,7 +115,7 @@ def forward(torch, g, point: dict, settings) -> Report:
     return _jvp._forward(f, params, jvp, None, options, _jvp._JVP)
 
 
-def identity(torch, g, point: dict, settings, fwd: Report):
+def identity(torch, g, point: dict, settings, fwd: _jvp.TangentReport):
     """The adjoint identity ``<J t, c> = <t, J^T c>`` on the forward check's tangent and
     cotangent: the forward rule on one side, the reverse rule on the other.
     """

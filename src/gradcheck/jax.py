@@ -126,7 +126,7 @@ def check(
     started = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
-    modes = _modes.validate(modes, order)
+    asked = _modes.validate(modes, order)
     run = _frameworks.settings(
         started, options, evaluate=evaluate, projections=projections, cotangent=cotangent
     )
@@ -152,7 +152,7 @@ def check(
     dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in checked}
     run = replace(run, wide=run.wide or np.dtype(np.float64) in dtypes)
     with _x64(jax) if run.wide else contextlib.nullcontext():
-        return _jax_modes.run(jax, _Args(fn, keyword, names, flat, checked), run, modes)
+        return _jax_modes.run(jax, _Args(fn, keyword, names, flat, checked), run, asked)
 
 
 def _argnums(argnums: Any, count: int) -> set[int]:

@@ -118,7 +118,7 @@ def check(
     started = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}: {fn!r:.80}")
-    modes = _modes.validate(modes, order)
+    asked = _modes.validate(modes, order)
     run = _frameworks.settings(
         started, options, evaluate=evaluate, projections=projections, cotangent=cotangent
     )
@@ -136,7 +136,7 @@ def check(
         args = [tensors[n] if n in checked else c for n, c in zip(names, fixed, strict=True)]
         return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
 
-    return _torch_modes.run(torch, g, point, run, modes, rule=_torch_modes.forward_rule(torch, fn))
+    return _torch_modes.run(torch, g, point, run, asked, rule=_torch_modes.forward_rule(torch, fn))
 
 
 def check_module(
@@ -217,7 +217,7 @@ def check_module(
         raise TypeError(f"`loss` must be callable or None, got {type(loss).__name__}: {loss!r:.80}")
     if loss is not None and (cotangent is not None or projections != 1):
         raise ValueError("`loss` makes the output scalar: it takes no `cotangent` or `projections`")
-    modes = _modes.validate(modes, order)
+    asked = _modes.validate(modes, order)
     run = _frameworks.settings(
         started, options, evaluate=evaluate, projections=projections, cotangent=cotangent, loss=loss
     )
@@ -245,7 +245,7 @@ def check_module(
         def g(tensors):
             return functional_call(module, {**fixed, **tensors}, args, kwargs)
 
-        return _torch_modes.run(torch, g, point, run, modes, rule=False)
+        return _torch_modes.run(torch, g, point, run, asked, rule=False)
 
 
 # --- the shared core: a function of named tensors, checked through a projection --------------
