@@ -22,8 +22,9 @@ def _verdicts(make, bug=None, seeds=SEEDS, **options):
 def test_a_correct_float32_layer_passes_on_every_seed():
     reports = _verdicts(models32.gelu_layer)
     assert sum(r.verdict == "pass" for r in reports) >= 29
-    assert all(r.tol == (1e-3, 1e-2) for r in reports)
-    # f follows its input's dtype: evaluated on float64 copies, and the report says so.
+    # f follows its input's dtype: evaluated on float64 copies, and the report says so;
+    # the float32 gradient is held to what its own rounding leaves against them.
+    assert all(r.tol == (1e-4, 1e-3) for r in reports)
     assert any("evaluated on float64 copies" in n for n in reports[0].notes)
 
 

@@ -19,8 +19,11 @@ from . import _vjp
 from ._check import check
 from ._report import Report
 
-# How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
-EVALUATE = ("native", "float64")
+# How the adapters may evaluate f: as the numpy core does by default ("auto": the numeric
+# side on float64 copies of float32 inputs when the function follows its inputs' dtype,
+# the analytic side on the inputs as given), in the inputs' dtype, or both sides on float64
+# copies.
+EVALUATE = ("auto", "native", "float64")
 # Memory for one vmapped call: the perturbed rows and their outputs, with room for the
 # intermediates (four outputs' worth) of a typical layer. Larger stacks are split.
 VMAP_BYTES = 64 << 20
@@ -37,7 +40,8 @@ class Run:
     ``options`` is what is left for :func:`gradcheck.check` (``seed`` and ``batched`` taken
     out); ``batched`` is None (try vmap), True (require it) or False (never); ``wide``: the
     function runs on float64 copies; ``loss``: a user loss makes the output scalar (no
-    cotangents).
+    cotangents); ``widen``: the numeric side alone may run on float64 copies of float32
+    inputs, where the function follows their dtype ("auto").
     """
 
     started: float
@@ -48,6 +52,7 @@ class Run:
     wide: bool
     options: dict
     loss: Callable[[Any], Any] | None = None
+    widen: bool = False
 
     @property
     def drawn(self) -> bool:
@@ -67,7 +72,8 @@ def settings(
     seed = _vjp.resolve_seed(options.pop("seed", None))
     batched = _batched(options)
     wide = evaluate == "float64"
-    return Run(started, cotangent, projections, seed, batched, wide, options, loss)
+    widen = evaluate == "auto"
+    return Run(started, cotangent, projections, seed, batched, wide, options, loss, widen)
 
 
 def cotangents(run: Run, shapes: list[tuple[int, ...]], given: Callable[[], Any]) -> list:
