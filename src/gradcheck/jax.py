@@ -39,7 +39,7 @@ def check(
     args: Any,
     *,
     cotangent: Any = None,
-    evaluate: str = "native",
+    evaluate: str = "auto",
     projections: int = 1,
     modes: str | tuple[str, ...] = "auto",
     order: int = 1,
@@ -61,8 +61,12 @@ def check(
     cotangent : pytree of arrays, optional
         The direction ``c`` of the projection ``<c, fn(*args)>``, in the structure of the
         output. Default: standard normal entries drawn from ``seed``.
-    evaluate : {"native", "float64"}
-        "native": the inputs' own dtype (float32 unless 64-bit jax is on or an input is
+    evaluate : {"auto", "native", "float64"}
+        "auto" (default), for float32 inputs: your VJP runs on them as given, and the
+        finite differences on float64 copies, with 64-bit jax on for them alone, when
+        ``fn`` follows its inputs' dtype (as :func:`gradcheck.check` does); the float32
+        gradient is then held to pass <= 1e-4, fail > 1e-3. Otherwise, and with "native":
+        the inputs' own dtype (float32 unless 64-bit jax is on or an input is
         float64), with float32's steps and thresholds for float32. "float64": both sides
         run on float64 copies inside ``jax.enable_x64`` (the global setting is left as it
         was); it needs ``fn`` to follow its inputs' dtype. A float64 input turns 64-bit mode
@@ -264,12 +268,17 @@ def _projection(jax, traced: _Traced, run, ct) -> Report:
     # very same numbers.
     rounded = [c.astype(out_leaves[k].dtype) for c, k in zip(ct, projected, strict=True)]
 
-    def project(named):
-        ys = jax.tree_util.tree_leaves(traced.g(named))
-        total = jnp.zeros((), acc)
-        for k, c in zip(projected, rounded, strict=True):
-            total = total + jnp.sum(ys[k].astype(acc) * jnp.asarray(c, acc))
-        return total
+    def projection(acc):
+        def project(named):
+            ys = jax.tree_util.tree_leaves(traced.g(named))
+            total = jnp.zeros((), acc)
+            for k, c in zip(projected, rounded, strict=True):
+                total = total + jnp.sum(ys[k].astype(acc) * jnp.asarray(c, acc))
+            return total
+
+        return project
+
+    project = projection(acc)
 
     # Every output leaf gets a cotangent: the projected ones theirs, the others zeros of
     # jax's float0 (integer outputs have no tangent space).
@@ -286,29 +295,67 @@ def _projection(jax, traced: _Traced, run, ct) -> Report:
             for k, c in zip(projected, rounded, strict=True)
         )
     )
-    numeric = _numeric(jax, traced, project, scale, run.batched)
+    wide = _wide(jax, traced, projection) if run.widen else None
+    numeric = _numeric(jax, traced, project, scale, run.batched, wide)
     return _frameworks.check_numeric(numeric, traced.point, analytic, run)
 
 
-def _numeric(jax, traced: _Traced, project, scale: float, batched: bool | None):
+def _wide(jax, traced: _Traced, projection):
+    """The projection on float64 copies of a float32 point, jitted with 64-bit jax on for
+    it alone, when ``fn`` computes in float64 there (it follows its inputs' dtype); else
+    None. ``projection(acc)`` is the projection accumulating in ``acc``.
+    """
+    if not all(a.dtype == np.float32 for a in traced.point.values()):
+        return None
+    with _x64(jax):
+        named = {n: jax.ShapeDtypeStruct(a.shape, np.float64) for n, a in traced.point.items()}
+        try:
+            leaves = jax.tree_util.tree_leaves(jax.eval_shape(traced.g, named))
+        except Exception:  # a function that cannot run in float64 is checked in its own dtype
+            return None
+        if not all(leaves[k].dtype == np.float64 for k in traced.projected):
+            return None
+        return projection(jax.numpy.float64)
+
+
+def _numeric(
+    jax, traced: _Traced, project, scale: float, batched: bool | None, wide: Callable | None
+):
     """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
 
     ``jit(vmap(project))`` on stacks (unless ``batched`` is False), tried once on two rows
     and kept when it runs and agrees with ``jit(project)`` at the inputs; otherwise
-    ``jit(project)`` one point at a time, and ``note`` says why.
+    ``jit(project)`` one point at a time, and ``note`` says why. ``wide``: the projection
+    of float64 copies, which evaluates the float64 points ``gradcheck.check`` asks for
+    (with 64-bit jax on for them alone) when it evaluates f there ("auto").
     """
     put, point = traced.put, traced.point
-    loss_dtype = np.float32 if traced.float32 else np.float64
+    # A function that follows its inputs' dtype returns float64 values, so that
+    # gradcheck.check evaluates it on float64 copies; the first call, on the float32
+    # point, tells it the parameters' own precision.
+    loss_dtype = np.float32 if traced.float32 and wide is None else np.float64
     # What jax.vjp traced, jit traces too: the one-point f is always jitted.
     jitted = jax.jit(project)
+    jitted64 = vmapped64 = None
+    if wide is not None:
+        jitted64, vmapped64 = jax.jit(wide), jax.jit(jax.vmap(wide))
+
+    def widened(struct) -> bool:
+        return jitted64 is not None and next(iter(struct.values())).dtype == np.float64
 
     def one(struct):
+        if widened(struct):
+            with _x64(jax):
+                return np.float64(jitted64(put(struct)))
         return loss_dtype(jitted(put(struct)))
 
     want = float(one(point))
     vmapped = jax.jit(jax.vmap(project))
 
     def call(part):
+        if widened(part):
+            with _x64(jax):
+                return np.asarray(vmapped64(put(part)))
         return np.asarray(vmapped(put(part)))
 
     out_numel = sum(int(np.prod(traced.out_leaves[k].shape)) for k in traced.projected)
