@@ -270,6 +270,9 @@ def run(
             findings = step(check, findings)
             evaluator.verify()
     findings = findings.with_notes((*_widening(problem), *_unresolved(check, findings)))
+    if options.budget is not None:
+        c = findings.compared
+        findings = findings.with_notes(_budget.unseen(c.blocks[k] for k in selection.blocks))
     return _report.build(check, findings, time.perf_counter() - started)
 
 

@@ -117,6 +117,13 @@ COMPLEX_SELF_TEST = (1e-3, 1e-6, 3)
 # total allows: one coordinate misses a bug touching 1% of a block 99 times in 100, four
 # already shrink that to 0.96 and leave the rest of the total to share by need.
 SAMPLE_FLOOR = 4
+# A budget that left a block so thinly checked that a bug in BUDGET_FRACTION of its entries
+# would have gone unseen with probability above BUDGET_MISS (BlockResult.miss_probability)
+# cannot call it a pass: the check is "inconclusive" and says what it could have missed.
+# 1% of a block wrong is the smallest bug a user asks a spot check to see; above even odds
+# of missing it, the check did not look.
+BUDGET_FRACTION = 0.01
+BUDGET_MISS = 0.5
 
 # ------------------------------------------------------------------ diagnosis
 # "A wrong factor" only when one factor explains the gradient to FACTOR_RESIDUAL of |grad|
