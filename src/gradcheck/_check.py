@@ -138,6 +138,10 @@ def check(
     budget : float, optional
         Seconds to spend: one evaluation of ``f`` is timed and ``sample`` and
         ``directions`` (those left None) are chosen to fit; a full check when it fits.
+        Directions per block come first, then time kept to localise a wrong entry they
+        flag, then sampled coordinates. A block left too thinly checked to have seen a
+        bug in 1% of its entries (even odds of missing it) makes the check
+        "inconclusive", and a note says so.
     client : dask.distributed.Client, optional
         For ``engine="dask"``; default: the current client.
     progress : bool, optional
