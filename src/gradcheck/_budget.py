@@ -138,7 +138,9 @@ def select(
             1.0, point / per_call
         )
         # The noise probe ran already (see _check.run): what it cost is in the elapsed time.
+        # ... and the localisation of what the directions flag comes before coordinates.
         seconds = plan_seconds(options.budget, time.perf_counter() - started)
+        seconds = max(0.0, seconds - per_search * per_call)
         sample, directions = fit_budget(
             seconds,
             sizes,
@@ -147,7 +149,6 @@ def select(
             per_call=per_call,
             per_round=per_round,
             method=options.method,
-            per_search=per_search,
         )
         deadline = Deadline(started + options.budget, per_call, point, per_round, per_search)
     return _sample.select(layout, sample, directions, rng, blocks), deadline
@@ -162,7 +163,6 @@ def fit_budget(
     per_call: float,
     per_round: float,
     method: str,
-    per_search: float = 0.0,
 ) -> tuple[int | float | None, int | None]:
     """``(sample, directions)`` (those given stay) so the check takes ``budget`` seconds.
 
@@ -170,8 +170,8 @@ def fit_budget(
     direction over every block in scope costs (at least 2 a block; more on a large block,
     where drawing the direction and writing it in are not free). ``sizes`` are those of the
     blocks in scope; a coordinate costs as many evaluations as ``method`` has points.
-    ``per_search``: evaluations kept for localising what the directions flag; sampled
-    coordinates get what is left after the directions and it (``SEARCHED``).
+    The caller keeps the time of localising what the directions flag out of ``budget``
+    (``search_cost``): sampled coordinates get what is left after the directions and it.
     """
     affordable = int(budget / per_call)
     n_blocks, n = len(sizes), int(sum(sizes))
@@ -182,7 +182,7 @@ def fit_budget(
         # Up to 4 directions per block, on at most half the budget; at least one.
         directions = int(min(4, max(1, affordable // (2 * per_round))))
     if sample is None:
-        left = affordable - per_round * directions - per_search
+        left = affordable - per_round * directions
         fits = left // per_coordinate
         sample = int(fits) if fits >= n_blocks else None
     return sample, directions

@@ -61,12 +61,9 @@ def check(
         The direction ``c`` of the projection ``<c, fn(*inputs)>`` whose gradient is
         checked. Default: standard normal entries drawn from ``seed``.
     evaluate : {"auto", "native", "float64"}
-        "auto" (default), for float32 inputs: your backward runs on them as given, and the
-        finite differences on float64 copies when ``fn`` follows its inputs' dtype (one
-        evaluation finds out), as :func:`gradcheck.check` does; the float32 gradient is
-        then held to the thresholds of a float32 gradient against float64-accurate
-        differences (pass <= 1e-4, fail > 1e-3). When ``fn`` computes in float32 whatever it
-        is given, and with "native", ``fn`` runs in the inputs' own dtype: float32 steps and
+        "auto" (default): float32 inputs' backward as given, the finite differences on
+        float64 copies where ``fn`` follows their dtype (pass <= 1e-4, fail > 1e-3), else
+        as "native": ``fn`` in the inputs' own dtype, float32 steps and
         thresholds (pass <= 1e-3, fail > 1e-2). "float64" runs both sides (your forward and
         your backward) on float64 copies, as torch's own docs recommend for gradient
         checks: a wrong formula then shows at float64's resolution (thresholds 1e-7 and
@@ -136,12 +133,11 @@ def check(
     pairs = list(zip(names, values, strict=True))
     point = {n: _prepared(torch, v, run.wide) for n, v in pairs if n in checked}
     fixed = [_prepared(torch, v, run.wide) if n not in checked else None for n, v in pairs]
-    # The numeric side may run on float64 copies of float32 inputs: the inputs held fixed
-    # go along in float64 there, so that the function computes in one dtype.
-    wide = [_prepared(torch, c, True) for c in fixed] if _may_widen(torch, point, run) else fixed
+    # Held fixed, float64 copies go with the numeric side's float64 points ("auto").
+    wide = _frameworks.wide_copies(torch, point, run, fixed, _prepared)
 
     def g(tensors):
-        held = wide if _widened(torch, tensors, point) else fixed
+        held = wide if _frameworks.widened(tensors, point) else fixed
         args = [tensors[n] if n in checked else c for n, c in zip(names, held, strict=True)]
         return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
 
@@ -179,9 +175,7 @@ def check_module(
     cotangent : tensor or tuple of tensors, optional
         The projection's direction when ``loss`` is None; default drawn from ``seed``.
     evaluate : {"auto", "native", "float64"}
-        As for :func:`check`: "auto" differences a float32 module on float64 copies of its
-        parameters, buffers and floating inputs when it follows their dtype, its backward
-        run as given; "float64" runs both sides on such copies.
+        As for :func:`check`, the copies being of the parameters, buffers and inputs.
     projections : int
         How many random cotangents to check (``loss`` and ``cotangent`` None).
     modes, order : as for :func:`check` ("auto" is "rev": a module has no forward rule).
@@ -251,17 +245,11 @@ def check_module(
         fixed = {n: _prepared(torch, p, run.wide) for n, p in named.items() if n not in point}
         fixed.update({n: _prepared(torch, b, run.wide) for n, b in module.named_buffers()})
         functional_call = torch.func.functional_call
-        # float64 copies of what is held fixed, for the numeric side on float64 copies.
-        plain, wide = (fixed, args, kwargs), (fixed, args, kwargs)
-        if _may_widen(torch, point, run):
-            wide = (
-                {n: _prepared(torch, t, True) for n, t in fixed.items()},
-                tuple(_prepared(torch, v, True) for v in args),
-                {k: _prepared(torch, v, True) for k, v in kwargs.items()},
-            )
+        plain = (fixed, args, kwargs)
+        wide = _frameworks.wide_copies(torch, point, run, plain, _prepared)
 
         def g(tensors):
-            held, a, kw = wide if _widened(torch, tensors, point) else plain
+            held, a, kw = wide if _frameworks.widened(tensors, point) else plain
             return functional_call(module, {**held, **tensors}, a, kw)
 
         return _torch_modes.run(torch, g, point, run, modes, rule=False)
@@ -290,7 +278,7 @@ def _run(torch, g, point, run) -> Report:
     """
     traced = _trace(torch, g, point, run)
     shapes = [tuple(o.shape) for o in traced.outs]
-    given = partial(_given_cotangent, torch, run.cotangent, traced.outs)
+    given = partial(_frameworks.torch_cotangent, torch, run.cotangent, traced.outs)
     cotangents = _frameworks.cotangents(run, shapes, given)
 
     def record(ct):
@@ -322,33 +310,8 @@ def _trace(torch, g, point, run) -> _Traced:
             )
         float32 = scalar.dtype != torch.float64
     params = {n: _numpy(t) for n, t in point.items()}
-    follows = _may_widen(torch, point, run) and _follows(torch, g, point, run)
+    follows = _frameworks.follows(torch, g, point, run, _outputs)
     return _Traced(g, point, params, leaves, out, outs, float32, follows)
-
-
-def _may_widen(torch, point: dict, run) -> bool:
-    """``evaluate="auto"`` on float32 inputs: the numeric side may use float64 copies."""
-    return run.widen and all(t.dtype == torch.float32 for t in point.values())
-
-
-def _widened(torch, tensors: dict, point: dict) -> bool:
-    """A call on float64 copies of the float32 point (the numeric side, widened)."""
-    return any(t.dtype != point[n].dtype for n, t in tensors.items())
-
-
-def _follows(torch, g, point: dict, run) -> bool:
-    """Whether ``g`` computes in float64 on float64 copies of the point: its floating
-    outputs (or the user's loss) come back float64. One evaluation.
-    """
-    wide = {n: t.to(torch.float64) for n, t in point.items()}
-    try:
-        with torch.no_grad():
-            y = g(wide)
-            if run.loss is not None:
-                return run.loss(y).dtype == torch.float64
-            return all(o.dtype == torch.float64 for o in _outputs(torch, y, "fn(*inputs)"))
-    except Exception:  # a function that cannot run in float64 is checked in its own dtype
-        return False
 
 
 def _projection(torch, traced: _Traced, run, ct) -> Report:
@@ -403,15 +366,12 @@ def _numeric(torch, traced: _Traced, project, scale: float, batched: bool | None
     """
     g, params = traced.g, traced.params
     where = {n: (t.device, t.dtype) for n, t in traced.point.items()}
-    # A function that follows its inputs' dtype returns float64 values, so that
-    # gradcheck.check evaluates it on float64 copies ("auto"); the first call, on the
-    # float32 point, tells it the parameters' own precision.
+    # float64 values where g follows its inputs' dtype: gradcheck.check then widens.
     loss_dtype = np.float32 if traced.float32 and not traced.follows else np.float64
 
     def tensors(struct):
-        # On the inputs' own device and dtype (float64 copies kept so, where g follows
-        # them); on the CPU in the same dtype, the tensors are views of check's buffer (so
-        # an f that writes to its input is caught).
+        # On the inputs' own device and dtype (or float64, where g follows it); on the CPU
+        # in the same dtype, views of check's buffer (so a write to its input is caught).
         return {
             n: torch.from_numpy(struct[n]).to(device=d, dtype=None if traced.follows else dt)
             for n, (d, dt) in where.items()
@@ -530,21 +490,6 @@ def _outputs(torch, out: Any, what: str) -> list:
         f"`{what}` must return a floating tensor or a tuple of tensors, got "
         f"{type(out).__name__}: {_short(out)}"
     )
-
-
-def _given_cotangent(torch, cotangent: Any, outs: list) -> list[np.ndarray]:
-    items = cotangent if isinstance(cotangent, (tuple, list)) else [cotangent]
-    if len(items) != len(outs):
-        raise ValueError(
-            f"`cotangent` has {len(items)} arrays, but the function returns {len(outs)} "
-            "floating tensors"
-        )
-    arrays = []
-    for k, (c, o) in enumerate(zip(items, outs, strict=True)):
-        arr = c.detach().cpu().double().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
-        where = f"[{k}]" if len(outs) > 1 else ""
-        arrays.append(_frameworks.cotangent_leaf(arr, tuple(o.shape), f"`cotangent`{where}"))
-    return arrays
 
 
 def _numpy(t) -> np.ndarray:
