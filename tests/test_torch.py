@@ -237,9 +237,15 @@ def test_the_function_sees_the_inputs_device_and_dtype():
         return x.exp()
 
     x = torch.randn(5, dtype=torch.float32)
-    report = gt.check(f, (x,), seed=0)
+    report = gt.check(f, (x,), seed=0, evaluate="native")
     assert report.engine == "batched"
     assert {(d, t) for d, t, _ in seen} == {("cpu", torch.float32)}
+    # By default the finite differences of a function that follows its inputs' dtype run
+    # on float64 copies (the analytic side on the float32 inputs), on the same device.
+    seen.clear()
+    gt.check(f, (x,), seed=0)
+    assert {(d, t) for d, t, _ in seen} == {("cpu", torch.float32), ("cpu", torch.float64)}
+    assert ("cpu", torch.float32, True) in seen
     # Numeric evaluations run without autograd: only the analytic call records a graph.
     assert (x.device.type, torch.float32, False) in seen
 
@@ -250,7 +256,9 @@ def test_bad_arguments_name_themselves():
         gt.check(3, (x,))
     with pytest.raises(TypeError, match="holds no floating-point tensor"):
         gt.check(lambda n: n * 1.0, (torch.arange(3),))
-    with pytest.raises(ValueError, match=r"`evaluate` must be one of \('native', 'float64'\)"):
+    with pytest.raises(
+        ValueError, match=r"`evaluate` must be one of \('auto', 'native', 'float64'\)"
+    ):
         gt.check(torch.sin, (x,), evaluate="double")
     with pytest.raises(ValueError, match="no grad_fn"):
         gt.check(lambda t: torch.from_numpy(t.detach().numpy() ** 2), (x,))
