@@ -3,6 +3,8 @@
 The frameworks are imported inside the factories: importing this module needs neither.
 """
 
+import numpy as np
+
 
 def layer_norm(x, w, b):
     mu = x.mean(-1, keepdim=True)
@@ -222,3 +224,57 @@ def jax_lowprec_softmax(bug=None):
 
     softmax.defvjp(fwd, bwd)
     return softmax
+def _gelu_slope(lib, x):
+    """The derivative of the tanh form of GELU, in ``lib`` (torch or jax.numpy)."""
+    k = (2 / np.pi) ** 0.5
+    t = lib.tanh(k * (x + 0.044715 * x**3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+
+
+def torch_gelu(error=0.0, pin=False):
+    """The tanh form of GELU as a torch Function whose backward is ``error`` (relative) off
+    in every entry; ``pin``: the forward computes in float32 whatever it is given."""
+    import torch
+
+    class Gelu(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            z = x.float() if pin else x
+            k = (2 / np.pi) ** 0.5
+            return 0.5 * z * (1 + torch.tanh(k * (z + 0.044715 * z**3)))
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * _gelu_slope(torch, x) * (1 + error)
+
+    return Gelu
+
+
+def jax_gelu(error=0.0):
+    """The tanh form of GELU as a jax custom_vjp whose backward is ``error`` (relative) off."""
+    import jax
+    import jax.numpy as jnp
+
+    def value(x):
+        k = (2 / np.pi) ** 0.5
+        return 0.5 * x * (1 + jnp.tanh(k * (x + 0.044715 * x**3)))
+
+    @jax.custom_vjp
+    def gelu(x):
+        return value(x)
+
+    def fwd(x):
+        return value(x), x
+
+    def bwd(x, g):
+        return (g * _gelu_slope(jnp, x) * (1 + error),)
+
+    gelu.defvjp(fwd, bwd)
+    return gelu

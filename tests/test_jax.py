@@ -25,11 +25,42 @@ def _inputs(dtype=np.float32):
 
 def test_correct_rule_passes_batched_with_float32_rules():
     x, w = _inputs()
-    report = gj.check(layer_norm(), (jnp.asarray(x), jnp.asarray(w)), seed=0)
+    report = gj.check(layer_norm(), (jnp.asarray(x), jnp.asarray(w)), seed=0, evaluate="native")
     assert report.verdict == "pass", str(report)
     assert list(report.blocks) == ["x", "w"]
     assert report.engine == "batched"
     assert report.tol == (1e-3, 1e-2)
+
+
+def test_float32_rule_differenced_on_float64_copies_by_default():
+    x, w = _inputs()
+    report = gj.check(layer_norm(), (jnp.asarray(x), jnp.asarray(w)), seed=0)
+    assert report.verdict == "pass", str(report)
+    assert report.engine == "batched"
+    assert report.tol == (1e-4, 1e-3)
+    assert any("float64 copies" in n for n in report.notes)
+    assert not jax.config.jax_enable_x64  # 64-bit mode was on for the differences alone
+
+
+def _gelu_input(seed):
+    return jax.random.normal(jax.random.PRNGKey(seed), (8, 16))
+
+
+@pytest.mark.parametrize("error", [0.01, 0.005])
+def test_float32_rule_a_percent_or_half_off_fails(error):
+    # float32 inputs with 64-bit jax off: the VJP on them, the differences on float64
+    # copies; float32's own thresholds would say "warn".
+    for seed in range(3):
+        x = _gelu_input(seed)
+        assert x.dtype == jnp.float32
+        report = gj.check(layers.jax_gelu(error), (x,), seed=seed)
+        assert report.verdict == "fail", str(report)
+
+
+def test_correct_float32_rule_passes_on_every_seed():
+    for seed in range(5):
+        report = gj.check(layers.jax_gelu(), (_gelu_input(seed),), seed=seed)
+        assert report.verdict == "pass", str(report)
 
 
 @pytest.mark.parametrize(("bug", "name"), [("n", "x"), ("w", "w")])

@@ -123,14 +123,51 @@ def test_batched_and_loop_paths_give_the_same_gradapprox():
 
 def test_float32_native_rules_and_float64_evaluation():
     fn = layer_norm_function().apply
-    native = gt.check(fn, _ln_inputs(torch.float32), seed=0)
+    native = gt.check(fn, _ln_inputs(torch.float32), seed=0, evaluate="native")
     assert native.verdict == "pass", str(native)
     assert native.tol == (1e-3, 1e-2)
+    auto = gt.check(fn, _ln_inputs(torch.float32), seed=0)
+    assert auto.verdict == "pass", str(auto)
+    assert auto.tol == (1e-4, 1e-3)
+    assert any("float64 copies" in n for n in auto.notes)
     wide = gt.check(fn, _ln_inputs(torch.float32), seed=0, evaluate="float64")
     assert wide.verdict == "pass", str(wide)
     assert wide.tol == (1e-7, 1e-5)
     bad = gt.check(layer_norm_function("x").apply, _ln_inputs(torch.float32), seed=0)
     assert bad.failing == ("x",), str(bad)
+
+
+def _gelu_input(seed):
+    return torch.randn(8, 16, dtype=torch.float32, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("error", [0.01, 0.005])
+def test_float32_backward_a_percent_or_half_off_fails(error):
+    # The numeric side on float64 copies (the function follows its inputs' dtype), the
+    # backward on the float32 inputs: float32's own thresholds would say "warn".
+    for seed in range(3):
+        report = gt.check(layers.torch_gelu(error).apply, (_gelu_input(seed),), seed=seed)
+        assert report.verdict == "fail", str(report)
+
+
+def test_correct_float32_backward_passes_on_every_seed():
+    fn = layers.torch_gelu().apply
+    for seed in range(5):
+        report = gt.check(fn, (_gelu_input(seed),), seed=seed)
+        assert report.verdict == "pass", str(report)
+
+
+def test_float32_that_cannot_widen_says_what_to_do_when_entries_disagree():
+    # The forward computes in float32 whatever it is given: float32 differences, where a
+    # 1% error is only "warn", and the report says how to resolve it.
+    report = gt.check(layers.torch_gelu(0.01, pin=True).apply, (_gelu_input(0),), seed=0)
+    assert report.verdict == "warn", str(report)
+    assert report.tol == (1e-3, 1e-2)
+    assert any("evaluate='float64'" in n and "only 'warn'" in n for n in report.notes)
+    # A correct one gets no such advice.
+    correct = gt.check(layers.torch_gelu(pin=True).apply, (_gelu_input(0),), seed=0)
+    assert correct.verdict == "pass"
+    assert not any("only 'warn'" in n for n in correct.notes)
 
 
 def test_float64_evaluation_refuses_code_that_ignores_the_dtype():
@@ -200,9 +237,15 @@ def test_the_function_sees_the_inputs_device_and_dtype():
         return x.exp()
 
     x = torch.randn(5, dtype=torch.float32)
-    report = gt.check(f, (x,), seed=0)
+    report = gt.check(f, (x,), seed=0, evaluate="native")
     assert report.engine == "batched"
     assert {(d, t) for d, t, _ in seen} == {("cpu", torch.float32)}
+    # By default the finite differences of a function that follows its inputs' dtype run
+    # on float64 copies (the analytic side on the float32 inputs), on the same device.
+    seen.clear()
+    gt.check(f, (x,), seed=0)
+    assert {(d, t) for d, t, _ in seen} == {("cpu", torch.float32), ("cpu", torch.float64)}
+    assert ("cpu", torch.float32, True) in seen
     # Numeric evaluations run without autograd: only the analytic call records a graph.
     assert (x.device.type, torch.float32, False) in seen
 
@@ -213,7 +256,9 @@ def test_bad_arguments_name_themselves():
         gt.check(3, (x,))
     with pytest.raises(TypeError, match="holds no floating-point tensor"):
         gt.check(lambda n: n * 1.0, (torch.arange(3),))
-    with pytest.raises(ValueError, match=r"`evaluate` must be one of \('native', 'float64'\)"):
+    with pytest.raises(
+        ValueError, match=r"`evaluate` must be one of \('auto', 'native', 'float64'\)"
+    ):
         gt.check(torch.sin, (x,), evaluate="double")
     with pytest.raises(ValueError, match="no grad_fn"):
         gt.check(lambda t: torch.from_numpy(t.detach().numpy() ** 2), (x,))

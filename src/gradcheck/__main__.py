@@ -74,7 +74,8 @@ def info(args: argparse.Namespace) -> int:
         ("cpus", str(os.cpu_count())),
         (
             "numba threads",
-            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+            f"{numba.get_num_threads()} "
+            f"(NUMBA_NUM_THREADS={getattr(numba.config, 'NUMBA_NUM_THREADS', '?')})",
         ),
         ("threading layer", _threading_layer(numba)),
         ("numba cache", _cache_location(numba, _jit)),

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _sample
+from . import _policy, _sample
 from ._options import Options
 from ._plan import METHODS, Plan, direction, relative_step
-from ._results import Note
+from ._results import BlockResult, Note, Verdict
 from ._sample import Selection
 
 if TYPE_CHECKING:
@@ -36,6 +36,14 @@ SLICE = 0.03
 MAX_SLICES = 64
 # The first slice is this small: the cost it measures sizes the next ones.
 FIRST_SLICE = 8
+# A budget spends first on what catches most per evaluation: the directions of every block
+# (2 evaluations each, whatever its size), then the localisation of what they flag (about
+# 4 log2(n) evaluations per wrong entry, and its confirmation), and only then sampled
+# coordinates (2 each, one entry at a time). Time is kept for the localisation of this
+# many entries before any coordinate is sampled.
+SEARCHED = 1
+# Evaluations the confirmation of one entry found by the search costs (as in _directions).
+CONFIRM = 6
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Deadline:
     per_call: float  # seconds per evaluation (0 without a budget)
     per_point: float = 0.0  # seconds per point of a direction over the largest block
     per_round: float = 0.0  # evaluations one random direction over every block costs
+    per_search: float = 0.0  # evaluations kept for localising what the directions flag
 
     def for_directions(self) -> Deadline:
         """The deadline counting each evaluation at the cost of a direction's point."""
@@ -74,8 +83,12 @@ class Deadline:
         return replace(self, end=self.end - seconds)
 
     def keeping(self, directions: int) -> Deadline:
-        """The deadline that keeps the time of ``directions`` rounds of directions."""
-        return self.earlier(directions * self.per_round * self.per_call)
+        """The deadline that keeps the time of ``directions`` rounds of directions and of
+        the localisation of what they flag.
+        """
+        if not directions:
+            return self
+        return self.earlier((directions * self.per_round + self.per_search) * self.per_call)
 
 
 def time_point(evaluator: Evaluator, scope: Iterable[int]) -> float:
@@ -121,8 +134,13 @@ def select(
         # growing with its block's size (largest block measured, the others scaled).
         extra = max(0.0, point / per_call - 1)
         per_round = 2 * len(sizes) + 2 * extra * sum(sizes) / max(max(sizes), 1)
+        per_search = search_cost(max(sizes, default=0), options.localize) * max(
+            1.0, point / per_call
+        )
         # The noise probe ran already (see _check.run): what it cost is in the elapsed time.
+        # ... and the localisation of what the directions flag comes before coordinates.
         seconds = plan_seconds(options.budget, time.perf_counter() - started)
+        seconds = max(0.0, seconds - per_search * per_call)
         sample, directions = fit_budget(
             seconds,
             sizes,
@@ -132,7 +150,7 @@ def select(
             per_round=per_round,
             method=options.method,
         )
-        deadline = Deadline(started + options.budget, per_call, point, per_round)
+        deadline = Deadline(started + options.budget, per_call, point, per_round, per_search)
     return _sample.select(layout, sample, directions, rng, blocks), deadline
 
 
@@ -152,6 +170,8 @@ def fit_budget(
     direction over every block in scope costs (at least 2 a block; more on a large block,
     where drawing the direction and writing it in are not free). ``sizes`` are those of the
     blocks in scope; a coordinate costs as many evaluations as ``method`` has points.
+    The caller keeps the time of localising what the directions flag out of ``budget``
+    (``search_cost``): sampled coordinates get what is left after the directions and it.
     """
     affordable = int(budget / per_call)
     n_blocks, n = len(sizes), int(sum(sizes))
@@ -166,6 +186,49 @@ def fit_budget(
         fits = left // per_coordinate
         sample = int(fits) if fits >= n_blocks else None
     return sample, directions
+
+
+def unseen(blocks: Iterable[BlockResult]) -> tuple[Note, ...]:
+    """A note, "inconclusive", naming the blocks a budget left too thinly checked to have
+    seen a bug in ``_policy.BUDGET_FRACTION`` of their entries, with the chance it was
+    missed; none when every block was looked at closely enough (or failed anyway).
+    """
+    p = _policy.BUDGET_FRACTION
+    # A block with neither coordinates nor directions has its note already (_directions).
+    thin = [
+        (b, b.miss_probability(p))
+        for b in blocks
+        if b.verdict in (Verdict.PASS, Verdict.WARN, Verdict.UNTESTED)
+        and b.size
+        and (b.checked or b.directions)
+    ]
+    thin = [(b, miss) for b, miss in thin if miss > _policy.BUDGET_MISS]
+    if not thin:
+        return ()
+    told = "; ".join(
+        f"{b.name} ({b.checked:,} of {b.size:,} coordinates, {b.directions} "
+        f"direction{'' if b.directions == 1 else 's'}): missed with probability {miss:.2f}"
+        for b, miss in thin[:5]
+    )
+    more = f"; and {len(thin) - 5} more blocks" if len(thin) > 5 else ""
+    return (
+        Note(
+            f"inconclusive: the budget left too little to see a bug in {p:.0%} of the "
+            f"entries of {told}{more}; raise budget=, or check fewer blocks",
+            floor=Verdict.INCONCLUSIVE,
+        ),
+    )
+
+
+def search_cost(size: int, localize: int) -> float:
+    """Evaluations the localisation of ``SEARCHED`` wrong entries of a block of ``size``
+    costs: two halves of one direction each per halving (4 evaluations), and the entry's
+    confirmation.
+    """
+    entries = min(SEARCHED, localize)
+    if size <= 1 or not entries:
+        return 0.0
+    return float(entries * (4 * math.ceil(math.log2(size)) + CONFIRM))
 
 
 def plan_seconds(budget: float, elapsed: float) -> float:

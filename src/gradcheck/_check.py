@@ -142,6 +142,10 @@ def check(
     budget : float, optional
         Seconds to spend: one evaluation of ``f`` is timed and ``sample`` and
         ``directions`` (those left None) are chosen to fit; a full check when it fits.
+        Directions per block come first, then time kept to localise a wrong entry they
+        flag, then sampled coordinates. A block left too thinly checked to have seen a
+        bug in 1% of its entries (even odds of missing it) makes the check
+        "inconclusive", and a note says so.
     client : dask.distributed.Client, optional
         For ``engine="dask"``; default: the current client.
     progress : bool, optional
@@ -163,9 +167,10 @@ def check(
     evaluate : {"auto", "float64", "native"}
         For float32 parameters. "auto": when ``f`` follows its input's dtype (given float64
         copies, it computes in float64), evaluate it there, so that the finite differences
-        are accurate to float64's resolution while the float32 gradient is still held to
-        float32's thresholds; otherwise, and with "native", evaluate in float32 (steps and
-        noise of float32). "float64" insists (an error if ``f`` casts to float32 inside).
+        are accurate to float64's resolution; the float32 gradient is then held to what
+        its own float32 rounding leaves, ``(1e-4, 1e-3)``, which a 0.5% error in every
+        entry fails. Otherwise, and with "native", evaluate in float32 (steps, noise and
+        thresholds of float32). "float64" insists (an error if ``f`` casts to float32 inside).
         Finding out costs one more evaluation of ``f``.
 
     Returns
@@ -268,7 +273,9 @@ def run(
     per_call = deadline.per_call or None
     evaluator.choose(options.engine, plan, per_call, options.workers)
     noise = noise or _probe(evaluator, options, streams.noise, selection.blocks)
-    judge = Judge.build(problem.tol_dtype, options.method, options.tol, noise.level)
+    judge = Judge.build(
+        problem.tol_dtype, options.method, options.tol, noise.level, widened=problem.widened
+    )
     expected = plan.values.size + 2 * (selection.directions or 0) * len(selection.blocks)
     show = _progress.wanted(options.progress, per_call or problem.seconds, expected)
     findings = Findings(plan, notes=(noise.note,) if noise.note else ())
@@ -277,7 +284,10 @@ def run(
         for step in PASSES:
             findings = step(check, findings)
             evaluator.verify()
-    findings = findings.with_notes(_widening(problem))
+    findings = findings.with_notes((*_widening(problem), *_unresolved(check, findings)))
+    if options.budget is not None:
+        c = findings.compared
+        findings = findings.with_notes(_budget.unseen(c.blocks[k] for k in selection.blocks))
     return _report.build(check, findings, time.perf_counter() - started)
 
 
@@ -321,8 +331,35 @@ def _widening(problem: Problem) -> tuple[_results.Note, ...]:
     return (
         _results.Note(
             "float32 parameters, f evaluated on float64 copies (it follows its input's "
-            "dtype): the float32 gradient is held to float32's thresholds against "
-            "differences accurate to float64's; evaluate='native' checks in float32"
+            f"dtype): the float32 gradient is held to {_policy.WIDENED_THRESHOLDS}, what its "
+            "own float32 rounding leaves against differences accurate to float64's; "
+            "evaluate='native' checks in float32"
+        ),
+    )
+
+
+def _unresolved(check: Check, findings: Findings) -> tuple[_results.Note, ...]:
+    """What to do when float32 differences leave disagreeing entries at "warn".
+
+    Entries that score above 1 disagree, yet float32's thresholds let a 1% error in every
+    entry through as "warn": only differences in float64 can tell it from rounding.
+    """
+    problem, judge = check.problem, check.judge
+    if problem.widened or problem.tol_dtype != _policy.F32 or not judge.adaptive:
+        return ()
+    c = findings.compared
+    blocks = [c.blocks[k] for k in check.selection.blocks]
+    if judge.final(blocks, findings.notes) != _results.Verdict.WARN:
+        return ()
+    if not any(e.score > 1 for e in c.worst):
+        return ()
+    return (
+        _results.Note(
+            "entries disagree (scores above 1), but differences of f in float32 cannot tell "
+            "an error of a few percent from rounding, so this is only 'warn': let f compute "
+            "in its input's dtype (no cast to float32 inside), so that the default "
+            "evaluate='auto' differences it on float64 copies, or check with "
+            "evaluate='float64'"
         ),
     )
 

@@ -240,7 +240,7 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     idx = idx[:fits]
     if not idx.size:
         localize = s.options.localize
-        kept = {k: _kept(r, set(), set(), localize, unconfirmed) for k, r in found.items()}
+        kept = {k: _kept(r, set(), set(), set(), localize, unconfirmed) for k, r in found.items()}
         return kept, (), len(unconfirmed)
     problem = s.problem
     plan = _plan.make(

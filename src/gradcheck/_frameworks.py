@@ -18,8 +18,11 @@ import numpy as np
 from . import _check, _options, _vjp
 from ._report import Report
 
-# How the adapters may evaluate f: in the inputs' dtype, or on float64 copies.
-EVALUATE = ("native", "float64")
+# How the adapters may evaluate f: as the numpy core does by default ("auto": the numeric
+# side on float64 copies of float32 inputs when the function follows its inputs' dtype,
+# the analytic side on the inputs as given), in the inputs' dtype, or both sides on float64
+# copies.
+EVALUATE = ("auto", "native", "float64")
 # Memory for one vmapped call: the perturbed rows and their outputs, with room for the
 # intermediates (four outputs' worth) of a typical layer. Larger stacks are split.
 VMAP_BYTES = 64 << 20
@@ -35,7 +38,9 @@ class Run:
 
     ``options`` are the check's, validated (with the seed); ``batched`` is None (try vmap),
     True (require it) or False (never); ``wide``: the function runs on float64 copies;
-    ``loss``: a user loss makes the output scalar (no cotangents).
+    ``loss``: a user loss makes the output scalar (no cotangents); ``widen``: the numeric
+    side alone may run on float64 copies of float32 inputs, where the function follows
+    their dtype ("auto").
     """
 
     started: float
@@ -46,6 +51,7 @@ class Run:
     wide: bool
     options: _options.Options
     loss: Callable[[Any], Any] | None = None
+    widen: bool = False
 
     @property
     def drawn(self) -> bool:
@@ -70,7 +76,8 @@ def settings(
     # buffers, batch-norm statistics among them, are shared), and the frameworks run their
     # own kernels on every core already.
     checked = _options.validate(**{"workers": 1, **options}, seed=seed, batched=bool(batched))
-    return Run(started, cotangent, projections, seed, batched, wide, checked, loss)
+    widen = evaluate == "auto"
+    return Run(started, cotangent, projections, seed, batched, wide, checked, loss, widen)
 
 
 def cotangents(run: Run, shapes: list[tuple[int, ...]], given: Callable[[], Any]) -> list:
@@ -176,6 +183,22 @@ def cotangent_leaf(arr: np.ndarray, want: tuple[int, ...], label: str) -> np.nda
     if not np.isfinite(arr).all():
         raise ValueError(f"{label} must be finite")
     return arr.astype(np.float64)
+
+
+def torch_cotangent(torch, cotangent: Any, outs: list) -> list[np.ndarray]:
+    """A given cotangent as float64 arrays, one per floating output tensor in ``outs``."""
+    items = cotangent if isinstance(cotangent, (tuple, list)) else [cotangent]
+    if len(items) != len(outs):
+        raise ValueError(
+            f"`cotangent` has {len(items)} arrays, but the function returns {len(outs)} "
+            "floating tensors"
+        )
+    arrays = []
+    for k, (c, o) in enumerate(zip(items, outs, strict=True)):
+        arr = c.detach().cpu().double().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
+        where = f"[{k}]" if len(outs) > 1 else ""
+        arrays.append(cotangent_leaf(arr, tuple(o.shape), f"`cotangent`{where}"))
+    return arrays
 
 
 # --- the vmap-or-loop decision -----------------------------------------------------------------
@@ -296,6 +319,47 @@ def validate_tensor_dtypes(torch, point: dict) -> None:
     dtypes = {n: t.dtype for n, t in point.items()}
     if len(set(dtypes.values())) > 1:
         refuse_mixed_dtypes("tensors", ", ".join(f"{n}: {d}" for n, d in dtypes.items()))
+
+
+def may_widen(torch, point: dict, run: Run) -> bool:
+    """``evaluate="auto"`` on float32 inputs: the numeric side may use float64 copies."""
+    return run.widen and all(t.dtype == torch.float32 for t in point.values())
+
+
+def widened(tensors: dict, point: dict) -> bool:
+    """A call on float64 copies of the float32 point (the numeric side, widened)."""
+    return any(t.dtype != point[n].dtype for n, t in tensors.items())
+
+
+def wide_copies(torch, point: dict, run: Run, held: Any, prepare) -> Any:
+    """``held`` (tensors, in tuples, lists and dicts) with float64 copies of its floating
+    tensors (``prepare(torch, t, True)``) where the numeric side may widen, else itself.
+    """
+    if not may_widen(torch, point, run):
+        return held
+    if isinstance(held, dict):
+        return {k: wide_copies(torch, point, run, v, prepare) for k, v in held.items()}
+    if isinstance(held, (tuple, list)):
+        return type(held)(wide_copies(torch, point, run, v, prepare) for v in held)
+    return prepare(torch, held, True)
+
+
+def follows(torch, g, point: dict, run: Run, outputs) -> bool:
+    """Whether the numeric side may widen and ``g`` computes in float64 on float64 copies
+    of the point: its floating outputs (``outputs(torch, y, what)``, or the user's loss)
+    come back float64. One evaluation.
+    """
+    if not may_widen(torch, point, run):
+        return False
+    wide = {n: t.to(torch.float64) for n, t in point.items()}
+    try:
+        with torch.no_grad():
+            y = g(wide)
+            if run.loss is not None:
+                return run.loss(y).dtype == torch.float64
+            return all(o.dtype == torch.float64 for o in outputs(torch, y, "fn(*inputs)"))
+    except Exception:  # a function that cannot run in float64 is checked in its own dtype
+        return False
 
 
 @contextmanager

@@ -63,7 +63,7 @@ def _detected(jax, args, g, point: dict) -> bool:
     held, statics = adapter._held(jax, args)
     if statics is None:  # unhashable static leaves: this check's own, not remembered
         return _has_custom_jvp(jax, g, point)
-    shapes = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in sorted(point.items()))
+    shapes: tuple = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in sorted(point.items()))
     shapes += tuple((tuple(np.shape(a)), str(a.dtype)) for a in held)
     treedefs = tuple(treedef for _, treedef in args.flat)
     checked = tuple(args.checked.items())

@@ -87,13 +87,24 @@ class Judge:
 
     @classmethod
     def build(
-        cls, dtype: np.dtype, method: str, tol: tuple[float, float] | None, noise_f: float
+        cls,
+        dtype: np.dtype,
+        method: str,
+        tol: tuple[float, float] | None,
+        noise_f: float,
+        *,
+        widened: bool = False,
     ) -> Judge:
-        """The judge of a check of ``method`` at ``dtype``; ``tol`` the user's or None."""
+        """The judge of a check of ``method`` at ``dtype``; ``tol`` the user's or None;
+        ``widened``: a float32 gradient against differences of f on float64 copies.
+        """
         if tol is not None:
             return cls(tol, False, noise_f, np.dtype(dtype))
         table = _policy.COMPLEX_THRESHOLDS if method == "complex" else _policy.THRESHOLDS
-        return cls(table[dtype], True, noise_f, np.dtype(dtype))
+        start = table[dtype]
+        if widened and method != "complex":
+            start = _policy.WIDENED_THRESHOLDS
+        return cls(start, True, noise_f, np.dtype(dtype))
 
     def for_directions(self, method: str) -> Judge:
         """The judge of directional checks: central differences whatever the method, so a

@@ -15,6 +15,12 @@ F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
 # (pass at or below, fail above) for the relative difference, by the coarser of the
 # parameter and loss dtypes; between the two the verdict is "warn".
 THRESHOLDS = {F64: (1e-7, 1e-5), F32: (1e-3, 1e-2)}
+# A float32 gradient against differences of f evaluated on float64 copies ("auto", f
+# following its input's dtype): the differences are float64-accurate, so what is left of a
+# correct block's difference is the gradient's own float32 rounding, about sqrt(n) units
+# (6e-8 each) for sums of n terms, 6e-5 for a million. A 0.5% error in every entry makes
+# 2.5e-3 and a 1% one 5e-3: float32's own (1e-3, 1e-2) would let both through as "warn".
+WIDENED_THRESHOLDS = (1e-4, 1e-3)
 # The complex step subtracts nothing, so it is held to far tighter thresholds.
 COMPLEX_THRESHOLDS = {F64: (1e-10, 1e-8), F32: (1e-5, 1e-3)}
 # Default thresholds rise to what the arithmetic can resolve: the pass threshold to
@@ -139,6 +145,13 @@ SAMPLE_FLOOR = 4
 # Blocks of up to this many entries (biases) are sampled whole while that takes at most half
 # of what the floors left: a bias costs little, and a wrong entry in it is found for sure.
 WHOLE_BLOCK = 32
+# A budget that left a block so thinly checked that a bug in BUDGET_FRACTION of its entries
+# would have gone unseen with probability above BUDGET_MISS (BlockResult.miss_probability)
+# cannot call it a pass: the check is "inconclusive" and says what it could have missed.
+# 1% of a block wrong is the smallest bug a user asks a spot check to see; above even odds
+# of missing it, the check did not look.
+BUDGET_FRACTION = 0.01
+BUDGET_MISS = 0.5
 
 # ------------------------------------------------------------------ diagnosis
 # "A wrong factor" only when one factor explains the gradient to FACTOR_RESIDUAL of |grad|

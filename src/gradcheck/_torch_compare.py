@@ -316,9 +316,9 @@ def _cotangent(torch, given, outs: dict, seed: int, dtype) -> list:
     if given is None:
         arrays = _vjp.draw_like(_vjp.cotangent_rng(seed, 0), shapes)
     else:
-        from .torch import _given_cotangent
+        from ._frameworks import torch_cotangent
 
-        arrays = _given_cotangent(torch, given, list(outs.values()))
+        arrays = torch_cotangent(torch, given, list(outs.values()))
     return [
         torch.as_tensor(a, dtype=torch.float64, device=o.device).to(dtype)
         for a, o in zip(arrays, outs.values(), strict=True)

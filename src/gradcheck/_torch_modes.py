@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _jvp, _modes, _options, _vjp
+from . import _frameworks, _jvp, _modes, _options, _vjp
 from ._report import Report
 
 
@@ -168,7 +168,7 @@ def second_order(torch, g, point: dict, settings):
         with torch.no_grad():
             outs = adapter._outputs(torch, g(point), "fn(*inputs)")
         if settings.cotangent is not None:
-            arrays = adapter._given_cotangent(torch, settings.cotangent, outs)
+            arrays = _frameworks.torch_cotangent(torch, settings.cotangent, outs)
         else:
             rng = _vjp.cotangent_rng(settings.seed, _modes.INNER_COTANGENT)
             arrays = _vjp.draw_like(rng, [tuple(o.shape) for o in outs])

@@ -40,7 +40,7 @@ def check(
     args: Any,
     *,
     cotangent: Any = None,
-    evaluate: str = "native",
+    evaluate: str = "auto",
     projections: int = 1,
     modes: str | tuple[str, ...] = "auto",
     order: int = 1,
@@ -63,8 +63,12 @@ def check(
     cotangent : pytree of arrays, optional
         The direction ``c`` of the projection ``<c, fn(*args)>``, in the structure of the
         output. Default: standard normal entries drawn from ``seed``.
-    evaluate : {"native", "float64"}
-        "native": the inputs' own dtype (float32 unless 64-bit jax is on or an input is
+    evaluate : {"auto", "native", "float64"}
+        "auto" (default), for float32 inputs: your VJP runs on them as given, and the
+        finite differences on float64 copies, with 64-bit jax on for them alone, when
+        ``fn`` follows its inputs' dtype (as :func:`gradcheck.check` does); the float32
+        gradient is then held to pass <= 1e-4, fail > 1e-3. Otherwise, and with "native":
+        the inputs' own dtype (float32 unless 64-bit jax is on or an input is
         float64), with float32's steps and thresholds for float32. "float64": both sides
         run on float64 copies inside ``jax.enable_x64`` (the global setting is left as it
         was); it needs ``fn`` to follow its inputs' dtype. A float64 input turns 64-bit mode
@@ -162,7 +166,8 @@ def _argnums(argnums: Any, count: int) -> set[int]:
     many = isinstance(argnums, (tuple, list))
     items = list(argnums) if many else [argnums]
     ok = bool(items) and all(
-        isinstance(k, Integral) and not isinstance(k, bool) and -count <= k < count for k in items
+        isinstance(k, Integral) and not isinstance(k, bool) and -count <= int(k) < count
+        for k in items
     )
     if not ok:
         raise ValueError(
@@ -305,29 +310,74 @@ def _projection(jax, args: _Args, traced: _Traced, run, ct) -> Report:
     held, statics = _held(jax, args)
     one, many = _projections(jax, args, statics, tuple(projected), acc)
     cts = [jnp.asarray(c, acc) for c in rounded]
-    numeric = _numeric(jax, traced, one, many, (held, cts), scale, run.batched)
+    wide = None
+    if run.widen:
+        wide = _wide(jax, args, traced, statics, tuple(projected), (held, rounded))
+    numeric = _numeric(jax, traced, one, many, (held, cts), scale, run.batched, wide)
     return _frameworks.check_numeric(numeric, traced.point, analytic, run)
 
 
+def _wide(jax, args: _Args, traced: _Traced, statics, projected: tuple, rest: tuple):
+    """``(jit(project), jit(vmap(project)), arguments)`` for float64 copies of a float32
+    point, with 64-bit jax on for them alone, when ``fn`` computes in float64 there (it
+    follows its inputs' dtype); else None.
+    """
+    if not all(a.dtype == np.float32 for a in traced.point.values()):
+        return None
+    held, rounded = rest
+    with _x64(jax):
+        named = {n: jax.ShapeDtypeStruct(a.shape, np.float64) for n, a in traced.point.items()}
+        try:
+            leaves = jax.tree_util.tree_leaves(jax.eval_shape(traced.g, named))
+        except Exception:  # a function that cannot run in float64 is checked in its own dtype
+            return None
+        if not all(leaves[k].dtype == np.float64 for k in traced.projected):
+            return None
+        one, many = _projections(jax, args, statics, projected, jax.numpy.float64)
+        cts = [jax.numpy.asarray(c, jax.numpy.float64) for c in rounded]
+    return one, many, (held, cts)
+
+
 def _numeric(
-    jax, traced: _Traced, jitted, vmapped, rest: tuple, scale: float, batched: bool | None
+    jax,
+    traced: _Traced,
+    jitted,
+    vmapped,
+    rest: tuple,
+    scale: float,
+    batched: bool | None,
+    wide: tuple | None = None,
 ):
     """The numpy loss ``gradcheck.check`` differences: ``(f, batched, note)``.
 
     ``vmapped`` (``jit(vmap(project))``) on stacks (unless ``batched`` is False), tried once
     on two rows and kept when it runs and agrees with ``jitted`` (``jit(project)``) at the
     inputs; otherwise ``jitted`` one point at a time, and ``note`` says why. ``rest``: the
-    held leaves and the cotangents, their last arguments.
+    held leaves and the cotangents, their last arguments. ``wide`` (``_wide``): the
+    projection of float64 copies, which evaluates the float64 points ``gradcheck.check``
+    asks for (with 64-bit jax on for them alone) when it evaluates f there ("auto").
     """
     put, point = traced.put, traced.point
-    loss_dtype = np.float32 if traced.float32 else np.float64
+    # A function that follows its inputs' dtype returns float64 values, so that
+    # gradcheck.check evaluates it on float64 copies; the first call, on the float32
+    # point, tells it the parameters' own precision.
+    loss_dtype = np.float32 if traced.float32 and wide is None else np.float64
+
+    def widened(struct) -> bool:
+        return wide is not None and next(iter(struct.values())).dtype == np.float64
 
     def one(struct):
+        if wide is not None and widened(struct):
+            with _x64(jax):
+                return np.float64(wide[0](put(struct), *wide[2]))
         return loss_dtype(jitted(put(struct), *rest))
 
     want = float(one(point))
 
     def call(part):
+        if wide is not None and widened(part):
+            with _x64(jax):
+                return np.asarray(wide[1](put(part), *wide[2]))
         return np.asarray(vmapped(put(part), *rest))
 
     out_numel = sum(int(np.prod(traced.out_leaves[k].shape)) for k in traced.projected)
@@ -379,8 +429,8 @@ def _projections(jax, args: _Args, statics: tuple | None, projected: tuple, acc)
     jnp = jax.numpy
     treedefs = tuple(treedef for _, treedef in args.flat)
     checked_at = tuple(args.checked.items())
-    key = (args.fn, args.keyword, tuple(args.names), treedefs, checked_at, statics, projected)
-    key += (np.dtype(acc).name,)
+    key: tuple = (args.fn, args.keyword, tuple(args.names), treedefs, checked_at, statics)
+    key += (projected, np.dtype(acc).name)
     if statics is not None and key in _COMPILED:
         return _COMPILED[key]
     sizes = [len(pairs) for pairs, _ in args.flat]

@@ -35,7 +35,7 @@ def check(
     inputs: Any,
     *,
     cotangent: Any = None,
-    evaluate: str = "native",
+    evaluate: str = "auto",
     projections: int = 1,
     modes: str | tuple[str, ...] = "auto",
     order: int = 1,
@@ -60,8 +60,10 @@ def check(
     cotangent : tensor or tuple of tensors, optional
         The direction ``c`` of the projection ``<c, fn(*inputs)>`` whose gradient is
         checked. Default: standard normal entries drawn from ``seed``.
-    evaluate : {"native", "float64"}
-        "native" runs ``fn`` in the inputs' own dtype: float32 inputs get float32 steps and
+    evaluate : {"auto", "native", "float64"}
+        "auto" (default): float32 inputs' backward as given, the finite differences on
+        float64 copies where ``fn`` follows their dtype (pass <= 1e-4, fail > 1e-3), else
+        as "native": ``fn`` in the inputs' own dtype, float32 steps and
         thresholds (pass <= 1e-3, fail > 1e-2). "float64" runs both sides (your forward and
         your backward) on float64 copies, as torch's own docs recommend for gradient
         checks: a wrong formula then shows at float64's resolution (thresholds 1e-7 and
@@ -131,9 +133,12 @@ def check(
     pairs = list(zip(names, values, strict=True))
     point = {n: _prepared(torch, v, run.wide) for n, v in pairs if n in checked}
     fixed = [_prepared(torch, v, run.wide) if n not in checked else None for n, v in pairs]
+    # Held fixed, float64 copies go with the numeric side's float64 points ("auto").
+    wide = _frameworks.wide_copies(torch, point, run, fixed, _prepared)
 
     def g(tensors):
-        args = [tensors[n] if n in checked else c for n, c in zip(names, fixed, strict=True)]
+        held = wide if _frameworks.widened(tensors, point) else fixed
+        args = [tensors[n] if n in checked else c for n, c in zip(names, held, strict=True)]
         return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
 
     return _torch_modes.run(torch, g, point, run, asked, rule=_torch_modes.forward_rule(torch, fn))
@@ -145,7 +150,7 @@ def check_module(
     *,
     loss: Callable[[Any], Any] | None = None,
     cotangent: Any = None,
-    evaluate: str = "native",
+    evaluate: str = "auto",
     projections: int = 1,
     modes: str | tuple[str, ...] = "auto",
     order: int = 1,
@@ -169,9 +174,8 @@ def check_module(
         tensor). Default: a random projection ``<cotangent, module(*inputs)>``.
     cotangent : tensor or tuple of tensors, optional
         The projection's direction when ``loss`` is None; default drawn from ``seed``.
-    evaluate : {"native", "float64"}
-        As for :func:`check`: "float64" runs the module on float64 copies of its
-        parameters, buffers and floating inputs.
+    evaluate : {"auto", "native", "float64"}
+        As for :func:`check`, the copies being of the parameters, buffers and inputs.
     projections : int
         How many random cotangents to check (``loss`` and ``cotangent`` None).
     modes, order : as for :func:`check` ("auto" is "rev": a module has no forward rule).
@@ -241,9 +245,12 @@ def check_module(
         fixed = {n: _prepared(torch, p, run.wide) for n, p in named.items() if n not in point}
         fixed.update({n: _prepared(torch, b, run.wide) for n, b in module.named_buffers()})
         functional_call = torch.func.functional_call
+        plain = (fixed, args, kwargs)
+        wide = _frameworks.wide_copies(torch, point, run, plain, _prepared)
 
         def g(tensors):
-            return functional_call(module, {**fixed, **tensors}, args, kwargs)
+            held, a, kw = wide if _frameworks.widened(tensors, point) else plain
+            return functional_call(module, {**held, **tensors}, a, kw)
 
         return _torch_modes.run(torch, g, point, run, asked, rule=False)
 
@@ -262,6 +269,7 @@ class _Traced:
     out: Any  # g(leaves)
     outs: list  # its floating tensors
     float32: bool  # the loss gradcheck.check sees is float32
+    follows: bool = False  # on float64 copies of the float32 point, g computes in float64
 
 
 def _run(torch, g, point, run) -> Report:
@@ -270,7 +278,7 @@ def _run(torch, g, point, run) -> Report:
     """
     traced = _trace(torch, g, point, run)
     shapes = [tuple(o.shape) for o in traced.outs]
-    given = partial(_given_cotangent, torch, run.cotangent, traced.outs)
+    given = partial(_frameworks.torch_cotangent, torch, run.cotangent, traced.outs)
     cotangents = _frameworks.cotangents(run, shapes, given)
 
     def record(ct):
@@ -302,7 +310,8 @@ def _trace(torch, g, point, run) -> _Traced:
             )
         float32 = scalar.dtype != torch.float64
     params = {n: _numpy(t) for n, t in point.items()}
-    return _Traced(g, point, params, leaves, out, outs, float32)
+    follows = _frameworks.follows(torch, g, point, run, _outputs)
+    return _Traced(g, point, params, leaves, out, outs, float32, follows)
 
 
 def _projection(torch, traced: _Traced, run, ct) -> Report:
@@ -357,13 +366,15 @@ def _numeric(torch, traced: _Traced, project, scale: float, batched: bool | None
     """
     g, params = traced.g, traced.params
     where = {n: (t.device, t.dtype) for n, t in traced.point.items()}
-    loss_dtype = np.float32 if traced.float32 else np.float64
+    # float64 values where g follows its inputs' dtype: gradcheck.check then widens.
+    loss_dtype = np.float32 if traced.float32 and not traced.follows else np.float64
 
     def tensors(struct):
-        # On the inputs' own device and dtype; on the CPU in the same dtype, the tensors are
-        # views of check's buffer (so an f that writes to its input is caught).
+        # On the inputs' own device and dtype (or float64, where g follows it); on the CPU
+        # in the same dtype, views of check's buffer (so a write to its input is caught).
         return {
-            n: torch.from_numpy(struct[n]).to(device=d, dtype=dt) for n, (d, dt) in where.items()
+            n: torch.from_numpy(struct[n]).to(device=d, dtype=None if traced.follows else dt)
+            for n, (d, dt) in where.items()
         }
 
     def one(struct):
@@ -480,21 +491,6 @@ def _outputs(torch, out: Any, what: str) -> list:
         f"`{what}` must return a floating tensor or a tuple of tensors, got "
         f"{type(out).__name__}: {_short(out)}"
     )
-
-
-def _given_cotangent(torch, cotangent: Any, outs: list) -> list[np.ndarray]:
-    items = cotangent if isinstance(cotangent, (tuple, list)) else [cotangent]
-    if len(items) != len(outs):
-        raise ValueError(
-            f"`cotangent` has {len(items)} arrays, but the function returns {len(outs)} "
-            "floating tensors"
-        )
-    arrays = []
-    for k, (c, o) in enumerate(zip(items, outs, strict=True)):
-        arr = c.detach().cpu().double().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
-        where = f"[{k}]" if len(outs) > 1 else ""
-        arrays.append(_frameworks.cotangent_leaf(arr, tuple(o.shape), f"`cotangent`{where}"))
-    return arrays
 
 
 def _numpy(t) -> np.ndarray:
