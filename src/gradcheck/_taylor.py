@@ -19,12 +19,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from . import _layout, _noise, _policy, _problem
+from . import _layout, _noise, _options, _policy, _problem
 from ._results import Verdict
 from ._taylor_results import TaylorDirection, TaylorTest
 
@@ -162,9 +161,9 @@ def _setup(f, params, grad, hvp) -> _Problem:
 
 
 def _count(directions: Any) -> int:
-    if isinstance(directions, bool) or not isinstance(directions, Integral) or directions < 1:
-        raise ValueError(f"`directions` must be a positive integer, got {directions!r}")
-    return int(directions)
+    count = _options.integer("directions", directions)
+    assert count is not None  # not optional: None is refused
+    return count
 
 
 def _steps(steps: Any) -> np.ndarray:
@@ -179,11 +178,8 @@ def _steps(steps: Any) -> np.ndarray:
 
 
 def _seed(seed: Any) -> int:
-    if seed is None:
-        return int(np.random.default_rng().integers(2**63))
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer or None, got {seed!r}")
-    return int(seed)
+    given = _options.seed(seed)
+    return int(np.random.default_rng().integers(2**63)) if given is None else given
 
 
 def _draw(problem: _Problem, count: int, seed: int) -> list[tuple[str, str | None, np.ndarray]]:

@@ -19,12 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from . import _frameworks, _jax_modes, _modes, _vjp
+from . import _frameworks, _jax_modes, _modes, _options, _vjp
 from ._report import Report
 
 __all__ = ["assert_close_to_reference", "check", "compare"]
@@ -166,7 +165,7 @@ def _argnums(argnums: Any, count: int) -> set[int]:
     many = isinstance(argnums, (tuple, list))
     items = list(argnums) if many else [argnums]
     ok = bool(items) and all(
-        isinstance(k, Integral) and not isinstance(k, bool) and -count <= int(k) < count
+        _options.is_integer(k) and -count <= int(k) < count
         for k in items
     )
     if not ok:
