@@ -62,8 +62,8 @@ def test_the_complex_steps_directions_are_held_to_real_thresholds():
 
 def test_a_directional_pair_fails_beyond_twice_the_noise():
     judge = Judge.build(F64, "central", None, noise_f=1e-3)
-    assert not judge.disagrees(1.0, 1.0 + 1e-3, entries=1)  # within 2 * noise_f
-    assert judge.disagrees(1.0, 2.0, entries=1)
+    assert not judge.disagrees(1.0, 1.0 + 1e-3)  # within 2 * noise_f
+    assert judge.disagrees(1.0, 2.0)
 
 
 @pytest.mark.parametrize(

@@ -378,9 +378,9 @@ def _probe(
     lo, hi = int(offsets[min(scope)]), int(offsets[max(scope) + 1])
     if hi == lo:  # every block in scope is empty: the line has nowhere to go
         lo, hi = 0, problem.n
-    # A line over NOISE_SPAN entries shows the noise a coordinate's difference sees, and its
+    # A line over NOISE_SPAN entries shows f's noise as well as one over millions, and its
     # points cost f alone rather than f plus writing millions of entries (0.9 s of a 1 s
-    # monitor check on a 1.9M-parameter MLP); the judge scales it to a direction's span.
+    # monitor check on a 1.9M-parameter MLP).
     hi = min(hi, lo + _policy.NOISE_SPAN)
     return _noise.measure(problem, evaluator, rng, lo, hi)
 

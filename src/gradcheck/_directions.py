@@ -137,7 +137,7 @@ def check_block(s: Check, lo: int, hi: int, k: int) -> DirectionResult:
     if not ok.any():
         empty = numeric[:0]
         return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.judge.tol)
-    d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok], entries=hi - lo)
+    d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok])
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
     return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
@@ -211,11 +211,7 @@ def _search(s: Check, lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
         for _ in range(2):
             # A half where f is not finite counts as failing: it may hold the bug too, and
             # the coordinate check of what the search finds drops such entries.
-            failing = [
-                (c, d)
-                for c, d in halves
-                if s.judge.disagrees(*_one_direction(s, c, d), entries=d - c)
-            ]
+            failing = [(c, d) for c, d in halves if s.judge.disagrees(*_one_direction(s, c, d))]
             if failing:
                 break
         pending.extend(reversed(failing))
@@ -258,7 +254,7 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
     predicted = problem.analytic[idx] * (plan.values[:, 0] - plan.values[:, 1])
     wrong_pair = np.array(
         [
-            bool(np.isfinite(n) and s.judge.disagrees(n, p, entries=1))
+            bool(np.isfinite(n) and s.judge.disagrees(n, p))
             for n, p in zip(numeric, predicted, strict=True)
         ]
     )

@@ -148,35 +148,23 @@ class Judge:
         e_pred = resolution(fd_norm, norm_a, norm_b)
         return judge(difference, self.tol, e_pred), adapt(self.tol, e_pred)
 
-    def noise_over(self, entries: int) -> float:
-        """The noise of f at a point that moves ``entries`` entries of params.
-
-        ``noise_f`` was read along a line over at most ``NOISE_SPAN`` entries; a point that
-        moves more redraws the rounding of every term they feed (``ROUNDING_WALK``).
-        """
-        more = max(1.0, entries / _policy.NOISE_SPAN)
-        return self.noise_f * more**_policy.ROUNDING_WALK
-
     def directional(
-        self, numeric: np.ndarray, predicted: np.ndarray, *, entries: int
+        self, numeric: np.ndarray, predicted: np.ndarray
     ) -> tuple[float, Verdict, tuple[float, float]]:
-        """``(difference, verdict, thresholds)`` of directional derivatives (finite) along
-        directions that move ``entries`` entries each.
+        """``(difference, verdict, thresholds)`` of directional derivatives (finite).
 
-        A difference of two values of f is uncertain by about twice the noise of f over the
-        entries its points move.
+        A difference of two values of f is uncertain by about twice its noise, whatever
+        the direction.
         """
         m = int(numeric.size)
         norms, diffs = segment_differences(predicted, numeric, np.array([0, m]))
         d = float(diffs[0])
-        fd_norm = 2 * self.noise_over(entries) * np.sqrt(m)
-        verdict, tol = self.block(d, fd_norm, norms[0, 0], norms[0, 1])
+        verdict, tol = self.block(d, 2 * self.noise_f * np.sqrt(m), norms[0, 0], norms[0, 1])
         return d, verdict, tol
 
-    def disagrees(self, numeric: float, predicted: float, *, entries: int) -> bool:
-        """Whether one directional pair over ``entries`` entries fails, by the block's rules."""
-        pair = self.directional(np.array([numeric]), np.array([predicted]), entries=entries)
-        return pair[1] == Verdict.FAIL
+    def disagrees(self, numeric: float, predicted: float) -> bool:
+        """Whether one directional pair fails, by the block's rules."""
+        return self.directional(np.array([numeric]), np.array([predicted]))[1] == Verdict.FAIL
 
     @staticmethod
     def below_resolution(below: int, zeros: int, counted: int, reach: float, scale: float) -> bool:

@@ -102,14 +102,6 @@ ECNOISE_FLAT = 0.1
 # The probe's line spans at most this many entries (the first of the blocks in scope):
 # enough for f's noise to show, few enough that writing the points costs nothing next to f.
 NOISE_SPAN = 4096
-# A difference along a direction that moves m > NOISE_SPAN entries redraws the rounding of
-# every term of f those entries feed (a dot product over a million entries rounds its
-# partial sums anew at x + v and at x - v), where the probe's line redrew the rounding of
-# NOISE_SPAN of them: roundings drawn independently add in quadrature, so such a difference
-# sees the probe's noise times (m / NOISE_SPAN) ** ROUNDING_WALK. Measured on a correct
-# 0.5 * c @ (x * x) over 1e6 entries: 16 u |f| with OpenBLAS's dot on one thread, 9 on
-# two, 0.9 with numpy's pairwise sum; the rule says 15.6.
-ROUNDING_WALK = 0.5
 # The probe's cost at most, in evaluations: the repeats and every line it may draw.
 NOISE_MOST = 2 + (NOISE_POINTS - 1) * (NOISE_ATTEMPTS + 1)
 
