@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _budget
+from gradcheck import _budget, _deadline
 from gradcheck._results import BlockResult
 
 COST = 0.02  # seconds an evaluation of f costs on the clock
@@ -102,11 +102,11 @@ def test_a_budget_never_passes_what_it_could_not_have_seen(fake_clock):
 
 
 def test_a_deadline_bounds_what_fits():
-    far = _budget.Deadline(time.perf_counter() + 10.0, 0.01)
+    far = _deadline.Deadline(time.perf_counter() + 10.0, 0.01)
     assert far.affords(500)
     assert not far.affords(2000)
     assert 900 <= far.how_many(1, 5000) <= 1000
-    assert _budget.Deadline.none().how_many(4, 7) == 7
+    assert _deadline.Deadline.none().how_many(4, 7) == 7
     assert _budget.plan_seconds(10.0, 1.0) == pytest.approx(9.0 * (1 - _budget.RESERVE))
 
 

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import gradcheck  # noqa: E402
 import gradcheck.torch  # noqa: E402
-from gradcheck import _lowprec, _policy  # noqa: E402
+from gradcheck import _lowprec, _lowprec_report, _policy  # noqa: E402
 
 SHAPES = [(4, 128), (16, 1000), (2, 4, 64, 64), (1, 16)]
 
@@ -292,7 +292,7 @@ def test_a_reference_that_does_not_follow_the_dtype_is_refused():
 
 def _sides(t, k, b=None, unit=2.0**-8):
     b = t if b is None else b
-    return _lowprec.Sides(truth=t, baseline=b, kernel=k, rounded=t)
+    return _lowprec_report.Sides(truth=t, baseline=b, kernel=k, rounded=t)
 
 
 def test_the_slope_of_a_pure_scale_error_is_the_scale():

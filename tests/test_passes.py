@@ -19,8 +19,8 @@ from gradcheck import (
     _refine,
     _sample,
 )
-from gradcheck._budget import Deadline
 from gradcheck._context import Check, Findings, Streams
+from gradcheck._deadline import Deadline
 from gradcheck._judge import Judge
 
 from .reference import (

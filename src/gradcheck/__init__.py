@@ -12,7 +12,7 @@ demand: ``import gradcheck`` loads neither framework.
 
 from ._check import assert_gradient, check
 from ._jvp import check_hvp, check_jvp
-from ._lowprec import CompareReport
+from ._lowprec_report import CompareReport
 from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._report import Report

@@ -8,33 +8,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _policy
-from ._estimate import Estimate
+from ._context import Check, Comparison, Estimate, Findings, Marks
 from ._judge import Judge
 from ._layout import Block, Layout
 from ._norms import segment_differences, segment_norms
 from ._plan import Plan
 from ._problem import Problem
 from ._results import BlockResult, Entry, Verdict
-
-if TYPE_CHECKING:
-    from ._context import Check, Findings
-
-
-@dataclass(frozen=True)
-class Marks:
-    """Entries the kink pass left out of the verdicts (bool, aligned with ``plan.idx``)."""
-
-    kinks: np.ndarray  # at or across a kink: counted in the global difference only
-    on_kink: np.ndarray  # of those, the ones sitting on one (only seen between its slopes)
-    smooth: np.ndarray  # of those, the ones a smaller step resolved (truncation, no kink)
-    # of those, the ones whose error falls as h^2 at smaller steps without agreeing yet:
-    # the step is too large for them, and they are not judged
-    large: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -45,13 +29,6 @@ class _Left:
     on_kink: int = 0  # of the kinked, the ones sitting on one
     smooth: int = 0  # resolved at a smaller step (truncation, no kink)
     large: int = 0  # the step too large for them: not judged
-
-
-@dataclass(frozen=True)
-class Comparison:
-    difference: float
-    blocks: tuple[BlockResult, ...]  # every block of the layout, in layout order
-    worst: tuple[Entry, ...]
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ._budget import Deadline
-from ._compare import Comparison
-from ._estimate import Estimate
+from ._deadline import Deadline
 from ._judge import Judge
 from ._options import Options
 from ._plan import Plan
 from ._problem import Problem
 from ._progress import Bar
-from ._results import Kink, Note
+from ._results import BlockResult, Entry, Kink, Note
 from ._sample import Selection
 
 
@@ -111,6 +109,37 @@ class Check:
     selection: Selection
     streams: Streams
     bar: Bar | None = None  # the progress bar, when one is shown
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The finite differences of a plan (what the coordinate pass found)."""
+
+    gradapprox: np.ndarray  # float64 (m,), aligned with plan.idx
+    bad: np.ndarray  # bool (m,): f was not finite at one of the coordinate's points
+    sensitivity: np.ndarray  # float64 (m,): error of gradapprox per unit of noise in f
+    one_sided: np.ndarray  # float64 (m, 2): (left, right) slopes; NaN where not available
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Entries the kink pass left out of the verdicts (bool, aligned with ``plan.idx``)."""
+
+    kinks: np.ndarray  # at or across a kink: counted in the global difference only
+    on_kink: np.ndarray  # of those, the ones sitting on one (only seen between its slopes)
+    smooth: np.ndarray  # of those, the ones a smaller step resolved (truncation, no kink)
+    # of those, the ones whose error falls as h^2 at smaller steps without agreeing yet:
+    # the step is too large for them, and they are not judged
+    large: np.ndarray
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The gradient against its finite differences: globally, per block, the worst entries."""
+
+    difference: float
+    blocks: tuple[BlockResult, ...]  # every block of the layout, in layout order
+    worst: tuple[Entry, ...]
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,14 @@ keeping the directions' share of the time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import numpy as np
 
 from . import _budget, _policy
+from ._context import Check, Estimate, Findings
 from ._plan import METHODS, Plan
 from ._results import Note, Verdict
-
-if TYPE_CHECKING:
-    from ._context import Check, Findings
 
 
 def run(check: Check, findings: Findings) -> Findings:
@@ -66,14 +63,6 @@ def _complex_step(check: Check, plan: Plan) -> tuple[Estimate, tuple[Note, ...]]
             ),
         )
     return estimate(plan, values.imag[:, None], problem.f0), notes
-
-
-@dataclass(frozen=True)
-class Estimate:
-    gradapprox: np.ndarray  # float64 (m,), aligned with plan.idx
-    bad: np.ndarray  # bool (m,): f was not finite at one of the coordinate's points
-    sensitivity: np.ndarray  # float64 (m,): error of gradapprox per unit of noise in f
-    one_sided: np.ndarray  # float64 (m, 2): (left, right) slopes; NaN where not available
 
 
 def merged(est: Estimate, positions: np.ndarray, again: Estimate) -> Estimate:

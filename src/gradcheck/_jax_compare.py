@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _frameworks, _lowprec, _lowprec_run, _vjp
-from ._lowprec import CompareReport
+from ._lowprec_report import CompareReport
 from ._lowprec_run import Pair, Run, Setting
 
 

@@ -39,4 +39,3 @@ def build_batch(theta, idx, values, start, out):
         j = q // n_values
         out[r, :] = theta
         out[r, idx[j]] = values[j, q - j * n_values]
-

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import _lowprec, _policy
-from ._lowprec import CompareReport, Sides
+from ._lowprec_report import CompareReport, Sides
 from ._report import Report
 
 

@@ -216,8 +216,7 @@ def loss_value(out: Any) -> tuple[float, np.dtype]:
             else ""
         )
         raise TypeError(
-            f"`f` must return one real number, got {type(out).__name__}{shape}: "
-            f"{out!r:.80}{hint}"
+            f"`f` must return one real number, got {type(out).__name__}{shape}: {out!r:.80}{hint}"
         )
     # float32 losses make the steps and thresholds float32's; anything else is float64.
     dtype = np.dtype(np.float32) if isinstance(out, np.float32) else np.dtype(np.float64)

@@ -17,19 +17,16 @@ point is :func:`run`; :func:`examine` also serves the directional search's confi
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _plan, _policy
-from ._budget import Deadline
-from ._compare import Marks, compare
-from ._estimate import Estimate, estimate
+from ._compare import compare
+from ._context import Check, Estimate, Findings, Marks
+from ._deadline import Deadline
+from ._estimate import estimate
 from ._plan import Plan
 from ._results import Kink, Note, Verdict
-
-if TYPE_CHECKING:
-    from ._context import Check, Findings
 
 
 @dataclass(frozen=True)

@@ -274,9 +274,7 @@ def format_html(r: Report, full: bool = False) -> str:
             b.max_abs_error_at or "-",
         ]
         style = ' style="color:#b00;font-weight:bold"' if b.verdict == "fail" else ""
-        rows.append(
-            f"<tr{style}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"
-        )
+        rows.append(f"<tr{style}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
     text = format_report(r, full).splitlines()
     # The lines under the table (every sentence, the worst entries), as the text has them.
     below = text[text.index("") + len(rows) + 1 + bool(summary) :]

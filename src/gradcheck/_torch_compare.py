@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _lowprec, _lowprec_run, _vjp
 from ._frameworks import short as _short
-from ._lowprec import CompareReport
+from ._lowprec_report import CompareReport
 from ._lowprec_run import Pair, Run, Setting
 
 

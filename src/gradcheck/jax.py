@@ -164,10 +164,7 @@ def _argnums(argnums: Any, count: int) -> set[int]:
         return set(range(count))
     many = isinstance(argnums, (tuple, list))
     items = list(argnums) if many else [argnums]
-    ok = bool(items) and all(
-        _options.is_integer(k) and -count <= int(k) < count
-        for k in items
-    )
+    ok = bool(items) and all(_options.is_integer(k) and -count <= int(k) < count for k in items)
     if not ok:
         raise ValueError(
             f"`argnums` must be an integer or a sequence of integers in [{-count}, {count}) "
