@@ -6,32 +6,35 @@ Text is read here; the rules on the values are ``_options``'s, as for every door
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import _options
 from ._options import parse_seed
 
+T = TypeVar("T", int, float)
+
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    try:
-        _options.positive("value", value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    return value
+    return _parsed(text, float, _options.positive, "a positive number")
 
 
 def _positive_int(text: str) -> int:
+    return _parsed(text, int, _options.integer, "a positive integer")
+
+
+def _parsed(text: str, parse: Callable[[str], T], rule: Callable[[str, T], object], what: str) -> T:
+    """``text`` read by ``parse`` and held to ``_options``' ``rule``: argparse's error, in
+    the words of ``what``, when either refuses it.
+    """
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
     try:
-        _options.integer("value", value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+        rule("value", value)
+    except ValueError:  # a number, shown as typed
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}") from None
     return value
 
 
