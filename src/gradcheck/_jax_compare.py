@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _frameworks, _lowprec, _lowprec_run, _vjp
+from . import _frameworks, _jax_modes, _lowprec, _lowprec_run, _modes, _projection
+from ._jax_backend import Jax, path_name
 from ._lowprec import CompareReport
 from ._lowprec_run import Pair, Run, Setting
 
@@ -95,9 +96,8 @@ def compare(
     >>> gradcheck.jax.compare(kernel, softmax, (x,), seed=0).verdict
     'pass'
     """
-    from .jax import _jax, _x64
-
-    jax = _jax()
+    fw = Jax()
+    jax = fw.jax
     started = time.perf_counter()
     for label, f in (("fn", fn), ("reference", reference)):
         if not callable(f):
@@ -117,16 +117,16 @@ def compare(
         dtype=np_dtype.name,
         unit=float(jnp.finfo(np_dtype).eps) / 2,
         factors=_lowprec.default_factor(factor),
-        seed=_vjp.resolve_seed(seed),
+        seed=_projection.resolve_seed(seed),
         framework="jax",
         device="",
         started=started,
     )
     asked = _Asked(cotangent, check_reference, dependence, options)
-    with _x64(jax):
+    with fw.x64():
         point = _point(jax, fn, reference, args, np_dtype)
         return _compare(
-            jax, Pair(fn, reference), point, replace(setting, device=point.device), asked
+            fw, Pair(fn, reference), point, replace(setting, device=point.device), asked
         )
 
 
@@ -175,8 +175,6 @@ class _Point:
 
 
 def _point(jax, fn, reference, args, dtype) -> _Point:
-    from .jax import _path_name
-
     keyword = isinstance(args, Mapping)
     if not keyword and not isinstance(args, (tuple, list)):
         args = (args,)
@@ -193,7 +191,7 @@ def _point(jax, fn, reference, args, dtype) -> _Point:
         leaves = []
         for j, (path, leaf) in enumerate(pairs):
             if _floating(jax, leaf):
-                checked[i, j] = names[i] + _path_name(path)
+                checked[i, j] = names[i] + path_name(path)
                 if isinstance(leaf, jax.Array):
                     devices.append(next(iter(leaf.devices())))
                 leaf = jax.numpy.asarray(leaf).astype(dtype)
@@ -260,12 +258,10 @@ def _outputs(jax, out) -> tuple[dict, Any, set]:
     """The output's leaves by name (``out``, ``out[1]``, a dict's keys), its tree, and the
     names of its floating leaves.
     """
-    from .jax import _path_name
-
     pairs, tree = jax.tree_util.tree_flatten_with_path(out)
     outs = {}
     for path, leaf in pairs:
-        name = _path_name(path)
+        name = path_name(path)
         if isinstance(out, Mapping):
             name = name.removeprefix(".")
         outs["out" + name if not isinstance(out, Mapping) else name] = leaf
@@ -279,8 +275,9 @@ def _numpy(a) -> np.ndarray:
     return np.asarray(a).astype(np.float64)
 
 
-def _compare(jax, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
+def _compare(fw: Jax, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
     """The three runs, the rules, the reference's check and the report."""
+    jax = fw.jax
     fn, reference = pair.fn, pair.reference
     jnp = jax.numpy
     dtype = np.dtype(setting.dtype)
@@ -316,7 +313,7 @@ def _compare(jax, pair: Pair, point: _Point, setting: Setting, asked: _Asked) ->
         for (i, j), name in point.checked.items():
             moved = _moved(jax, pair, point, (i, j), ct, rng)
             blocks = _lowprec_run.depend(blocks, name, truth, kernel, *moved)
-    checked = _reference_check(jax, reference, wide, (outs, tree), ct, setting, asked)
+    checked = _reference_check(fw, reference, wide, (outs, tree), ct, setting, asked)
     cotangent = [np.asarray(c).astype(np.float64) for c in ct]
     return _lowprec_run.report(setting, blocks, sides, checked, cotangent)
 
@@ -329,7 +326,9 @@ def _cotangent(jax, given, outs: dict, floating: set, seed: int, dtype) -> list:
     """The cotangent of each floating output, rounded to ``dtype``."""
     names = [n for n in outs if n in floating]
     if given is None:
-        arrays = _vjp.draw_like(_vjp.cotangent_rng(seed, 0), [outs[n].shape for n in names])
+        arrays = _projection.draw_like(
+            _projection.cotangent_rng(seed, 0), [outs[n].shape for n in names]
+        )
     else:
         leaves = jax.tree_util.tree_leaves(given)
         if len(leaves) != len(names):
@@ -359,13 +358,14 @@ def _moved(jax, pair: Pair, point: _Point, leaf: tuple[int, int], ct, rng) -> tu
     return truth, _side(jax, pair.fn, there, ct)[0]
 
 
-def _reference_check(jax, reference, wide: _Point, out: tuple, ct, setting: Setting, asked):
-    """The reference's float64 gradient checked by finite differences, or None; ``out`` is
-    the truth's output leaves by name and its tree.
+def _reference_check(fw: Jax, reference, wide: _Point, out: tuple, ct, setting: Setting, asked):
+    """The reference's float64 gradient checked by finite differences, or None, as
+    :func:`gradcheck.jax.check` checks it; ``out`` is the truth's output leaves by name and
+    its tree.
     """
     if not asked.check_reference:
         return None
-    from .jax import check
+    jax = fw.jax
 
     rebuilt = [jax.tree_util.tree_unflatten(tree, leaves) for leaves, tree in wide.flat]
     args = dict(zip(wide.names, rebuilt, strict=True)) if wide.keyword else tuple(rebuilt)
@@ -379,6 +379,11 @@ def _reference_check(jax, reference, wide: _Point, out: tuple, ct, setting: Sett
         for o in outs.values()
     ]
     cotangent = jax.tree_util.tree_unflatten(tree, full)
-    return check(
-        reference, args, cotangent=cotangent, evaluate="float64", seed=setting.seed, **options
+    run = _frameworks.settings(
+        time.perf_counter(),
+        {**options, "seed": setting.seed},
+        evaluate="float64",
+        projections=1,
+        cotangent=cotangent,
     )
+    return _jax_modes.check_args(fw, reference, args, run, _modes.validate("auto", 1))

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from . import _policy
+from ._projection import ProjectedReport
 from ._report import Report
 from ._results import BlockResult, Verdict
-from ._vjp import ProjectedReport
 
 MODES = ("rev", "fwd")
 ORDERS = (1, 2)

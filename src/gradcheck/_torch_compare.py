@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _lowprec, _lowprec_run, _vjp
+from . import _frameworks, _lowprec, _lowprec_run, _modes, _projection, _torch_modes
 from ._frameworks import short as _short
 from ._lowprec import CompareReport
 from ._lowprec_run import Pair, Run, Setting
+from ._torch_backend import Torch
 
 
 def compare(
@@ -109,7 +110,8 @@ def compare(
     >>> gradcheck.torch.compare(kernel, softmax, (x,), seed=0).verdict
     'pass'
     """
-    torch = _torch()
+    fw = Torch()
+    torch = fw.torch
     started = time.perf_counter()
     for label, f in (("fn", fn), ("reference", reference)):
         if not callable(f):
@@ -118,11 +120,11 @@ def compare(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"`dtype` must be a floating torch.dtype, got {dtype!r}")
     factors = _lowprec.default_factor(factor)
-    seed = _vjp.resolve_seed(seed)
+    seed = _projection.resolve_seed(seed)
     for label, flag in (("check_reference", check_reference), ("dependence", dependence)):
         if not isinstance(flag, bool):
             raise TypeError(f"`{label}` must be True or False, got {flag!r}")
-    point = _point(torch, fn, reference, inputs, dtype)
+    point = _point(fw, fn, reference, inputs, dtype)
     setting = Setting(
         dtype=str(dtype).removeprefix("torch."),
         unit=float(torch.finfo(dtype).eps) / 2,
@@ -133,7 +135,7 @@ def compare(
         started=started,
     )
     asked = _Asked(cotangent, check_reference, dependence, options)
-    return _compare(torch, Pair(fn, reference), point, setting, asked)
+    return _compare(fw, Pair(fn, reference), point, setting, asked)
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,11 @@ def assert_close_to_reference(
     return _lowprec_run.assert_passed(compare(fn, reference, inputs, **options))
 
 
-def _compare(torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
+def _compare(
+    fw: Torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked
+) -> CompareReport:
     """The three runs, the rules, the reference's check and the report."""
+    torch = fw.torch
     dtype = point.values[point.names.index(point.checked[0])].dtype
     truth_point = replace(point, values=[_cast(torch, v, torch.float64) for v in point.values])
     outs = _outputs(torch, _call(pair.reference, truth_point, None), "reference(*inputs)")
@@ -196,7 +201,7 @@ def _compare(torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked) 
                 f"`reference` must follow its inputs' dtype, but on float64 inputs its output "
                 f"{name} is {o.dtype}"
             )
-    ct = _cotangent(torch, asked.cotangent, outs, setting.seed, dtype)
+    ct = _cotangent(fw, asked.cotangent, outs, setting.seed, dtype)
     truth = _side(torch, pair.reference, truth_point, [c.double() for c in ct], reference=True)
     baseline = _side(torch, pair.reference, point, ct, reference=True)
     codes = _lowprec_run.code_objects(pair.reference)
@@ -216,24 +221,23 @@ def _compare(torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked) 
         for name in point.checked:
             moved = _moved(torch, pair, point, name, ct, rng)
             blocks = _lowprec_run.depend(blocks, name, truth, kernel, *moved)
-    checked = _reference_check(torch, pair.reference, truth_point, ct, setting, asked)
+    checked = _reference_check(fw, pair.reference, truth_point, ct, setting, asked)
     cotangent = [c.double().cpu().numpy() for c in ct]
     return _lowprec_run.report(setting, blocks, sides, checked, cotangent)
 
 
-def _point(torch, fn, reference, inputs, dtype) -> _Point:
-    from .torch import _checked, _inputs, _parameter_names
-
-    inputs = _inputs(torch, inputs)
+def _point(fw: Torch, fn, reference, inputs, dtype) -> _Point:
+    torch = fw.torch
+    inputs = fw.inputs(inputs)
     keyword = isinstance(inputs, Mapping)
     values = list(inputs.values()) if keyword else list(inputs)
     if keyword:
         names = [str(k) for k in inputs]
     else:
-        names = _parameter_names(fn, len(values))
+        names = fw.parameter_names(fn, len(values))
         if names[0] == "input0":  # fn's signature says nothing: the reference's may
-            names = _parameter_names(reference, len(values))
-    checked = _checked(torch, names, values)
+            names = fw.parameter_names(reference, len(values))
+    checked = fw.checked(names, values)
     cast = [_cast(torch, v, dtype) for v in values]
     device = next(str(v.device) for v in values if isinstance(v, torch.Tensor))
     return _Point(names, cast, checked, keyword, device)
@@ -310,15 +314,14 @@ def _shapes(shapes: dict) -> str:
     return ", ".join(f"{n} {tuple(s)}" for n, s in shapes.items())
 
 
-def _cotangent(torch, given, outs: dict, seed: int, dtype) -> list:
+def _cotangent(fw: Torch, given, outs: dict, seed: int, dtype) -> list:
     """The cotangent of each output, rounded to ``dtype``, on the outputs' device."""
+    torch = fw.torch
     shapes = [tuple(o.shape) for o in outs.values()]
     if given is None:
-        arrays = _vjp.draw_like(_vjp.cotangent_rng(seed, 0), shapes)
+        arrays = _projection.draw_like(_projection.cotangent_rng(seed, 0), shapes)
     else:
-        from ._frameworks import torch_cotangent
-
-        arrays = torch_cotangent(torch, given, list(outs.values()))
+        arrays = fw.cotangent(given, list(outs.values()))
     return [
         torch.as_tensor(a, dtype=torch.float64, device=o.device).to(dtype)
         for a, o in zip(arrays, outs.values(), strict=True)
@@ -346,12 +349,13 @@ def _moved(torch, pair: Pair, point: _Point, name: str, ct, rng) -> tuple[Run, R
     return truth, _side(torch, pair.fn, there, ct)
 
 
-def _reference_check(torch, reference, truth_point: _Point, ct, setting: Setting, asked):
-    """The reference's float64 gradient checked by finite differences, or None."""
+def _reference_check(fw: Torch, reference, truth_point: _Point, ct, setting: Setting, asked):
+    """The reference's float64 gradient checked by finite differences, or None: as
+    :func:`gradcheck.torch.check` checks it.
+    """
     if not asked.check_reference:
         return None
-    from .torch import check
-
+    torch = fw.torch
     values = [
         v.clone().requires_grad_(n in truth_point.checked) if isinstance(v, torch.Tensor) else v
         for n, v in zip(truth_point.names, truth_point.values, strict=True)
@@ -361,17 +365,12 @@ def _reference_check(torch, reference, truth_point: _Point, ct, setting: Setting
     options = _lowprec_run.reference_options(n, asked.options)
     inputs = dict(zip(truth_point.names, values, strict=True)) if truth_point.keyword else values
     cotangent = tuple(c.double() for c in ct)
-    return check(
-        reference,
-        inputs if truth_point.keyword else tuple(inputs),
-        cotangent=cotangent if len(cotangent) > 1 else cotangent[0],
+    run = _frameworks.settings(
+        time.perf_counter(),
+        {**options, "seed": setting.seed},
         evaluate="float64",
-        seed=setting.seed,
-        **options,
+        projections=1,
+        cotangent=cotangent if len(cotangent) > 1 else cotangent[0],
     )
-
-
-def _torch():
-    from .torch import _torch as load
-
-    return load()
+    given = inputs if truth_point.keyword else tuple(inputs)
+    return _torch_modes.check_inputs(fw, reference, given, run, _modes.validate("auto", 1))
