@@ -20,7 +20,6 @@ from . import _frameworks, _jvp, _modes, _options, _projection
 from ._jax_backend import Args, Jax, Projection, path_name
 from ._projection import Run
 from ._report import Report
-from ._results import BlockResult
 
 # The primitive a custom_jvp function becomes in a jaxpr.
 CUSTOM_JVP = "custom_jvp_call"
@@ -74,16 +73,13 @@ def run_modes(p: Projection, settings: Run, modes: _modes.Modes) -> Report:
     if modes.order == 2:
         p = replace(p, args=replace(p.args, fn=_vjp_function(p, point, settings)))
         settings = replace(settings, cotangent=None)
-    parts: dict[str, Report] = {}
-    if "rev" in chosen:
-        parts["rev"] = _projection.check(p, settings)
-    fwd = forward(p, settings) if "fwd" in chosen else None
-    if fwd is not None:
-        parts["fwd"] = fwd
-    adjoint = None
-    if "rev" in parts and fwd is not None:
-        adjoint = identity(p, p.put(p.point), fwd)
-    return _modes.combine(parts, adjoint, modes.order)
+    return _modes.run(
+        chosen,
+        modes.order,
+        lambda: _projection.check(p, settings),
+        lambda: forward(p, settings),
+        lambda fwd: identity(p, p.put(p.point), fwd),
+    )
 
 
 # Whether a function calls a custom_jvp rule, per function, argument structure and shapes:
@@ -155,9 +151,7 @@ def forward(p: Projection, settings: Run) -> _jvp.TangentReport:
     return _jvp._forward(f, p.point, jvp, None, options, _jvp._JVP)
 
 
-def identity(
-    p: Projection, point: dict, fwd: _jvp.TangentReport
-) -> tuple[BlockResult, str, tuple[float, float]]:
+def identity(p: Projection, point: dict, fwd: _jvp.TangentReport) -> _modes.Adjoint:
     """``<J t, c> = <t, J^T c>`` on the forward check's tangent and cotangent, by
     ``jax.jvp`` on one side and ``jax.vjp`` on the other.
     """

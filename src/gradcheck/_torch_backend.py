@@ -7,6 +7,8 @@ torch is imported when a check runs (:func:`load`), never by ``import gradcheck`
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +134,20 @@ class Torch:
             where = f"[{k}]" if len(outs) > 1 else ""
             arrays.append(_frameworks.cotangent_leaf(arr, tuple(o.shape), f"`cotangent`{where}"))
         return arrays
+
+    def forward_ad(self) -> Any:
+        """``torch.autograd.forward_ad``, its decompositions loaded.
+
+        torch loads them on the first dual tensor, through ``torch.jit.script``, which
+        recent versions deprecate with a warning at every first use: a warning about
+        torch's own internals, which a test suite that treats warnings as errors would fail
+        on. They are loaded here once, that one warning silenced.
+        """
+        with warnings.catch_warnings():
+            message = "`torch.jit.script` is deprecated"
+            warnings.filterwarnings("ignore", message, DeprecationWarning)
+            importlib.import_module("torch._decomp.decompositions_for_jvp")
+        return self.torch.autograd.forward_ad
 
     # --- dtypes: float32 or float64, and the numeric side widened ("auto") --------------------
 

@@ -8,8 +8,6 @@ torch comes in held by a ``_torch_backend.Torch``, never imported here.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -19,7 +17,6 @@ import numpy as np
 from . import _jvp, _modes, _options, _projection
 from ._projection import Run
 from ._report import Report
-from ._results import BlockResult
 from ._torch_backend import Projection, Torch, numpy, widened
 
 
@@ -59,16 +56,13 @@ def run_modes(p: Projection, settings: Run, modes: _modes.Modes, *, rule: bool) 
         # evaluated point by point (vmap does not run autograd.grad inside).
         batched = False if settings.batched is None else settings.batched
         settings = replace(settings, loss=None, cotangent=None, batched=batched)
-    parts: dict[str, Report] = {}
-    if "rev" in chosen:
-        parts["rev"] = _projection.check(p, settings)
-    fwd = forward(p, settings) if "fwd" in chosen else None
-    if fwd is not None:
-        parts["fwd"] = fwd
-    adjoint = None
-    if "rev" in parts and fwd is not None:
-        adjoint = identity(p, settings, fwd)
-    return _modes.combine(parts, adjoint, modes.order)
+    return _modes.run(
+        chosen,
+        modes.order,
+        lambda: _projection.check(p, settings),
+        lambda: forward(p, settings),
+        lambda fwd: identity(p, settings, fwd),
+    )
 
 
 def _outputs(fw: Torch, settings: Run, y: Any) -> list:
@@ -91,24 +85,10 @@ def _tensors(fw: Torch, point: dict) -> Callable[[Any], dict]:
     return tensors
 
 
-def _forward_ad(torch: Any) -> Any:
-    """``torch.autograd.forward_ad``, its decompositions loaded.
-
-    torch loads them on the first dual tensor, through ``torch.jit.script``, which recent
-    versions deprecate with a warning at every first use: a warning about torch's own
-    internals, which a test suite that treats warnings as errors would fail on. They are
-    loaded here once, that one warning silenced.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
-        importlib.import_module("torch._decomp.decompositions_for_jvp")
-    return torch.autograd.forward_ad
-
-
 def forward(p: Projection, settings: Run) -> _jvp.TangentReport:
     """:func:`gradcheck.check_jvp` of ``p.g``, the analytic side by torch's forward AD."""
     torch, g = p.fw.torch, p.g
-    ad = _forward_ad(torch)
+    ad = p.fw.forward_ad()
     tensors = _tensors(p.fw, p.point)
     params = {n: t.detach().cpu().numpy().copy() for n, t in p.point.items()}
 
@@ -131,14 +111,12 @@ def forward(p: Projection, settings: Run) -> _jvp.TangentReport:
     return _jvp._forward(f, params, jvp, None, options, _jvp._JVP)
 
 
-def identity(
-    p: Projection, settings: Run, fwd: _jvp.TangentReport
-) -> tuple[BlockResult, str, tuple[float, float]]:
+def identity(p: Projection, settings: Run, fwd: _jvp.TangentReport) -> _modes.Adjoint:
     """The adjoint identity ``<J t, c> = <t, J^T c>`` on the forward check's tangent and
     cotangent: the forward rule on one side, the reverse rule on the other.
     """
     torch, g, point = p.fw.torch, p.g, p.point
-    ad = _forward_ad(torch)
+    ad = p.fw.forward_ad()
     tangent = {n: torch.as_tensor(np.asarray(v)) for n, v in fwd.tangent.items()}
     cotangent = [torch.as_tensor(np.asarray(c)) for c in fwd.cotangent]
     with ad.dual_level():
