@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,39 @@ class Args:
     flat: list  # per argument: its (path, leaf) pairs and its treedef
     checked: dict  # (argument, leaf) position -> block name, for every floating array leaf
 
+    @classmethod
+    def of(
+        cls,
+        fw: Jax,
+        fn: Callable[..., Any],
+        args: Any,
+        argnums: Callable[[int], set[int]] | None = None,
+    ) -> Args:
+        """``args`` (a dict, a tuple / list, or one argument) flattened, every floating array
+        leaf of the arguments ``argnums(count)`` names (None: of all) checked.
+        """
+        keyword = isinstance(args, Mapping)
+        if not keyword and not isinstance(args, (tuple, list)):
+            args = (args,)
+        names = [str(k) for k in args] if keyword else _frameworks.parameter_names(fn, len(args))
+        values = list(args.values()) if keyword else list(args)
+        wanted = set(range(len(values))) if argnums is None else argnums(len(values))
+        flat = [fw.jax.tree_util.tree_flatten_with_path(v) for v in values]
+        # (arg position, leaf position) -> block name, for every floating array leaf.
+        checked: dict[tuple[int, int], str] = {}
+        for i, (pairs, _) in enumerate(flat):
+            for j, (path, leaf) in enumerate(pairs):
+                if i in wanted and fw.floating_array(leaf):
+                    checked[i, j] = names[i] + path_name(path)
+        if not checked:
+            got = ", ".join(f"{n}: {type(v).__name__}" for n, v in zip(names, values, strict=True))
+            raise TypeError(f"`args` holds no floating-point array to check; got {got}")
+        return cls(fn, keyword, names, flat, checked)
+
+    def dtypes(self) -> set[np.dtype]:
+        """The checked leaves' dtypes."""
+        return {np.dtype(self.flat[i][0][j][1].dtype) for i, j in self.checked}
+
     def key(self) -> tuple:
         """What identifies the function and its arguments' structure (a cache's key)."""
         treedefs = tuple(treedef for _, treedef in self.flat)
@@ -130,7 +163,7 @@ class Projection:
             if isinstance(leaf, fw.jax.Array)
         ]
         device = next(iter(devices[0])) if devices else None
-        dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in args.checked}
+        dtypes = args.dtypes()
         if not wide and len(dtypes) > 1:
             _frameworks.refuse_mixed_dtypes("arrays", ", ".join(sorted(map(str, dtypes))))
         dtype = np.dtype(np.float64) if wide else dtypes.pop()
@@ -177,8 +210,16 @@ class Projection:
         # Projections accumulate in float64 when jax allows it, else in the output's float32.
         acc = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
         shapes = [tuple(out_leaves[k].shape) for k in projected]
-        traced = (pullback, out_leaves, out_tree, projected, float32, acc)
-        return _Traced(self.point, shapes, *traced)
+        return _Traced(
+            params=self.point,
+            shapes=shapes,
+            pullback=pullback,
+            out_leaves=out_leaves,
+            out_tree=out_tree,
+            projected=projected,
+            float32=float32,
+            acc=acc,
+        )
 
     def given(self, traced: _Traced, cotangent: Any) -> list[np.ndarray]:
         leaves, tree = self.fw.jax.tree_util.tree_flatten(cotangent)
@@ -254,7 +295,9 @@ class Projection:
         rows = max(MIN_ROWS, 1 << int(np.log2(vmap_rows(self.point, out_numel))))
         return Sides(analytic, f, loss_dtype, scale, Vmap(call, rows, _refusal, _padded))
 
-    def _wide(self, traced: _Traced, statics: tuple | None, held: list, rounded: list):
+    def _wide(
+        self, traced: _Traced, statics: tuple | None, held: list, rounded: list
+    ) -> tuple | None:
         """``(jit(project), jit(vmap(project)), arguments)`` for float64 copies of a float32
         point, with 64-bit jax on for them alone, when ``fn`` computes in float64 there (it
         follows its inputs' dtype); else None.

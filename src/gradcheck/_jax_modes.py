@@ -10,14 +10,14 @@ jax comes in held by a ``_jax_backend.Jax``, never imported here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from . import _frameworks, _jvp, _modes, _options, _projection
-from ._jax_backend import Args, Jax, Projection, path_name
+from . import _jvp, _modes, _options, _projection
+from ._jax_backend import Args, Jax, Projection
 from ._projection import Run
 from ._report import Report
 
@@ -38,29 +38,11 @@ def check_args(
     positions to check, validated; None: all), and the check of a low-precision
     comparison's reference.
     """
-    jax = fw.jax
-    keyword = isinstance(args, Mapping)
-    if not keyword and not isinstance(args, (tuple, list)):
-        args = (args,)
-    names = [str(k) for k in args] if keyword else _frameworks.parameter_names(fn, len(args))
-    values = list(args.values()) if keyword else list(args)
-    wanted = set(range(len(values))) if argnums is None else argnums(len(values))
-    flat = [jax.tree_util.tree_flatten_with_path(v) for v in values]
-    # (arg position, leaf position) -> block name, for every floating array leaf.
-    checked: dict[tuple[int, int], str] = {}
-    for i, (pairs, _) in enumerate(flat):
-        for j, (path, leaf) in enumerate(pairs):
-            if i in wanted and fw.floating_array(leaf):
-                checked[i, j] = names[i] + path_name(path)
-    if not checked:
-        raise TypeError(
-            "`args` holds no floating-point array to check; got "
-            + ", ".join(f"{n}: {type(v).__name__}" for n, v in zip(names, values, strict=True))
-        )
-    dtypes = {np.dtype(flat[i][0][j][1].dtype) for i, j in checked}
-    run = replace(run, wide=run.wide or np.dtype(np.float64) in dtypes)
+    flat = Args.of(fw, fn, args, argnums)
+    # A float64 input turns 64-bit jax on for the check, so that jax does not round it.
+    run = replace(run, wide=run.wide or np.dtype(np.float64) in flat.dtypes())
     with fw.x64() if run.wide else contextlib.nullcontext():
-        projection = Projection.at(fw, Args(fn, keyword, names, flat, checked), run.wide)
+        projection = Projection.at(fw, flat, run.wide)
         return run_modes(projection, run, asked)
 
 

@@ -239,6 +239,30 @@ class Projection:
     g: Callable[[dict], Any]
     point: dict
 
+    @classmethod
+    def of_function(cls, fw: Torch, fn: Callable[..., Any], inputs: Any, run: Run) -> Projection:
+        """``fn(*inputs)`` (or ``fn(**inputs)``) as a function of its checked inputs, at
+        private copies of them; the others held fixed.
+        """
+        inputs = fw.inputs(inputs)
+        keyword = isinstance(inputs, Mapping)
+        names = [str(k) for k in inputs] if keyword else fw.parameter_names(fn, len(inputs))
+        values = list(inputs.values()) if keyword else list(inputs)
+        checked = fw.checked(names, values)
+        # Private copies, detached: the user's tensors and their .grad are never touched.
+        pairs = list(zip(names, values, strict=True))
+        point = {n: fw.prepared(v, run.wide) for n, v in pairs if n in checked}
+        fixed = [fw.prepared(v, run.wide) if n not in checked else None for n, v in pairs]
+        # Held fixed, float64 copies go with the numeric side's float64 points ("auto").
+        wide = fw.wide_copies(point, run, fixed)
+
+        def g(tensors):
+            held = wide if widened(tensors, point) else fixed
+            args = [tensors[n] if n in checked else c for n, c in zip(names, held, strict=True)]
+            return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
+
+        return cls(fw, g, point)
+
     def trace(self, run: Run) -> _Traced:
         """Call ``g`` once through autograd, refusing outputs the check cannot project."""
         torch, fw = self.fw.torch, self.fw

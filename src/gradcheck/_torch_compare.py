@@ -180,7 +180,9 @@ def assert_close_to_reference(
     return _lowprec_run.assert_passed(compare(fn, reference, inputs, **options))
 
 
-def _point(fw: Torch, fn, reference, inputs, dtype) -> _Point:
+def _point(
+    fw: Torch, fn: Callable[..., Any], reference: Callable[..., Any], inputs: Any, dtype: Any
+) -> _Point:
     torch = fw.torch
     inputs = fw.inputs(inputs)
     keyword = isinstance(inputs, Mapping)

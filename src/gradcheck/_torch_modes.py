@@ -8,7 +8,7 @@ torch comes in held by a ``_torch_backend.Torch``, never imported here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,32 +17,18 @@ import numpy as np
 from . import _jvp, _modes, _options, _projection
 from ._projection import Run
 from ._report import Report
-from ._torch_backend import Projection, Torch, numpy, widened
+from ._torch_backend import Projection, Torch, numpy
 
 
-def check_inputs(fw: Torch, fn: Callable[..., Any], inputs: Any, run: Run, asked: _modes.Modes):
+def check_inputs(
+    fw: Torch, fn: Callable[..., Any], inputs: Any, run: Run, asked: _modes.Modes
+) -> Report:
     """``fn(*inputs)`` (or ``fn(**inputs)``) checked at ``inputs`` in the modes ``asked``:
     :func:`gradcheck.torch.check` once its arguments are validated, and the check of a
     low-precision comparison's reference.
     """
-    inputs = fw.inputs(inputs)
-    keyword = isinstance(inputs, Mapping)
-    names = [str(k) for k in inputs] if keyword else fw.parameter_names(fn, len(inputs))
-    values = list(inputs.values()) if keyword else list(inputs)
-    checked = fw.checked(names, values)
-    # Private copies, detached: the user's tensors and their .grad are never touched.
-    pairs = list(zip(names, values, strict=True))
-    point = {n: fw.prepared(v, run.wide) for n, v in pairs if n in checked}
-    fixed = [fw.prepared(v, run.wide) if n not in checked else None for n, v in pairs]
-    # Held fixed, float64 copies go with the numeric side's float64 points ("auto").
-    wide = fw.wide_copies(point, run, fixed)
-
-    def g(tensors):
-        held = wide if widened(tensors, point) else fixed
-        args = [tensors[n] if n in checked else c for n, c in zip(names, held, strict=True)]
-        return fn(**dict(zip(names, args, strict=True))) if keyword else fn(*args)
-
-    return run_modes(Projection(fw, g, point), run, asked, rule=fw.forward_rule(fn))
+    projection = Projection.of_function(fw, fn, inputs, run)
+    return run_modes(projection, run, asked, rule=fw.forward_rule(fn))
 
 
 def run_modes(p: Projection, settings: Run, modes: _modes.Modes, *, rule: bool) -> Report:
