@@ -177,13 +177,13 @@ class Torch:
         """
         if not self.may_widen(point, run):
             return held
-        return self._widened(held)
+        return self._float64_copies(held)
 
-    def _widened(self, held: Any) -> Any:
+    def _float64_copies(self, held: Any) -> Any:
         if isinstance(held, dict):
-            return {k: self._widened(v) for k, v in held.items()}
+            return {k: self._float64_copies(v) for k, v in held.items()}
         if isinstance(held, (tuple, list)):
-            return type(held)(self._widened(v) for v in held)
+            return type(held)(self._float64_copies(v) for v in held)
         return self.prepared(held, True)
 
     def follows(self, g: Callable[[dict], Any], point: dict, run: Run) -> bool:
