@@ -15,12 +15,13 @@ from ._jvp import check_hvp, check_jvp
 from ._lowprec_report import CompareReport
 from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
+from ._projection import ProjectedReport
 from ._report import Report
 from ._results import BlockResult, Entry, Kink, Replay, Verdict
 from ._sweep import StepSweep, step_sweep
 from ._taylor import taylor_test
 from ._taylor_results import TaylorTest
-from ._vjp import ProjectedReport, check_vjp
+from ._vjp import check_vjp
 
 __version__ = "0.1.0"
 

@@ -6,15 +6,25 @@ jax is imported when a function here is called, never by ``import gradcheck``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from . import _frameworks, _lowprec, _lowprec_run, _vjp
+from . import (
+    _frameworks,
+    _jax_modes,
+    _lowprec,
+    _lowprec_run,
+    _modes,
+    _projection,
+    _reference_compare,
+)
+from ._jax_backend import Jax, path_name
 from ._lowprec_report import CompareReport
 from ._lowprec_run import Pair, Run, Setting
+from ._report import Report
 
 
 def compare(
@@ -95,13 +105,10 @@ def compare(
     >>> gradcheck.jax.compare(kernel, softmax, (x,), seed=0).verdict
     'pass'
     """
-    from .jax import _jax, _x64
-
-    jax = _jax()
+    fw = Jax()
+    jax = fw.jax
     started = time.perf_counter()
-    for label, f in (("fn", fn), ("reference", reference)):
-        if not callable(f):
-            raise TypeError(f"`{label}` must be callable, got {type(f).__name__}: {f!r:.80}")
+    _reference_compare.require_callable(fn, reference, lambda f: f"{f!r:.80}")
     jnp = jax.numpy
     dtype = jnp.bfloat16 if dtype is None else dtype
     try:
@@ -110,24 +117,21 @@ def compare(
         np_dtype = None
     if np_dtype is None or not jnp.issubdtype(np_dtype, jnp.floating):
         raise ValueError(f"`dtype` must be a floating jax dtype, got {dtype!r}")
-    for label, flag in (("check_reference", check_reference), ("dependence", dependence)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"`{label}` must be True or False, got {flag!r}")
+    asked = _reference_compare.asked(cotangent, check_reference, dependence, options)
     setting = Setting(
         dtype=np_dtype.name,
         unit=float(jnp.finfo(np_dtype).eps) / 2,
         factors=_lowprec.default_factor(factor),
-        seed=_vjp.resolve_seed(seed),
+        seed=_projection.resolve_seed(seed),
         framework="jax",
         device="",
         started=started,
     )
-    asked = _Asked(cotangent, check_reference, dependence, options)
-    with _x64(jax):
-        point = _point(jax, fn, reference, args, np_dtype)
-        return _compare(
-            jax, Pair(fn, reference), point, replace(setting, device=point.device), asked
-        )
+    with fw.x64():
+        point = _point(fw, fn, reference, args, np_dtype)
+        runs = _Runs(fw, point, np_dtype)
+        setting = replace(setting, device=point.device)
+        return _reference_compare.compare(runs, Pair(fn, reference), setting, asked)
 
 
 def assert_close_to_reference(
@@ -154,14 +158,6 @@ def assert_close_to_reference(
 
 
 @dataclass(frozen=True)
-class _Asked:
-    cotangent: Any
-    check_reference: bool
-    dependence: bool
-    options: dict
-
-
-@dataclass(frozen=True)
 class _Point:
     """The arguments flattened, their floating leaves cast to one dtype: which leaves are
     checked (by name), how to rebuild the arguments, the device.
@@ -174,9 +170,10 @@ class _Point:
     device: str
 
 
-def _point(jax, fn, reference, args, dtype) -> _Point:
-    from .jax import _path_name
-
+def _point(
+    fw: Jax, fn: Callable[..., Any], reference: Callable[..., Any], args: Any, dtype: Any
+) -> _Point:
+    jax = fw.jax
     keyword = isinstance(args, Mapping)
     if not keyword and not isinstance(args, (tuple, list)):
         args = (args,)
@@ -192,8 +189,8 @@ def _point(jax, fn, reference, args, dtype) -> _Point:
         pairs, treedef = jax.tree_util.tree_flatten_with_path(v)
         leaves = []
         for j, (path, leaf) in enumerate(pairs):
-            if _floating(jax, leaf):
-                checked[i, j] = names[i] + _path_name(path)
+            if isinstance(leaf, (np.ndarray, jax.Array)) and fw.floating([leaf]):
+                checked[i, j] = names[i] + path_name(path)
                 if isinstance(leaf, jax.Array):
                     devices.append(next(iter(leaf.devices())))
                 leaf = jax.numpy.asarray(leaf).astype(dtype)
@@ -209,176 +206,148 @@ def _point(jax, fn, reference, args, dtype) -> _Point:
     return _Point(names, keyword, flat, checked, str(device))
 
 
-def _floating(jax, leaf: Any) -> bool:
-    # bf16 and fp16 leaves count too (numpy's dtype kind of bf16 is not "f").
-    return isinstance(leaf, (np.ndarray, jax.Array)) and jax.numpy.issubdtype(
-        leaf.dtype, jax.numpy.floating
-    )
-
-
-def _cast(jax, point: _Point, dtype) -> _Point:
-    flat = [
-        ([x.astype(dtype) if (i, j) in point.checked else x for j, x in enumerate(leaves)], tree)
-        for i, (leaves, tree) in enumerate(point.flat)
-    ]
-    return replace(point, flat=flat)
-
-
-def _call(jax, f, point: _Point, named: dict):
-    rebuilt = []
-    for i, (leaves, treedef) in enumerate(point.flat):
-        own = [named.get(point.checked.get((i, j)), x) for j, x in enumerate(leaves)]
-        rebuilt.append(jax.tree_util.tree_unflatten(treedef, own))
-    if point.keyword:
-        return f(**dict(zip(point.names, rebuilt, strict=True)))
-    return f(*rebuilt)
-
-
-def _leaves(point: _Point) -> dict:
-    return {name: point.flat[i][0][j] for (i, j), name in point.checked.items()}
-
-
-def _side(jax, f, point: _Point, ct: list | None) -> tuple[Run, Any]:
-    """``f`` at ``point``: outputs and the vjp on ``ct`` (drawn later when None: then only
-    the outputs and the output tree come back).
+@dataclass(frozen=True)
+class _Runs:
+    """jax's runs of the comparison (``_reference_compare.Runs``) at ``point``, whose
+    floating leaves are in ``dtype``; inside ``jax.enable_x64``.
     """
-    out, pullback = jax.vjp(lambda named: _call(jax, f, point, named), _leaves(point))
-    outs, tree, floating = _outputs(jax, out)
-    outputs = {n: _numpy(o) for n, o in outs.items() if n in floating}
-    if ct is None:
-        return Run(outputs, {}), (outs, tree, floating)
-    it = iter(ct)
-    full = [
-        next(it).astype(o.dtype) if n in floating else np.zeros(o.shape, jax.dtypes.float0)
-        for n, o in outs.items()
-    ]
-    (grads,) = pullback(jax.tree_util.tree_unflatten(tree, full))
-    return Run(outputs, {"d" + n: _numpy(g) for n, g in grads.items()}), (outs, tree, floating)
 
+    fw: Jax
+    point: _Point
+    dtype: np.dtype
 
-def _outputs(jax, out) -> tuple[dict, Any, set]:
-    """The output's leaves by name (``out``, ``out[1]``, a dict's keys), its tree, and the
-    names of its floating leaves.
-    """
-    from .jax import _path_name
-
-    pairs, tree = jax.tree_util.tree_flatten_with_path(out)
-    outs = {}
-    for path, leaf in pairs:
-        name = _path_name(path)
-        if isinstance(out, Mapping):
-            name = name.removeprefix(".")
-        outs["out" + name if not isinstance(out, Mapping) else name] = leaf
-    floating = {n for n, o in outs.items() if jax.numpy.issubdtype(o.dtype, jax.numpy.floating)}
-    if not floating:
-        raise TypeError(f"the function must return floating arrays, got {_frameworks.short(out)}")
-    return outs, tree, floating
-
-
-def _numpy(a) -> np.ndarray:
-    return np.asarray(a).astype(np.float64)
-
-
-def _compare(jax, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
-    """The three runs, the rules, the reference's check and the report."""
-    fn, reference = pair.fn, pair.reference
-    jnp = jax.numpy
-    dtype = np.dtype(setting.dtype)
-    wide = _cast(jax, point, jnp.float64)
-    _, (outs, tree, floating) = _side(jax, reference, wide, None)
-    for name in floating:
-        if outs[name].dtype != jnp.float64:
-            raise ValueError(
-                f"`reference` must follow its inputs' dtype, but on float64 inputs its output "
-                f"{name} is {outs[name].dtype}"
+    def _cast(self, dtype: Any) -> _Point:
+        point = self.point
+        flat = [
+            (
+                [x.astype(dtype) if (i, j) in point.checked else x for j, x in enumerate(leaves)],
+                tree,
             )
-    ct = _cotangent(jax, asked.cotangent, outs, floating, setting.seed, dtype)
-    truth, _ = _side(jax, reference, wide, [c.astype(jnp.float64) for c in ct])
-    baseline, _ = _side(jax, reference, point, ct)
-    with _lowprec_run.watching(_lowprec_run.code_objects(reference)) as called:
-        kernel, _ = _side(jax, fn, point, ct)
-    kernel = replace(kernel, called_reference=called() or fn is reference)
-    if kernel.outputs.keys() != truth.outputs.keys() or any(
-        kernel.outputs[n].shape != a.shape for n, a in truth.outputs.items()
-    ):
-        raise ValueError(
-            "`fn` and `reference` must return the same outputs: the reference gives "
-            f"{_shapes(truth.outputs)}, fn {_shapes(kernel.outputs)}"
-        )
-    gradients = _lowprec_run.reference_gradients(truth)
-    rounded = Run(
-        {n: a.astype(dtype).astype(np.float64) for n, a in truth.outputs.items()},
-        {n: a.astype(dtype).astype(np.float64) for n, a in gradients.items()},
-    )
-    blocks, sides = _lowprec_run.measured(setting, truth, baseline, kernel, rounded)
-    if asked.dependence:
-        rng = _lowprec_run.depend_rng(setting.seed)
-        for (i, j), name in point.checked.items():
-            moved = _moved(jax, pair, point, (i, j), ct, rng)
-            blocks = _lowprec_run.depend(blocks, name, truth, kernel, *moved)
-    checked = _reference_check(jax, reference, wide, (outs, tree), ct, setting, asked)
-    cotangent = [np.asarray(c).astype(np.float64) for c in ct]
-    return _lowprec_run.report(setting, blocks, sides, checked, cotangent)
-
-
-def _shapes(arrays: dict) -> str:
-    return ", ".join(f"{n} {tuple(a.shape)}" for n, a in arrays.items())
-
-
-def _cotangent(jax, given, outs: dict, floating: set, seed: int, dtype) -> list:
-    """The cotangent of each floating output, rounded to ``dtype``."""
-    names = [n for n in outs if n in floating]
-    if given is None:
-        arrays = _vjp.draw_like(_vjp.cotangent_rng(seed, 0), [outs[n].shape for n in names])
-    else:
-        leaves = jax.tree_util.tree_leaves(given)
-        if len(leaves) != len(names):
-            raise ValueError(
-                f"`cotangent` has {len(leaves)} arrays, but the function returns {len(names)} "
-                "floating arrays"
-            )
-        arrays = [
-            _frameworks.cotangent_leaf(np.asarray(c), tuple(outs[n].shape), f"`cotangent` {n}")
-            for c, n in zip(leaves, names, strict=True)
+            for i, (leaves, tree) in enumerate(point.flat)
         ]
-    return [jax.numpy.asarray(a).astype(dtype) for a in arrays]
+        return replace(point, flat=flat)
 
+    def _vjp(self, f: Callable[..., Any], point: _Point) -> tuple[tuple, Callable]:
+        """``f``'s outputs at ``point`` (leaves by name, tree, floating names) and pullback."""
+        jax = self.fw.jax
+        leaves = {name: point.flat[i][0][j] for (i, j), name in point.checked.items()}
+        out, pullback = jax.vjp(lambda named: self._call(f, point, named), leaves)
+        return self._outputs(out), pullback
 
-def _moved(jax, pair: Pair, point: _Point, leaf: tuple[int, int], ct, rng) -> tuple[Run, Run]:
-    """The truth and the kernel with one checked leaf moved (signs and zeros kept)."""
-    jnp = jax.numpy
-    i, j = leaf
-    flat = [(list(leaves), tree) for leaves, tree in point.flat]
-    x = flat[i][0][j]
-    flat[i][0][j] = (x.astype(jnp.float64) * _lowprec_run.moved(rng, tuple(x.shape))).astype(
-        x.dtype
-    )
-    there = replace(point, flat=flat)
-    wide = _cast(jax, there, jnp.float64)
-    truth = _side(jax, pair.reference, wide, [c.astype(jnp.float64) for c in ct])[0]
-    return truth, _side(jax, pair.fn, there, ct)[0]
+    def _call(self, f: Callable[..., Any], point: _Point, named: dict) -> Any:
+        """``f`` at ``point``, its checked leaves from ``named``."""
+        rebuilt = []
+        for i, (leaves, treedef) in enumerate(point.flat):
+            own = [named.get(point.checked.get((i, j)), x) for j, x in enumerate(leaves)]
+            rebuilt.append(self.fw.jax.tree_util.tree_unflatten(treedef, own))
+        if point.keyword:
+            return f(**dict(zip(point.names, rebuilt, strict=True)))
+        return f(*rebuilt)
 
+    def _outputs(self, out: Any) -> tuple[dict, Any, set]:
+        """The output's leaves by name (``out``, ``out[1]``, a dict's keys), its tree, and
+        the names of its floating leaves.
+        """
+        pairs, tree = self.fw.jax.tree_util.tree_flatten_with_path(out)
+        outs = {}
+        for path, leaf in pairs:
+            name = path_name(path)
+            if isinstance(out, Mapping):
+                name = name.removeprefix(".")
+            outs["out" + name if not isinstance(out, Mapping) else name] = leaf
+        where = set(self.fw.floating(list(outs.values())))
+        floating = {n for k, n in enumerate(outs) if k in where}
+        if not floating:
+            raise TypeError(
+                f"the function must return floating arrays, got {_frameworks.short(out)}"
+            )
+        return outs, tree, floating
 
-def _reference_check(jax, reference, wide: _Point, out: tuple, ct, setting: Setting, asked):
-    """The reference's float64 gradient checked by finite differences, or None; ``out`` is
-    the truth's output leaves by name and its tree.
-    """
-    if not asked.check_reference:
-        return None
-    from .jax import check
+    def outputs(self, reference: Callable[..., Any]) -> tuple[dict, Any, set]:
+        outputs, _ = self._vjp(reference, self._cast(np.float64))
+        outs, _, floating = outputs
+        for name in floating:
+            if outs[name].dtype != np.float64:
+                raise ValueError(
+                    f"`reference` must follow its inputs' dtype, but on float64 inputs its "
+                    f"output {name} is {outs[name].dtype}"
+                )
+        return outputs
 
-    rebuilt = [jax.tree_util.tree_unflatten(tree, leaves) for leaves, tree in wide.flat]
-    args = dict(zip(wide.names, rebuilt, strict=True)) if wide.keyword else tuple(rebuilt)
-    n = sum(int(np.prod(wide.flat[i][0][j].shape)) for i, j in wide.checked)
-    options = _lowprec_run.reference_options(n, asked.options)
-    outs, tree = out
-    # The same cotangent, in the output's structure (the check reads its floating leaves).
-    leaves = iter(np.asarray(c).astype(np.float64) for c in ct)
-    full = [
-        next(leaves) if np.issubdtype(o.dtype, np.floating) else np.zeros(o.shape)
-        for o in outs.values()
-    ]
-    cotangent = jax.tree_util.tree_unflatten(tree, full)
-    return check(
-        reference, args, cotangent=cotangent, evaluate="float64", seed=setting.seed, **options
-    )
+    def cotangent(self, given: Any, outputs: tuple, seed: int) -> list:
+        """The cotangent of each floating output, rounded to the dtype."""
+        outs, _, floating = outputs
+        names = [n for n in outs if n in floating]
+        if given is None:
+            rng = _projection.cotangent_rng(seed, 0)
+            arrays = _projection.draw_like(rng, [outs[n].shape for n in names])
+        else:
+            leaves = self.fw.jax.tree_util.tree_leaves(given)
+            if len(leaves) != len(names):
+                raise ValueError(
+                    f"`cotangent` has {len(leaves)} arrays, but the function returns "
+                    f"{len(names)} floating arrays"
+                )
+            arrays = [
+                _frameworks.cotangent_leaf(np.asarray(c), tuple(outs[n].shape), f"`cotangent` {n}")
+                for c, n in zip(leaves, names, strict=True)
+            ]
+        return [self.fw.jax.numpy.asarray(a).astype(self.dtype) for a in arrays]
+
+    def side(self, f: Callable[..., Any], ct: list, *, wide: bool, reference: bool) -> Run:
+        """``f`` at the point (or its float64 copy): outputs and the vjp on ``ct``."""
+        jax = self.fw.jax
+        point = self._cast(np.float64) if wide else self.point
+        ct = [c.astype(np.float64) for c in ct] if wide else ct
+        (outs, tree, floating), pullback = self._vjp(f, point)
+        it = iter(ct)
+        full = [
+            next(it).astype(o.dtype) if n in floating else np.zeros(o.shape, jax.dtypes.float0)
+            for n, o in outs.items()
+        ]
+        (grads,) = pullback(jax.tree_util.tree_unflatten(tree, full))
+        outputs = {n: self.numpy(o) for n, o in outs.items() if n in floating}
+        return Run(outputs, {"d" + n: self.numpy(g) for n, g in grads.items()})
+
+    def rounded(self, a: np.ndarray) -> np.ndarray:
+        return a.astype(self.dtype).astype(np.float64)
+
+    def numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(a).astype(np.float64)
+
+    def inputs(self) -> Iterator[tuple[tuple[int, int], str]]:
+        return iter(self.point.checked.items())
+
+    def moved(self, where: tuple[int, int], rng: np.random.Generator) -> _Runs:
+        """The runs with the checked leaf at ``where`` moved (signs and zeros kept)."""
+        i, j = where
+        flat = [(list(leaves), tree) for leaves, tree in self.point.flat]
+        x = flat[i][0][j]
+        factor = _lowprec_run.moved(rng, tuple(x.shape))
+        flat[i][0][j] = (x.astype(np.float64) * factor).astype(x.dtype)
+        return replace(self, point=replace(self.point, flat=flat))
+
+    def reference_check(
+        self, reference: Callable[..., Any], outputs: tuple, ct: list, seed: int, options: dict
+    ) -> Report:
+        """The reference's float64 gradient checked as :func:`gradcheck.jax.check` checks
+        it, on the same cotangent (in the output's structure: the check reads its floating
+        leaves).
+        """
+        jax, wide = self.fw.jax, self._cast(np.float64)
+        rebuilt = [jax.tree_util.tree_unflatten(tree, leaves) for leaves, tree in wide.flat]
+        args = dict(zip(wide.names, rebuilt, strict=True)) if wide.keyword else tuple(rebuilt)
+        outs, tree, _ = outputs
+        leaves = iter(np.asarray(c).astype(np.float64) for c in ct)
+        full = [
+            next(leaves) if np.issubdtype(o.dtype, np.floating) else np.zeros(o.shape)
+            for o in outs.values()
+        ]
+        run = _frameworks.settings(
+            time.perf_counter(),
+            {**options, "seed": seed},
+            evaluate="float64",
+            projections=1,
+            cotangent=jax.tree_util.tree_unflatten(tree, full),
+        )
+        return _jax_modes.check_args(self.fw, reference, args, run, _modes.validate("auto", 1))

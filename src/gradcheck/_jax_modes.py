@@ -1,90 +1,102 @@
 """The jax adapter's modes and orders (see ``_modes``): forward mode through ``jax.jvp`` (a
 ``custom_jvp`` rule is what is tested), the adjoint identity between ``jax.jvp`` and
 ``jax.vjp``, and order 2, the reverse derivative of the function's own projected VJP
-(``jax.grad`` of it, through a ``custom_vjp``'s backward).
+(``jax.grad`` of it, through a ``custom_vjp``'s backward); and :func:`check_args`, a
+function of its arguments checked in the modes asked for.
 
-jax is passed in, never imported here.
+jax comes in held by a ``_jax_backend.Jax``, never imported here.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
+from typing import Any
 
 import numpy as np
 
-from . import _jvp, _modes, _options, _vjp
+from . import _jvp, _modes, _options, _projection
+from ._jax_backend import Args, Jax, Projection
+from ._projection import Run
 from ._report import Report
 
 # The primitive a custom_jvp function becomes in a jaxpr.
 CUSTOM_JVP = "custom_jvp_call"
 
 
-def run(jax, args, settings, modes: _modes.Modes) -> Report:
-    """The check of ``args.fn`` in the modes asked for, as one report."""
-    from . import jax as adapter
+def check_args(
+    fw: Jax,
+    fn: Callable[..., Any],
+    args: Any,
+    run: Run,
+    asked: _modes.Modes,
+    argnums: Callable[[int], set[int]] | None = None,
+) -> Report:
+    """``fn(*args)`` (or ``fn(**args)``) checked at ``args`` in the modes ``asked``:
+    :func:`gradcheck.jax.check` once its arguments are validated (``argnums(count)``: the
+    positions to check, validated; None: all), and the check of a low-precision
+    comparison's reference.
+    """
+    flat = Args.of(fw, fn, args, argnums)
+    # A float64 input turns 64-bit jax on for the check, so that jax does not round it.
+    run = replace(run, wide=run.wide or np.dtype(np.float64) in flat.dtypes())
+    with fw.x64() if run.wide else contextlib.nullcontext():
+        projection = Projection.at(fw, flat, run.wide)
+        return run_modes(projection, run, asked)
 
-    point, device = adapter._point(jax, args, settings.wide)
 
-    def put(named):
-        return {n: jax.device_put(a, device) for n, a in named.items()}
-
-    g = partial(adapter._call, jax, args)
+def run_modes(p: Projection, settings: Run, modes: _modes.Modes) -> Report:
+    """The check of ``p.args.fn`` in the modes asked for, as one report."""
+    point = p.put(p.point)
     # Only "auto" at order 1 asks whether there is a forward rule (finding out traces fn).
     wanted = modes.modes == "auto" and modes.order == 1
-    chosen = _modes.resolve(modes, wanted and _detected(jax, args, g, put(point)))
+    chosen = _modes.resolve(modes, wanted and _detected(p, point))
     if modes.order == 2:
-        args = replace(args, fn=_vjp_function(jax, args, g, put(point), settings))
-        g = partial(adapter._call, jax, args)
+        p = replace(p, args=replace(p.args, fn=_vjp_function(p, point, settings)))
         settings = replace(settings, cotangent=None)
-    parts: dict[str, Report] = {}
-    if "rev" in chosen:
-        parts["rev"] = adapter._run(jax, args, settings)
-    fwd = forward(jax, g, put, point, settings) if "fwd" in chosen else None
-    if fwd is not None:
-        parts["fwd"] = fwd
-    adjoint = None
-    if "rev" in parts and fwd is not None:
-        adjoint = identity(jax, g, put(point), fwd)
-    return _modes.combine(parts, adjoint, modes.order)
+    return _modes.run(
+        chosen,
+        modes.order,
+        lambda: _projection.check(p, settings),
+        lambda: forward(p, settings),
+        lambda fwd: identity(p, p.put(p.point), fwd),
+    )
 
 
 # Whether a function calls a custom_jvp rule, per function, argument structure and shapes:
 # finding out traces the function, which a later check of the same function and shapes need
-# not do again (the projections it compiles are reused the same way, see jax._projections).
+# not do again (the projections it compiles are reused the same way, see
+# _jax_backend.Projection).
 _DETECTED: dict = {}
 _DETECTED_MOST = 32
 
 
-def _detected(jax, args, g, point: dict) -> bool:
+def _detected(p: Projection, point: dict) -> bool:
     """``_has_custom_jvp``, remembered for the same function, structure and shapes."""
-    from . import jax as adapter
-
-    held, statics = adapter._held(jax, args)
+    held, statics = p.held()
     if statics is None:  # unhashable static leaves: this check's own, not remembered
-        return _has_custom_jvp(jax, g, point)
+        return _has_custom_jvp(p, point)
     shapes: tuple = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in sorted(point.items()))
     shapes += tuple((tuple(np.shape(a)), str(a.dtype)) for a in held)
-    treedefs = tuple(treedef for _, treedef in args.flat)
-    checked = tuple(args.checked.items())
-    key = (args.fn, args.keyword, tuple(args.names), treedefs, checked, statics, shapes)
+    key = (*p.args.key(), statics, shapes)
     if key not in _DETECTED:
         while len(_DETECTED) >= _DETECTED_MOST:
             _DETECTED.pop(next(iter(_DETECTED)))
-        _DETECTED[key] = _has_custom_jvp(jax, g, point)
+        _DETECTED[key] = _has_custom_jvp(p, point)
     return _DETECTED[key]
 
 
-def _has_custom_jvp(jax, g, point: dict) -> bool:
-    """Whether ``g``'s jaxpr calls a ``custom_jvp`` function, at any depth."""
+def _has_custom_jvp(p: Projection, point: dict) -> bool:
+    """Whether ``p.g``'s jaxpr calls a ``custom_jvp`` function, at any depth."""
     try:
-        jaxpr = jax.make_jaxpr(g)(point)
+        jaxpr = p.fw.jax.make_jaxpr(p.g)(point)
     except Exception:  # a function jax cannot trace has no rule gradcheck could check
         return False
     return _calls(jaxpr.jaxpr, CUSTOM_JVP)
 
 
-def _calls(jaxpr, name: str) -> bool:
+def _calls(jaxpr: Any, name: str) -> bool:
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == name:
             return True
@@ -96,17 +108,14 @@ def _calls(jaxpr, name: str) -> bool:
     return False
 
 
-def _floating(jax, leaves) -> list[int]:
-    return [k for k, o in enumerate(leaves) if jax.numpy.issubdtype(o.dtype, jax.numpy.floating)]
-
-
-def forward(jax, g, put, point: dict, settings) -> _jvp.TangentReport:
-    """:func:`gradcheck.check_jvp` of ``g``, the analytic side by ``jax.jvp``."""
+def forward(p: Projection, settings: Run) -> _jvp.TangentReport:
+    """:func:`gradcheck.check_jvp` of ``p.g``, the analytic side by ``jax.jvp``."""
+    jax, g, put = p.fw.jax, p.g, p.put
     jitted = jax.jit(g)
 
     def floating(out):
         leaves = jax.tree_util.tree_leaves(out)
-        return tuple(np.asarray(leaves[k]) for k in _floating(jax, leaves))
+        return tuple(np.asarray(leaves[k]) for k in p.fw.floating(leaves))
 
     def f(struct):
         return floating(jitted(put(struct)))
@@ -121,18 +130,19 @@ def forward(jax, g, put, point: dict, settings) -> _jvp.TangentReport:
         return floating(tangents(primal, put(cast)))
 
     options = {"workers": 1, **_options.keywords(settings.options), "seed": settings.seed}
-    return _jvp._forward(f, point, jvp, None, options, _jvp._JVP)
+    return _jvp._forward(f, p.point, jvp, None, options, _jvp._JVP)
 
 
-def identity(jax, g, point: dict, fwd: _jvp.TangentReport):
+def identity(p: Projection, point: dict, fwd: _jvp.TangentReport) -> _modes.Adjoint:
     """``<J t, c> = <t, J^T c>`` on the forward check's tangent and cotangent, by
     ``jax.jvp`` on one side and ``jax.vjp`` on the other.
     """
+    jax, g = p.fw.jax, p.g
     tangent = {n: np.asarray(fwd.tangent[n], dtype=point[n].dtype) for n in point}
     cotangent = list(fwd.cotangent)
     out, jt = jax.jvp(g, (point,), (jax.tree_util.tree_map(jax.numpy.asarray, tangent),))
     out_leaves, tree = jax.tree_util.tree_flatten(out)
-    projected = _floating(jax, out_leaves)
+    projected = p.fw.floating(out_leaves)
     jt_leaves = jax.tree_util.tree_leaves(jt)
     forward_side = sum(
         float(np.sum(np.asarray(jt_leaves[k], np.float64) * c))
@@ -156,14 +166,15 @@ def identity(jax, g, point: dict, fwd: _jvp.TangentReport):
     return block, line, (forward_side, reverse_side)
 
 
-def _vjp_function(jax, args, g, point: dict, settings):
+def _vjp_function(p: Projection, point: dict, settings: Run) -> Callable[..., Any]:
     """``fn`` replaced by its VJP on a fixed cotangent, ``x -> J(x)^T c``, as a function of
     the same arguments: its reverse derivative is ``jax.grad`` of the projected VJP, which
     runs a ``custom_vjp``'s backward through autodiff (double backward).
     """
+    jax, g, args = p.fw.jax, p.g, p.args
     out = jax.eval_shape(g, point)
     leaves, tree = jax.tree_util.tree_flatten(out)
-    projected = _floating(jax, leaves)
+    projected = p.fw.floating(leaves)
     if settings.cotangent is not None:
         given, given_tree = jax.tree_util.tree_flatten(settings.cotangent)
         if given_tree != tree:
@@ -172,8 +183,8 @@ def _vjp_function(jax, args, g, point: dict, settings):
             )
         arrays = [np.asarray(given[k], dtype=np.float64) for k in projected]
     else:
-        rng = _vjp.cotangent_rng(settings.seed, _modes.INNER_COTANGENT)
-        arrays = _vjp.draw_like(rng, [tuple(leaves[k].shape) for k in projected])
+        rng = _projection.cotangent_rng(settings.seed, _modes.INNER_COTANGENT)
+        arrays = _projection.draw_like(rng, [tuple(leaves[k].shape) for k in projected])
     it = iter(arrays)
     inner = jax.tree_util.tree_unflatten(
         tree,

@@ -22,17 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _layout, _vjp
+from . import _layout, _projection, _vjp
 from ._check import check
 from ._report import Report
 
 # The tangents come from a stream of their own, keyed off the seed, apart from the
-# cotangents' (_vjp.COTANGENT_STREAM) and check's own streams: "tan".
+# cotangents' (_projection.COTANGENT_STREAM) and check's own streams: "tan".
 TANGENT_STREAM = 0x74616E
 
 
 @dataclass(frozen=True)
-class TangentReport(_vjp.ProjectedReport):
+class TangentReport(_projection.ProjectedReport):
     """A :class:`Report` of a forward-mode check: one block per input, each the derivative
     of the projection ``<cotangent, f>`` along that input's tangent.
 
@@ -177,14 +177,14 @@ def _forward(f, inputs, rule, tangent, options: dict, words: _Words) -> TangentR
         )
     if options.get("method") == "complex":
         raise ValueError("check_jvp does not take method='complex'; use 'central'")
-    seed = _vjp.resolve_seed(options.pop("seed", None))
+    seed = _projection.resolve_seed(options.pop("seed", None))
     layout, x = _layout.build(inputs)
     x64 = x.astype(np.float64)
     out_layout, _ = _vjp._output_layout(f(layout.structure(x.copy())), False)
     float32 = all(b.dtype == np.float32 for b in out_layout.blocks)
-    rng = _vjp.cotangent_rng(seed, 0)
+    rng = _projection.cotangent_rng(seed, 0)
     c = np.concatenate(
-        [a.ravel() for a in _vjp.draw_like(rng, [b.shape for b in out_layout.blocks])]
+        [a.ravel() for a in _projection.draw_like(rng, [b.shape for b in out_layout.blocks])]
     )
     t = _tangents(layout, x64, tangent, seed)
     blocks = [b for b in layout.blocks if b.size]

@@ -15,16 +15,17 @@ forward check's as ``"x (fwd)"``, the identity as ``"adjoint"``; the verdict is 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from . import _policy
+from ._jvp import TangentReport
+from ._projection import ProjectedReport
 from ._report import Report
 from ._results import BlockResult, Verdict
-from ._vjp import ProjectedReport
 
 MODES = ("rev", "fwd")
 ORDERS = (1, 2)
@@ -34,6 +35,8 @@ INNER_COTANGENT = 1 << 20
 # The forward check's blocks are named after the inputs with this suffix.
 FWD_SUFFIX = " (fwd)"
 ADJOINT = "adjoint"
+# The adjoint identity's block, its line in the notes, and its two sides.
+Adjoint = tuple[BlockResult, str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,29 @@ def adjoint_block(forward: float, reverse: float, dtype: np.dtype) -> tuple[Bloc
     return block, line
 
 
+def run(
+    chosen: tuple[str, ...],
+    order: int,
+    reverse: Callable[[], Report],
+    forward: Callable[[], TangentReport],
+    identity: Callable[[TangentReport], Adjoint],
+) -> Report:
+    """The modes ``chosen`` checked (``reverse()``, ``forward()``), and where both are, the
+    adjoint identity on the forward check's tangent and cotangent: one report.
+    """
+    parts: dict[str, Report] = {}
+    if "rev" in chosen:
+        parts["rev"] = reverse()
+    fwd = forward() if "fwd" in chosen else None
+    if fwd is not None:
+        parts["fwd"] = fwd
+    adjoint = identity(fwd) if "rev" in parts and fwd is not None else None
+    return combine(parts, adjoint, order)
+
+
 def combine(
     parts: dict[str, Report],
-    adjoint: tuple[BlockResult, str, tuple[float, float]] | None,
+    adjoint: Adjoint | None,
     order: int,
 ) -> Report:
     """One report of the modes' reports: blocks side by side, the worst verdict."""

@@ -6,16 +6,26 @@ torch is imported when a function here is called, never by ``import gradcheck``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from . import _lowprec, _lowprec_run, _vjp
-from ._frameworks import short as _short
+from . import (
+    _frameworks,
+    _lowprec,
+    _lowprec_run,
+    _modes,
+    _projection,
+    _reference_compare,
+    _torch_modes,
+)
+from ._frameworks import short
 from ._lowprec_report import CompareReport
 from ._lowprec_run import Pair, Run, Setting
+from ._report import Report
+from ._torch_backend import Torch
 
 
 def compare(
@@ -109,20 +119,17 @@ def compare(
     >>> gradcheck.torch.compare(kernel, softmax, (x,), seed=0).verdict
     'pass'
     """
-    torch = _torch()
+    fw = Torch()
+    torch = fw.torch
     started = time.perf_counter()
-    for label, f in (("fn", fn), ("reference", reference)):
-        if not callable(f):
-            raise TypeError(f"`{label}` must be callable, got {type(f).__name__}: {_short(f)}")
+    _reference_compare.require_callable(fn, reference, short)
     dtype = torch.bfloat16 if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"`dtype` must be a floating torch.dtype, got {dtype!r}")
     factors = _lowprec.default_factor(factor)
-    seed = _vjp.resolve_seed(seed)
-    for label, flag in (("check_reference", check_reference), ("dependence", dependence)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"`{label}` must be True or False, got {flag!r}")
-    point = _point(torch, fn, reference, inputs, dtype)
+    seed = _projection.resolve_seed(seed)
+    asked = _reference_compare.asked(cotangent, check_reference, dependence, options)
+    point = _point(fw, fn, reference, inputs, dtype)
     setting = Setting(
         dtype=str(dtype).removeprefix("torch."),
         unit=float(torch.finfo(dtype).eps) / 2,
@@ -132,20 +139,8 @@ def compare(
         device=point.device,
         started=started,
     )
-    asked = _Asked(cotangent, check_reference, dependence, options)
-    return _compare(torch, Pair(fn, reference), point, setting, asked)
-
-
-@dataclass(frozen=True)
-class _Asked:
-    """What the caller asked for beyond the point: the cotangent, the reference's check (and
-    its options), the dependence runs.
-    """
-
-    cotangent: Any
-    check_reference: bool
-    dependence: bool
-    options: dict
+    runs = _Runs(fw, point, dtype)
+    return _reference_compare.compare(runs, Pair(fn, reference), setting, asked)
 
 
 @dataclass(frozen=True)
@@ -185,193 +180,162 @@ def assert_close_to_reference(
     return _lowprec_run.assert_passed(compare(fn, reference, inputs, **options))
 
 
-def _compare(torch, pair: Pair, point: _Point, setting: Setting, asked: _Asked) -> CompareReport:
-    """The three runs, the rules, the reference's check and the report."""
-    dtype = point.values[point.names.index(point.checked[0])].dtype
-    truth_point = replace(point, values=[_cast(torch, v, torch.float64) for v in point.values])
-    outs = _outputs(torch, _call(pair.reference, truth_point, None), "reference(*inputs)")
-    for name, o in outs.items():
-        if o.dtype != torch.float64:
-            raise ValueError(
-                f"`reference` must follow its inputs' dtype, but on float64 inputs its output "
-                f"{name} is {o.dtype}"
-            )
-    ct = _cotangent(torch, asked.cotangent, outs, setting.seed, dtype)
-    truth = _side(torch, pair.reference, truth_point, [c.double() for c in ct], reference=True)
-    baseline = _side(torch, pair.reference, point, ct, reference=True)
-    codes = _lowprec_run.code_objects(pair.reference)
-    with _lowprec_run.watching(codes) as called:
-        kernel = _side(torch, pair.fn, point, ct)
-    same = pair.fn is pair.reference
-    kernel = replace(kernel, called_reference=called() or same)
-    _same_layout(truth, kernel)
-    gradients = _lowprec_run.reference_gradients(truth)
-    rounded = Run(
-        {n: _rounded(torch, a, dtype) for n, a in truth.outputs.items()},
-        {n: _rounded(torch, a, dtype) for n, a in gradients.items()},
-    )
-    blocks, sides = _lowprec_run.measured(setting, truth, baseline, kernel, rounded)
-    if asked.dependence:
-        rng = _lowprec_run.depend_rng(setting.seed)
-        for name in point.checked:
-            moved = _moved(torch, pair, point, name, ct, rng)
-            blocks = _lowprec_run.depend(blocks, name, truth, kernel, *moved)
-    checked = _reference_check(torch, pair.reference, truth_point, ct, setting, asked)
-    cotangent = [c.double().cpu().numpy() for c in ct]
-    return _lowprec_run.report(setting, blocks, sides, checked, cotangent)
-
-
-def _point(torch, fn, reference, inputs, dtype) -> _Point:
-    from .torch import _checked, _inputs, _parameter_names
-
-    inputs = _inputs(torch, inputs)
+def _point(
+    fw: Torch, fn: Callable[..., Any], reference: Callable[..., Any], inputs: Any, dtype: Any
+) -> _Point:
+    torch = fw.torch
+    inputs = fw.inputs(inputs)
     keyword = isinstance(inputs, Mapping)
     values = list(inputs.values()) if keyword else list(inputs)
     if keyword:
         names = [str(k) for k in inputs]
     else:
-        names = _parameter_names(fn, len(values))
+        names = fw.parameter_names(fn, len(values))
         if names[0] == "input0":  # fn's signature says nothing: the reference's may
-            names = _parameter_names(reference, len(values))
-    checked = _checked(torch, names, values)
+            names = fw.parameter_names(reference, len(values))
+    checked = fw.checked(names, values)
     cast = [_cast(torch, v, dtype) for v in values]
     device = next(str(v.device) for v in values if isinstance(v, torch.Tensor))
     return _Point(names, cast, checked, keyword, device)
 
 
-def _cast(torch, v: Any, dtype) -> Any:
+def _cast(torch: Any, v: Any, dtype: Any) -> Any:
     """A private detached copy of a floating tensor in ``dtype``; anything else as given."""
     if isinstance(v, torch.Tensor) and v.is_floating_point():
         return v.detach().to(dtype).clone()
     return v
 
 
-def _call(f, point: _Point, leaves: dict | None):
+@dataclass(frozen=True)
+class _Runs:
+    """torch's runs of the comparison (``_reference_compare.Runs``) at ``point``, whose
+    floating inputs are in ``dtype``.
+    """
+
+    fw: Torch
+    point: _Point
+    dtype: Any
+
+    def _wide(self) -> _Point:
+        float64 = self.fw.torch.float64
+        return replace(
+            self.point, values=[_cast(self.fw.torch, v, float64) for v in self.point.values]
+        )
+
+    def outputs(self, reference: Callable[..., Any]) -> dict:
+        outs = self._outputs(_call(reference, self._wide(), None), "reference(*inputs)")
+        for name, o in outs.items():
+            if o.dtype != self.fw.torch.float64:
+                raise ValueError(
+                    f"`reference` must follow its inputs' dtype, but on float64 inputs its "
+                    f"output {name} is {o.dtype}"
+                )
+        return outs
+
+    def cotangent(self, given: Any, outputs: dict, seed: int) -> list:
+        """The cotangent of each output, rounded to the dtype, on the outputs' device."""
+        torch = self.fw.torch
+        shapes = [tuple(o.shape) for o in outputs.values()]
+        if given is None:
+            arrays = _projection.draw_like(_projection.cotangent_rng(seed, 0), shapes)
+        else:
+            arrays = self.fw.cotangent(given, list(outputs.values()))
+        return [
+            torch.as_tensor(a, dtype=torch.float64, device=o.device).to(self.dtype)
+            for a, o in zip(arrays, outputs.values(), strict=True)
+        ]
+
+    def side(self, f: Callable[..., Any], ct: list, *, wide: bool, reference: bool) -> Run:
+        """``f`` at the point: its outputs and the vector-Jacobian product on ``ct``, as
+        float64 numpy arrays. Where autograd gives no gradient, the kernel's is None (a rule
+        judges it) and the reference's zeros (an input its output does not use).
+        """
+        torch = self.fw.torch
+        point = self._wide() if wide else self.point
+        ct = [c.double() for c in ct] if wide else ct
+        index = {n: i for i, n in enumerate(point.names)}
+        leaves = {n: point.values[index[n]].clone().requires_grad_(True) for n in point.checked}
+        with torch.enable_grad():
+            outs = self._outputs(_call(f, point, leaves), "the function")
+            pairs = [(o, c) for o, c in zip(outs.values(), ct, strict=False) if o.requires_grad]
+            grads = [None] * len(leaves)
+            if pairs:
+                results, cts = [o for o, _ in pairs], [c for _, c in pairs]
+                grads = torch.autograd.grad(results, list(leaves.values()), cts, allow_unused=True)
+        gradients = {}
+        for (n, leaf), g in zip(leaves.items(), grads, strict=True):
+            if g is None and reference:
+                g = torch.zeros_like(leaf)
+            gradients["d" + n] = None if g is None else self.numpy(g)
+        return Run({n: self.numpy(o) for n, o in outs.items()}, gradients)
+
+    def _outputs(self, out: Any, what: str) -> dict:
+        """The floating tensors of ``out`` by name: ``out``, ``out[1]``, or the dict's keys."""
+        tensor = self.fw.torch.Tensor
+        if isinstance(out, tensor):
+            items = {"out": out}
+        elif isinstance(out, Mapping):
+            items = {str(k): v for k, v in out.items()}
+        elif isinstance(out, (tuple, list)):
+            items = {f"out[{i}]": v for i, v in enumerate(out)}
+        else:
+            items = {}
+        tensors = {k: v for k, v in items.items() if isinstance(v, tensor)}
+        floating = {k: v for k, v in tensors.items() if v.is_floating_point()}
+        if not floating:
+            raise TypeError(
+                f"`{what}` must return a floating tensor, or a tuple / list / dict of tensors, "
+                f"got {type(out).__name__}: {short(out)}"
+            )
+        return floating
+
+    def rounded(self, a: np.ndarray) -> np.ndarray:
+        return self.fw.torch.from_numpy(a).to(self.dtype).double().numpy()
+
+    def numpy(self, t: Any) -> np.ndarray:
+        return t.detach().to(device="cpu").double().numpy()
+
+    def inputs(self) -> Iterator[tuple[str, str]]:
+        return ((name, name) for name in self.point.checked)
+
+    def moved(self, where: str, rng: np.random.Generator) -> _Runs:
+        """The runs with input ``where`` moved (signs and zeros kept)."""
+        point = self.point
+        i = point.names.index(where)
+        x = point.values[i]
+        factor = self.fw.torch.as_tensor(_lowprec_run.moved(rng, tuple(x.shape)), device=x.device)
+        values = list(point.values)
+        values[i] = (x.double() * factor).to(x.dtype)
+        return replace(self, point=replace(point, values=values))
+
+    def reference_check(
+        self, reference: Callable[..., Any], outputs: dict, ct: list, seed: int, options: dict
+    ) -> Report:
+        """The reference's float64 gradient checked as :func:`gradcheck.torch.check` checks
+        it, on the same cotangent.
+        """
+        truth, torch = self._wide(), self.fw.torch
+        values = [
+            v.clone().requires_grad_(n in truth.checked) if isinstance(v, torch.Tensor) else v
+            for n, v in zip(truth.names, truth.values, strict=True)
+        ]
+        inputs = dict(zip(truth.names, values, strict=True)) if truth.keyword else tuple(values)
+        cotangent = tuple(c.double() for c in ct)
+        run = _frameworks.settings(
+            time.perf_counter(),
+            {**options, "seed": seed},
+            evaluate="float64",
+            projections=1,
+            cotangent=cotangent if len(cotangent) > 1 else cotangent[0],
+        )
+        return _torch_modes.check_inputs(
+            self.fw, reference, inputs, run, _modes.validate("auto", 1)
+        )
+
+
+def _call(f: Callable[..., Any], point: _Point, leaves: dict | None) -> Any:
     pairs = zip(point.names, point.values, strict=True)
     args = [leaves.get(n, v) if leaves else v for n, v in pairs]
     if point.keyword:
         return f(**dict(zip(point.names, args, strict=True)))
     return f(*args)
-
-
-def _side(torch, f, point: _Point, ct: list, *, reference: bool = False) -> Run:
-    """``f`` at ``point``: its outputs and the vector-Jacobian product on ``ct``, as float64
-    numpy arrays. Where autograd gives no gradient, the kernel's is None (a rule judges
-    it) and the reference's zeros (an input its output does not use).
-    """
-    index = {n: i for i, n in enumerate(point.names)}
-    leaves = {n: point.values[index[n]].clone().requires_grad_(True) for n in point.checked}
-    with torch.enable_grad():
-        outs = _outputs(torch, _call(f, point, leaves), "the function")
-        pairs = [(o, c) for o, c in zip(outs.values(), ct, strict=False) if o.requires_grad]
-        grads = [None] * len(leaves)
-        if pairs:
-            results, cts = [o for o, _ in pairs], [c for _, c in pairs]
-            grads = torch.autograd.grad(results, list(leaves.values()), cts, allow_unused=True)
-    gradients = {}
-    for (n, leaf), g in zip(leaves.items(), grads, strict=True):
-        if g is None and reference:
-            g = torch.zeros_like(leaf)
-        gradients["d" + n] = None if g is None else _numpy(g)
-    return Run({n: _numpy(o) for n, o in outs.items()}, gradients)
-
-
-def _outputs(torch, out: Any, what: str) -> dict:
-    """The floating tensors of ``out`` by name: ``out``, ``out[1]``, or the dict's keys."""
-    if isinstance(out, torch.Tensor):
-        items = {"out": out}
-    elif isinstance(out, Mapping):
-        items = {str(k): v for k, v in out.items()}
-    elif isinstance(out, (tuple, list)):
-        items = {f"out[{i}]": v for i, v in enumerate(out)}
-    else:
-        items = {}
-    tensors = {k: v for k, v in items.items() if isinstance(v, torch.Tensor)}
-    floating = {k: v for k, v in tensors.items() if v.is_floating_point()}
-    if not floating:
-        raise TypeError(
-            f"`{what}` must return a floating tensor, or a tuple / list / dict of tensors, got "
-            f"{type(out).__name__}: {_short(out)}"
-        )
-    return floating
-
-
-def _same_layout(truth: Run, kernel: Run) -> None:
-    want = {n: a.shape for n, a in truth.outputs.items()}
-    got = {n: a.shape for n, a in kernel.outputs.items()}
-    if want != got:
-        raise ValueError(
-            f"`fn` and `reference` must return the same outputs: the reference gives "
-            f"{_shapes(want)}, fn {_shapes(got)}"
-        )
-
-
-def _shapes(shapes: dict) -> str:
-    return ", ".join(f"{n} {tuple(s)}" for n, s in shapes.items())
-
-
-def _cotangent(torch, given, outs: dict, seed: int, dtype) -> list:
-    """The cotangent of each output, rounded to ``dtype``, on the outputs' device."""
-    shapes = [tuple(o.shape) for o in outs.values()]
-    if given is None:
-        arrays = _vjp.draw_like(_vjp.cotangent_rng(seed, 0), shapes)
-    else:
-        from ._frameworks import torch_cotangent
-
-        arrays = torch_cotangent(torch, given, list(outs.values()))
-    return [
-        torch.as_tensor(a, dtype=torch.float64, device=o.device).to(dtype)
-        for a, o in zip(arrays, outs.values(), strict=True)
-    ]
-
-
-def _rounded(torch, a: np.ndarray, dtype) -> np.ndarray:
-    return torch.from_numpy(a).to(dtype).double().numpy()
-
-
-def _numpy(t) -> np.ndarray:
-    return t.detach().to(device="cpu").double().numpy()
-
-
-def _moved(torch, pair: Pair, point: _Point, name: str, ct, rng) -> tuple[Run, Run]:
-    """The truth and the kernel with input ``name`` moved (signs and zeros kept)."""
-    i = point.names.index(name)
-    x = point.values[i]
-    factor = torch.as_tensor(_lowprec_run.moved(rng, tuple(x.shape)), device=x.device)
-    values = list(point.values)
-    values[i] = (x.double() * factor).to(x.dtype)
-    there = replace(point, values=values)
-    wide = replace(there, values=[_cast(torch, v, torch.float64) for v in values])
-    truth = _side(torch, pair.reference, wide, [c.double() for c in ct], reference=True)
-    return truth, _side(torch, pair.fn, there, ct)
-
-
-def _reference_check(torch, reference, truth_point: _Point, ct, setting: Setting, asked):
-    """The reference's float64 gradient checked by finite differences, or None."""
-    if not asked.check_reference:
-        return None
-    from .torch import check
-
-    values = [
-        v.clone().requires_grad_(n in truth_point.checked) if isinstance(v, torch.Tensor) else v
-        for n, v in zip(truth_point.names, truth_point.values, strict=True)
-    ]
-    pairs = zip(values, truth_point.names, strict=True)
-    n = sum(v.numel() for v, name in pairs if name in truth_point.checked)
-    options = _lowprec_run.reference_options(n, asked.options)
-    inputs = dict(zip(truth_point.names, values, strict=True)) if truth_point.keyword else values
-    cotangent = tuple(c.double() for c in ct)
-    return check(
-        reference,
-        inputs if truth_point.keyword else tuple(inputs),
-        cotangent=cotangent if len(cotangent) > 1 else cotangent[0],
-        evaluate="float64",
-        seed=setting.seed,
-        **options,
-    )
-
-
-def _torch():
-    from .torch import _torch as load
-
-    return load()

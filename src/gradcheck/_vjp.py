@@ -8,125 +8,22 @@ matrix ``E`` (``vjp(x, c) - J^T c = E c``), and a Gaussian ``c`` makes ``E c = 0
 probability zero, so one random projection finds any error; more projections make a small
 one less likely to be drawn weak.
 
-The helpers here (seeds, cotangents, the report that records them, several projections)
-are shared by the torch and jax adapters; what only the adapters share is in
-``_frameworks``.
+The steps are ``_projection``'s, shared with the torch and jax adapters; this module is its
+numpy backend: ``f`` and ``vjp`` called as the user wrote them, on the layout's arrays.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _layout, _options
-from ._check import run
+from . import _layout, _options, _projection
+from ._projection import Run, Sides, Traced
 from ._report import Report
-from ._results import Verdict
-
-# The cotangents come from a stream of their own, keyed off the check's seed: gradcheck.check
-# spawns its streams (noise, sample, directions) as children 0, 1, 2 of SeedSequence(seed),
-# so this key, far from those, keeps the cotangent independent of what they draw.
-COTANGENT_STREAM = 0x636F74  # "cot"
-
-
-@dataclass(frozen=True, repr=False)  # Report's one-line repr, not every field
-class ProjectedReport(Report):
-    """A :class:`Report` of a check through the projection ``<cotangent, f(x)>``.
-
-    Attributes
-    ----------
-    cotangent : array, structure of arrays, or None
-        The cotangent the reported check projected on, as numpy arrays in the structure of
-        the function's output; pass it back as ``cotangent=`` (or the same ``seed=``) to
-        replay the check. None when a user ``loss`` made the output scalar.
-    projections : int
-        How many projections were checked; the report is the worst of them.
-    """
-
-    cotangent: Any = None
-    projections: int = 1
-
-
-def resolve_seed(seed: Any) -> int:
-    """``seed`` validated, or a fresh one drawn when None (passed on to ``check`` too, so the
-    report records the seed that made the cotangent).
-    """
-    if seed is None:
-        return int(np.random.default_rng().integers(2**63))
-    _options.seed(seed)
-    return int(seed)
-
-
-def validate_projections(projections: Any, cotangent: Any) -> int:
-    _options.integer("projections", projections)
-    if projections > 1 and cotangent is not None:
-        raise ValueError(
-            f"`projections`={projections!r} draws that many random cotangents; with a given "
-            "`cotangent` there is only one projection"
-        )
-    return int(projections)
-
-
-def cotangent_rng(seed: int, k: int) -> np.random.Generator:
-    """The generator of projection ``k``'s cotangent for ``seed``."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(COTANGENT_STREAM, k)))
-
-
-def draw_like(rng: np.random.Generator, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    """Standard normal float64 arrays of the given shapes, drawn in order."""
-    return [rng.standard_normal(shape) for shape in shapes]
-
-
-def worst_of(
-    run_one: Callable[[Any], Report],
-    cotangents: list[Any],
-    started: float,
-    *,
-    drawn: bool,
-    record: Callable[[Any], Any] = lambda c: c,
-) -> ProjectedReport:
-    """Check each cotangent with ``run_one`` and return the worst report, recording its
-    cotangent (as ``record`` turns it into numpy arrays in the output's structure); ``nfev``
-    and ``seconds`` count every projection. ``drawn``: the cotangents were drawn from the
-    seed (the report says so), not given.
-    """
-    reports = [run_one(c) for c in cotangents]
-    # The worst verdict, and among equals the largest difference (the last of ties), is the
-    # report shown.
-    order = sorted(
-        range(len(reports)),
-        key=lambda i: (Verdict(reports[i].verdict).severity, _order_key(reports[i].difference)),
-    )
-    pick = order[-1]
-    report = reports[pick]
-    notes = list(report.notes)
-    if drawn:
-        notes.append(
-            "the output was projected on a random standard normal cotangent drawn from seed "
-            f"{report.seed} (report.cotangent)"
-        )
-    if len(reports) > 1:
-        verdicts = ", ".join(r.verdict for r in reports)
-        notes.append(
-            f"{len(reports)} random projections checked (verdicts: {verdicts}); this report "
-            f"is projection {pick + 1}, the worst"
-        )
-    base = {f.name: getattr(report, f.name) for f in fields(Report)}
-    base.update(
-        nfev=sum(r.nfev for r in reports),
-        seconds=time.perf_counter() - started,
-        notes=tuple(notes),
-    )
-    return ProjectedReport(**base, cotangent=record(cotangents[pick]), projections=len(reports))
-
-
-def _order_key(difference: float) -> float:
-    # NaN sorts as the worst difference: it never passes.
-    return np.inf if difference != difference else difference
 
 
 def check_vjp(
@@ -208,27 +105,49 @@ def check_vjp(
     for name, fn in (("f", f), ("vjp", vjp)):
         if not callable(fn):
             raise TypeError(f"`{name}` must be callable, got {type(fn).__name__}: {fn!r:.80}")
-    projections = validate_projections(projections, cotangent)
-    seed = resolve_seed(options.pop("seed", None))
+    projections = _projection.validate_projections(projections, cotangent)
+    seed = _projection.resolve_seed(options.pop("seed", None))
     checked = _options.validate(**options, seed=seed)
-    batched = checked.batched
+    # batched=False: numpy has no vmap of its own; the options say whether f takes batches.
+    run = Run(started, cotangent, projections, seed, False, False, checked)
+    return _projection.check(_Numpy(f, inputs, vjp, checked.batched), run)
 
-    # One call at a private copy of the inputs tells the output's structure, shapes and
-    # dtype; the user's arrays are never handed to f.
-    in_layout, in_buffer = _layout.build(inputs)
-    if batched:
-        out = f(in_layout.structure(in_buffer.reshape(1, -1), batch=1))
-    else:
-        out = f(in_layout.structure(in_buffer))
-    out_layout, _ = _output_layout(out, batched)
-    float32 = all(b.dtype == np.float32 for b in out_layout.blocks)
 
-    if cotangent is None:
-        cotangents = []
-        for k in range(projections):
-            arrays = draw_like(cotangent_rng(seed, k), [b.shape for b in out_layout.blocks])
-            cotangents.append(out_layout.structure(np.concatenate([a.ravel() for a in arrays])))
-    else:
+@dataclass(frozen=True)
+class _Traced(Traced):
+    """The first call: the inputs' layout and the output's."""
+
+    in_layout: _layout.Layout
+    out_layout: _layout.Layout
+    float32: bool  # every output is float32: the projection is too
+
+
+@dataclass(frozen=True)
+class _Numpy:
+    """The pipeline's numpy backend: ``f`` and the ``vjp`` under test, at ``inputs``;
+    ``batched``: ``f`` takes every input with a leading batch axis.
+    """
+
+    f: Callable[[Any], Any]
+    inputs: Any
+    vjp: Callable[[Any, Any], Any]
+    batched: bool
+
+    def trace(self, run: Run) -> _Traced:
+        # One call at a private copy of the inputs tells the output's structure, shapes and
+        # dtype; the user's arrays are never handed to f.
+        in_layout, in_buffer = _layout.build(self.inputs)
+        if self.batched:
+            out = self.f(in_layout.structure(in_buffer.reshape(1, -1), batch=1))
+        else:
+            out = self.f(in_layout.structure(in_buffer))
+        out_layout, _ = _output_layout(out, self.batched)
+        float32 = all(b.dtype == np.float32 for b in out_layout.blocks)
+        shapes = [b.shape for b in out_layout.blocks]
+        return _Traced(self.inputs, shapes, in_layout, out_layout, float32)
+
+    def given(self, traced: _Traced, cotangent: Any) -> list[np.ndarray]:
+        out_layout = traced.out_layout
         flat = out_layout.flatten(cotangent, what="cotangent")
         if not np.isfinite(flat).all():
             i = int(np.flatnonzero(~np.isfinite(flat))[0])
@@ -236,15 +155,20 @@ def check_vjp(
                 f"`cotangent` must be finite, but its entry {_output_entry(out_layout, i)} "
                 f"is {float(flat[i])!r}"
             )
-        cotangents = [out_layout.structure(flat)]
+        return [flat[b.offset : b.offset + b.size].reshape(b.shape) for b in out_layout.blocks]
 
-    def run_one(ct):
-        ct_leaves = [ct_leaf.reshape(-1) for ct_leaf in (_leaf(ct, b) for b in out_layout.blocks)]
+    def record(self, traced: _Traced, ct: list[np.ndarray] | None) -> Any:
+        return traced.out_layout.structure(np.concatenate([c.ravel() for c in ct or []]))
+
+    def sides(self, traced: _Traced, run: Run, ct: list[np.ndarray] | None) -> Sides:
+        f, batched, float32 = self.f, self.batched, traced.float32
+        blocks = traced.out_layout.blocks
+        ct_leaves = [np.asarray(c, dtype=np.float64).reshape(-1) for c in ct or []]
 
         def projected(x):
             y = f(x)
             total = 0.0
-            for b, c in zip(out_layout.blocks, ct_leaves, strict=True):
+            for b, c in zip(blocks, ct_leaves, strict=True):
                 leaf = np.asarray(_lookup(y, b), dtype=None)
                 want = ((leaf.shape[0],) if batched else ()) + b.shape
                 if leaf.shape != want:
@@ -264,9 +188,9 @@ def check_vjp(
                 return total
             return np.float32(total) if float32 else float(total)
 
-        return run(projected, inputs, _analytic(vjp, ct, in_layout, inputs), checked)
-
-    return worst_of(run_one, cotangents, started, drawn=cotangent is None)
+        ct_struct = self.record(traced, ct)
+        analytic = _analytic(self.vjp, ct_struct, traced.in_layout, self.inputs)
+        return Sides(analytic, projected)
 
 
 def _analytic(vjp: Callable, ct: Any, in_layout, inputs: Any) -> Callable[[Any], Any]:
@@ -326,10 +250,6 @@ def _first_row(tree: Any) -> Any:
 
 def _lookup(tree: Any, block) -> Any:
     return _layout.lookup(tree, block.path, what="f(inputs)") if block.path else tree
-
-
-def _leaf(tree: Any, block) -> np.ndarray:
-    return np.asarray(_lookup(tree, block), dtype=np.float64)
 
 
 def _output_entry(out_layout, i: int) -> str:
