@@ -197,6 +197,73 @@ def test_too_noisy_to_judge_is_inconclusive():
     assert r.verdict == "inconclusive"
 
 
+# Odd functions summed over points symmetric about 0: f(params) ~ 0 by cancellation, while
+# the rounding of f comes from its terms (~1e-15, not u |f0| ~ 1e-29).
+SYMMETRIC = {
+    "x**3": (lambda x: np.sum(x**3), lambda x: 3 * x**2),
+    "sin": (lambda x: np.sum(np.sin(x)), np.cos),
+    "x**5 - 2x**3": (lambda x: np.sum(x**5 - 2 * x**3), lambda x: 5 * x**4 - 6 * x**2),
+    "tanh(3x)": (lambda x: np.sum(np.tanh(3 * x)), lambda x: 3 / np.cosh(3 * x) ** 2),
+    "x exp(-x^2)": (
+        lambda x: np.sum(x * np.exp(-x * x)),
+        lambda x: (1 - 2 * x * x) * np.exp(-x * x),
+    ),
+}
+
+
+def test_a_correct_gradient_of_a_sum_that_cancels_to_zero_passes():
+    x = np.linspace(-1, 1, 2000)
+    r = gradcheck.check(lambda x: np.sum(x**3), x, 3 * x**2, seed=0)
+    assert abs(np.sum(x**3)) < 1e-12
+    assert r.verdict == "pass", str(r)
+    # The probe read the terms' rounding, far above u |f0|.
+    assert r.noise > 1e-16
+
+
+@pytest.mark.parametrize("wrong", ["one entry near 0", "a factor 1.001"])
+def test_a_wrong_gradient_of_a_sum_that_cancels_to_zero_still_fails(wrong):
+    x = np.linspace(-1, 1, 2000)
+    g = 3 * x**2
+    if wrong == "one entry near 0":
+        g[1000] *= 1.5  # 7.5e-7 -> 1.1e-6, where the terms' rounding is largest
+    else:
+        g *= 1.001
+    r = gradcheck.check(lambda x: np.sum(x**3), x, g, seed=0)
+    assert r.verdict == "fail", str(r)
+    if wrong == "one entry near 0":
+        assert r.worst[0].name == "params[1000]"
+
+
+@pytest.mark.parametrize("name", list(SYMMETRIC))
+@pytest.mark.parametrize(("n", "scale"), [(501, 1.0), (4000, 3.0)])
+def test_odd_functions_summed_to_zero_pass_right_and_fail_wrong(name, n, scale):
+    f, grad = SYMMETRIC[name]
+    x = np.linspace(-scale, scale, n)
+    g = grad(x)
+    right = gradcheck.check(f, x, g, seed=n)
+    assert right.verdict == "pass", str(right)
+    wrong = g.copy()
+    wrong[n // 2 + 1] += 1e-3 * np.abs(g).max()  # next to 0, where f's rounding dominates
+    assert gradcheck.check(f, x, wrong, seed=n).verdict == "fail"
+
+
+def test_ecnoise_reads_a_line_through_zero_by_its_bends_not_by_abs_f():
+    from gradcheck import _noise
+
+    t = np.arange(-4, 5)
+    noise = 1e-15 * np.random.default_rng(0).standard_normal(9)
+    line = (3e-10 * t + noise).tolist()  # f crosses 0 on it: no line is flat against |f|
+    assert _noise.crosses_zero(line)
+    assert _noise.ecnoise(line) == (None, "too large")
+    level, verdict = _noise.ecnoise(line, flat=False)
+    assert verdict == "ok"
+    assert level is not None
+    assert 1e-16 < level < 1e-14
+    # A line straight to the last bit shows the slope moving in steps of its rounding: no
+    # level to read there, and the coarser reading stands.
+    assert _noise.ecnoise((2.0**-40 * t).tolist(), flat=False) == (None, "too small")
+
+
 # ---------------------------------------------------------------- kinks
 
 

@@ -26,6 +26,7 @@ with these methods, and one line in ``Evaluator.choose``.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -57,6 +58,8 @@ BATCH_BYTES = 64 << 20
 Progress = Callable[[int], None] | None
 
 _BOOLS = frozenset((bool, np.bool_))
+# What f returns in the usual case: nothing to check beyond the type.
+_FLOATS = frozenset((float, np.float64))
 
 
 def python_engine(
@@ -77,20 +80,46 @@ def python_engine(
     pace = _progress.Pace(progress, PY_CHUNK)
     for start in range(0, m, PY_CHUNK):
         stop = min(start + PY_CHUNK, m)
-        results = []
+        results: list = []
         lo = start
         while lo < stop:  # strides between looks at the clock (one stride: no bar)
             hi = min(lo + pace.stride, stop)
-            for i, vs in zip(idx[lo:hi].tolist(), values[lo:hi].tolist(), strict=True):
-                saved = cell[i]
-                for v in vs:
-                    cell[i] = v
-                    results.append(call())
-                cell[i] = saved
+            _perturbed(call, cell, idx[lo:hi].tolist(), values[lo:hi], results)
             pace.done(hi - lo)
             lo = hi
         out[start * n_values : stop * n_values] = _as_floats(results, offset + start, n_values)
     return out.reshape(m, n_values)
+
+
+def _perturbed(
+    call: Callable[[], Any], cell: memoryview, coords: list, values: np.ndarray, results: list
+) -> None:
+    """Append ``call()`` with cell[coords[j]] set to each of values[j, :] in turn, and put
+    each saved entry back (bitwise).
+
+    This loop is the python engine's cost per coordinate beyond f (benchmarks/test_core.py
+    holds it to a fraction of a microsecond): the values come as flat lists of Python
+    floats, one per column, never as a list per coordinate, and the usual two points of a
+    central difference are written out.
+    """
+    append = results.append
+    if values.shape[1] == 2:
+        for i, a, b in zip(coords, values[:, 0].tolist(), values[:, 1].tolist(), strict=True):
+            saved = cell[i]
+            cell[i] = a
+            append(call())
+            cell[i] = b
+            append(call())
+            cell[i] = saved
+        return
+    n_values = values.shape[1]
+    flat = values.ravel().tolist()
+    for j, i in enumerate(coords):
+        saved = cell[i]
+        for v in flat[j * n_values : (j + 1) * n_values]:
+            cell[i] = v
+            append(call())
+        cell[i] = saved
 
 
 def complex_engine(
@@ -157,7 +186,9 @@ def caller(f, struct, call: Call) -> Callable[[], Any]:
         return lambda: f(struct)[0]
     if call.array_valued:
         return lambda: _item(f(struct))
-    return lambda: f(struct)
+    # A partial calls f without a Python frame of its own: a lambda here cost the python
+    # engine a third of its overhead per coordinate on a cheap f.
+    return functools.partial(f, struct)
 
 
 def _item(value: Any) -> Any:
@@ -171,6 +202,8 @@ def _item(value: Any) -> Any:
 def _as_floats(results: list, start: int, n_values: int) -> np.ndarray:
     # f's type was checked at params; only if the bulk conversion fails is it checked again
     # point by point, to name where f returned something else.
+    if _FLOATS.issuperset(map(type, results)):  # the usual case, converted as it is
+        return np.fromiter(results, np.float64, len(results))
     try:
         arr = np.array(results)
     except (TypeError, ValueError):

@@ -73,9 +73,11 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
         found = evaluator.segments([(lo, hi, row) for row in rows]).tolist()
         return [*found[: points // 2], problem.f0, *found[points // 2 :]]
 
-    estimated = None
+    estimated, flat = None, True
     for _ in range(_policy.NOISE_ATTEMPTS):
-        estimated, verdict = ecnoise(on_line(spacing))
+        line = on_line(spacing)
+        flat = not crosses_zero(line)
+        estimated, verdict = ecnoise(line, flat)
         if verdict == "ok":
             break
         spacing = spacing * respace if verdict == "too small" else spacing / respace
@@ -85,7 +87,7 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
         # (ReLU units at 0 at params) or an unresolved trend shrinks with the spacing, and
         # leaves no plateau there ("too large"): keep the smaller reading. A finer line that
         # is flat ("too small") shows f moving in steps, which is what the coarse line read.
-        finer, verdict = ecnoise(on_line(spacing / respace))
+        finer, verdict = ecnoise(on_line(spacing / respace), flat)
         if verdict == "ok":
             assert finer is not None, "ecnoise gives a level with 'ok'"
             estimated = min(estimated, finer)
@@ -102,10 +104,12 @@ def measure(problem: Any, evaluator: Any, rng: np.random.Generator, lo: int = 0,
     return Noise(max(u_f, estimated or 0.0, spread), note)
 
 
-def ecnoise(values) -> tuple[float | None, str]:
+def ecnoise(values, flat: bool = True) -> tuple[float | None, str]:
     """The noise level of equally spaced ``values`` of f: (level, "ok"), or (None, why).
 
-    Nine numbers: plain Python floats are faster here than numpy arrays.
+    ``flat``: a line along which f moves by more than ECNOISE_FLAT of |f| is refused (see
+    ``crosses_zero`` for when |f| sets no scale). Nine numbers: plain Python floats are
+    faster here than numpy arrays.
     """
     values = [float(v) for v in values]
     if not all(math.isfinite(v) for v in values):
@@ -116,11 +120,16 @@ def ecnoise(values) -> tuple[float | None, str]:
     # Work relative to the largest value (an exact power of two), so squares cannot overflow.
     scale = math.ldexp(1.0, math.frexp(scale)[1])
     values = [v / scale for v in values]
-    if max(values) - min(values) > _policy.ECNOISE_FLAT * max(abs(v) for v in values):
+    if flat and max(values) - min(values) > _policy.ECNOISE_FLAT * max(abs(v) for v in values):
         return None, "too large"  # f changes too much along the line: not noise
     table = [b - a for a, b in itertools.pairwise(values)]
     if sum(d == 0.0 for d in table) > len(table) / 2:
         return None, "too small"  # mostly identical values: below the resolution of f
+    bends = [b - a for a, b in itertools.pairwise(table)]
+    if not flat and sum(d == 0.0 for d in bends) > len(bends) / 2:
+        # Where |f| sets no scale, a line mostly straight to the last bit shows f's slope
+        # moving in steps of its rounding, as identical values show a flat f's.
+        return None, "too small"
     gamma = 1.0
     levels, signs_change = [], []
     agree = _policy.ECNOISE_AGREE
@@ -137,3 +146,17 @@ def ecnoise(values) -> tuple[float | None, str]:
             if max(trio) <= agree * min(trio) and signs_change[first]:
                 return levels[first] * scale, "ok"
     return None, "too large"
+
+
+def crosses_zero(values) -> bool:
+    """Whether f changes sign along a line: then |f| sets no scale for ECnoise's flatness
+    rule, on this line or on the finer one that confirms it.
+
+    f ~ 0 where the terms of a sum cancel (an odd function of points symmetric about 0):
+    its slope spans any line the entries resolve, and its rounding, set by the terms and
+    not by |f|, is all that remains of f on the finer line. The table's differences of
+    order 2 and more do not see the slope, and its plateau and sign-change rules still
+    refuse a trend or a kink; with the rule, the probe read nothing and a correct gradient
+    failed on the entries whose differences that rounding dominates.
+    """
+    return min(values) < 0.0 < max(values)

@@ -62,6 +62,16 @@ def segment_norms(a, b, offsets, out):
                 acc[1][1] += sb
                 acc[2][1] += sd
                 continue
+            # Exact zeros add nothing to any accumulator, and a sparse gradient (rows of an
+            # embedding no example uses) has chunks of nothing else: skip those (the loop
+            # stops at the first entry that is not zero, NaN included).
+            zeros = sa == 0.0 and sb == 0.0
+            i = c0
+            while zeros and i < c1:
+                zeros = a[i] == 0.0 and b[i] == 0.0
+                i += 1
+            if zeros:
+                continue
             for i in range(c0, c1):
                 for r in range(3):
                     v = a[i] if r == 0 else (b[i] if r == 1 else a[i] - b[i])

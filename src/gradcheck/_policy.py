@@ -97,7 +97,11 @@ NOISE_FIRST_SPACING = {F64: 1e-9, F32: 1e-3}
 NOISE_RESPACE = 100.0
 # The table's levels count as noise when three in a row agree within this factor...
 ECNOISE_AGREE = 4.0
-# ... and a line along which f moves by more than this fraction of |f| is not noise.
+# ... and a line along which f moves by more than this fraction of |f| is not noise,
+# unless f changes sign on it (``_noise.crosses_zero``): f ~ 0 where the terms of a sum
+# cancel (sum(x**3) at points symmetric about 0), and no line is flat against it, while
+# its rounding is set by the terms (~1e-15, not u |f0| ~ 1e-29). The rule left the probe
+# without a reading there, and a correct gradient failed.
 ECNOISE_FLAT = 0.1
 # The probe's line spans at most this many entries (the first of the blocks in scope):
 # enough for f's noise to show, few enough that writing the points costs nothing next to f.
