@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _policy
+from . import _policy, _reach
 from ._estimate import Estimate
 from ._judge import Judge
 from ._layout import Block, Layout
@@ -77,6 +77,7 @@ class _Judged:
     disagree: list  # entries whose score is above 1
     top_at: list  # position of the highest score, -1 for an empty block
     reach: list  # the most the differences cannot resolve in each block (NOISE * fd_error)
+    fd: np.ndarray  # what noise in f can make each difference wrong by
     scale: float  # the largest |a| + |b| among the resolved entries of every block
     theta: np.ndarray  # the flat parameters (not a copy), for the diagnosis
 
@@ -180,6 +181,7 @@ def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:
         disagree=disagree,
         top_at=top_at,
         reach=[float(reach[i]) if i >= 0 else 0.0 for i in _argmax_per_block(seg, reach)],
+        fd=fd_error,
         scale=scale,
         theta=problem.theta,
     )
@@ -270,10 +272,11 @@ def _block(
         )
     if verdict == Verdict.FAIL and note is None:
         note = _failing(block, k, j, judge, d)
-    at, max_err = None, math.nan
+    at, max_err, reach = None, math.nan, None
     if hi > lo:
         m = j.worst_at[k]
         max_err, at = float(j.err[m]), block.entry_name(int(j.idx[m]))
+        reach = _missed(block.size, checked, j, k, judge, block_tol[1])
     return BlockResult(
         name=block.name,
         shape=block.shape,
@@ -293,7 +296,20 @@ def _block(
         zeros=j.zeros[k],
         disagreeing=j.disagree[k] if hi > lo else 0,
         diagnosis=note,
+        reach=reach,
     )
+
+
+def _missed(size: int, checked: int, j: _Judged, k: int, judge: Judge, t: float):
+    """What block ``k``'s checked entries could have missed (``_reach``), at its fail
+    threshold ``t``.
+    """
+    lo, hi = j.seg[k], j.seg[k + 1]
+    a, b = j.a[lo:hi], j.b[lo:hi]
+    norms = (j.norms[k][0], j.norms[k][1], j.norms[k][2])
+    allowance = judge.allowance(a, b, j.fd[lo:hi])
+    x = _reach.entries(a, b, allowance, norms, t, judge.rtol)
+    return _reach.coordinates(size, checked, x, a, norms, t)
 
 
 def _unresolved(d: float, tol, raised) -> str:
@@ -453,6 +469,11 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
             direction_difference=r.difference,
             localized=tuple(layout.entry_name(e) for e in r.found),
             diagnosis=block.diagnosis or r.note,
+            reach=_reach.with_directions(
+                block.reach, block.size, k, r.numeric, r.predicted, r.tol[1], block.checked
+            )
+            if block.size
+            else block.reach,
         )
     difference = comparison.difference
     if results and not any(b.checked for b in blocks):
