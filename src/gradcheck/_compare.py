@@ -98,11 +98,7 @@ def compare(
     """
     layout = problem.layout
     analytic = problem.analytic[plan.idx]
-    # What noise in f alone can make each difference wrong by.
-    fd_all = judge.noise_f * est.sensitivity
-    if plan.method == "complex":
-        # Exact to the rounding of the evaluation.
-        fd_all = fd_all + np.finfo(problem.dtype).eps * np.abs(est.gradapprox)
+    fd_all = noise_of(problem, plan, est, judge)
     ok = ~est.bad
     any_bad = bool(est.bad.any())
     if any_bad or marks is not None:
@@ -147,6 +143,15 @@ def compare(
     )
     worst = _worst(layout, j.idx, j.a, j.b, j.err, j.score)
     return Comparison(float(difference), tuple(blocks), worst)
+
+
+def noise_of(problem: Problem, plan: Plan, est: Estimate, judge: Judge) -> np.ndarray:
+    """What noise in f alone can make each of the plan's differences wrong by."""
+    fd_all = judge.noise_f * est.sensitivity
+    if plan.method == "complex":
+        # Exact to the rounding of the evaluation.
+        fd_all = fd_all + np.finfo(problem.dtype).eps * np.abs(est.gradapprox)
+    return fd_all
 
 
 def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:

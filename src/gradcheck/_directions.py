@@ -95,7 +95,9 @@ def run(check: Check, findings: Findings) -> Findings:
             )
         )
     comparison = with_directions(so_far, layout, found, k)
-    return replace(findings, comparison=comparison).with_kinks(kinks).with_notes(cut)
+    along = {b: (r.numeric, r.predicted) for b, r in found.items()}
+    found_all = replace(findings, comparison=comparison, along=along)
+    return found_all.with_kinks(kinks).with_notes(cut)
 
 
 def directional(check: Check) -> Check:

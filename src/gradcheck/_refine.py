@@ -98,9 +98,10 @@ def run(check: Check, findings: Findings) -> Findings:
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
     large[[pos for pos, kind in kinds if kind == "truncation"]] = True
-    again = compare(problem, plan, est, judge, Marks(mask, on_kink, smooth, large))
+    marks = Marks(mask, on_kink, smooth, large)
+    again = compare(problem, plan, est, judge, marks)
     notes = (*_smooth_note(check, plan, smooth), *_large_step_note(check, plan, moves), *cut)
-    refined = replace(findings, comparison=again).with_kinks(kinks_of(check, plan, est, kinds))
+    refined = replace(findings, comparison=again, marks=marks).with_kinks(kinks_of(check, plan, est, kinds))
     return refined.with_notes(notes)
 
 
