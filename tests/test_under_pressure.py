@@ -227,7 +227,8 @@ def test_a_step_too_large_fails_the_wrong_block_and_blames_the_step_in_the_right
     assert "too large for the parameters or the curvature" in str(r)
     # The same gradient made right: the step alone is blamed, nothing fails.
     right = gradcheck.check(f, p, {k: np.cos(v) for k, v in p.items()}, eps=10.0, seed=0)
-    assert right.verdict == "inconclusive" and right.failing == ()
+    assert right.verdict == "inconclusive"
+    assert right.failing == ()
 
 
 def test_directions_at_a_step_too_large_blame_the_step():

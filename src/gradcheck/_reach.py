@@ -147,9 +147,7 @@ def betainc(a: float, b: float, x: float) -> float:
     return min(1.0, max(0.0, front * h / a))
 
 
-def fraction_miss(
-    n: int, checked: float, k: int, t: float, bad: int, error: float = 1.0
-) -> float:
+def fraction_miss(n: int, checked: float, k: int, t: float, bad: int, error: float = 1.0) -> float:
     """The chance that a bug in ``bad`` of ``n`` entries, each off by ``error`` times its
     own size, goes unseen by ``checked`` entries checked one by one (those that fail at
     that error) and ``k`` directions at fail threshold ``t``.
@@ -190,9 +188,9 @@ def coordinates(
     norms: tuple[float, float, float],
     t: float,
 ) -> Reach:
-    """What a block's coordinates could have missed: ``x`` are the checked entries' smallest
-    failing errors (:func:`entries`) and ``a`` their analytic values, ``norms`` the block's ``(|a|, |b|, |a - b|)``, ``t``
-    its fail threshold.
+    """What a block's coordinates could have missed: ``x`` are the checked entries'
+    smallest failing errors (:func:`entries`) and ``a`` their analytic values, ``norms``
+    the block's ``(|a|, |b|, |a - b|)``, ``t`` its fail threshold.
     """
     error = _policy.REACH_ERROR
     # A relative error moves no entry that is 0: the share is of those that are not.

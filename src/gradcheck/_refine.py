@@ -112,7 +112,8 @@ def run(check: Check, findings: Findings) -> Findings:
         *_default_step_note(check, plan, wrong, sound),
         *cut,
     )
-    refined = replace(findings, comparison=again, marks=marks, estimate=est).with_kinks(kinks_of(check, plan, est, kinds))
+    refined = replace(findings, comparison=again, marks=marks, estimate=est)
+    refined = refined.with_kinks(kinks_of(check, plan, est, kinds))
     return refined.with_notes(notes)
 
 
