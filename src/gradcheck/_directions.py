@@ -11,12 +11,13 @@ report names them. The one entry point is :func:`run`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _plan
+from . import _plan, _policy
 from ._compare import with_directions
 from ._estimate import estimate
 from ._refine import examine, kinks_of
@@ -68,6 +69,7 @@ def run(check: Check, findings: Findings) -> Findings:
         # Every block's directions first, the searches after: a long search must not
         # leave a later block unchecked when the budget runs out.
         found[b] = check_block(check, layout.offsets[b], layout.offsets[b + 1], k)
+    found, k = _more(check, so_far, found, k)
     for b, r in found.items():
         if r.verdict == Verdict.FAIL and check.options.localize > 0:
             lo, hi = int(layout.offsets[b]), int(layout.offsets[b + 1])
@@ -98,6 +100,47 @@ def run(check: Check, findings: Findings) -> Findings:
     along = {b: (r.numeric, r.predicted) for b, r in found.items()}
     found_all = replace(findings, comparison=comparison, along=along)
     return found_all.with_kinks(kinks).with_notes(cut)
+
+
+def _more(check: Check, so_far, found: dict, k: int) -> tuple[dict, int]:
+    """Under a budget, a check that fails nowhere spends the time its plan left on more
+    rounds of directions (one more per block each, up to ``MORE_DIRECTIONS`` in all), so
+    that what it could have missed shrinks: whole rounds only, each begun when the
+    deadline affords it and the one after it, so every block has as many.
+    """
+    deadline = check.deadline
+    layout = check.problem.layout
+    failing = any(so_far.blocks[b].verdict == Verdict.FAIL for b in check.selection.blocks)
+    unsure = (Verdict.FAIL, Verdict.INCONCLUSIVE)
+    failing = failing or any(r.verdict in unsure for r in found.values())
+    if deadline.end == math.inf or failing or not found:
+        return found, k
+    per_round = 2 * len(found)
+    while k < _policy.MORE_DIRECTIONS and deadline.affords(2 * per_round):
+        more = {}
+        for b, r in found.items():
+            lo, hi = int(layout.offsets[b]), int(layout.offsets[b + 1])
+            more[b] = _one_more(check, r, lo, hi)
+        found, k = more, k + 1
+        if any(r.verdict == Verdict.FAIL for r in found.values()):
+            break  # the search takes it from here
+    return found, k
+
+
+def _one_more(s: Check, r: DirectionResult, lo: int, hi: int) -> DirectionResult:
+    """``r`` with one more direction over [lo, hi), judged again with the others."""
+    if hi == lo:
+        return r
+    n, p = _one_direction(s, lo, hi)
+    if not np.isfinite(n):
+        return replace(r, verdict=Verdict.worst((r.verdict, Verdict.INCONCLUSIVE)))
+    numeric, predicted = np.append(r.numeric, n), np.append(r.predicted, p)
+    d, verdict, block_tol = s.judge.directional(numeric, predicted)
+    if r.verdict == Verdict.INCONCLUSIVE and verdict != Verdict.FAIL:
+        verdict = Verdict.INCONCLUSIVE  # a direction where f was not finite stays counted
+    return replace(
+        r, difference=d, verdict=verdict, numeric=numeric, predicted=predicted, tol=block_tol
+    )
 
 
 def directional(check: Check) -> Check:

@@ -270,7 +270,9 @@ def build(check: Check, findings: Findings, seconds: float) -> Report:
         loss=problem.f0,
         tol=judge.tol,
         seconds=seconds,
-        directions=check.selection.directions or 0,
+        # A budget's spare time may have added rounds: every block in scope has as many.
+        directions=max((b.directions for b in blocks), default=0)
+        or (check.selection.directions or 0),
         budget=options.budget,
         noise=judge.noise_f,
         notes=tuple(n.text for n in findings.notes),

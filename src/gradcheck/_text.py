@@ -176,7 +176,7 @@ def _reach_lines(listed: list[BlockResult]) -> list[str]:
     part = [b for b in blocks if b.checked < b.size]
     out = []
     if whole:
-        out.append(f"  could have missed: {_whole_reach(whole)}")
+        out.append(f"  could have missed: {_whole_reach(whole, len(listed) > 1)}")
     for b in part[:_SHOWN_WORST]:
         out.append(f"  {b.name} could have missed: {_part_reach(b)}")
     if len(part) > _SHOWN_WORST:
@@ -200,19 +200,21 @@ def _percent(x: float) -> str:
     return f"{100 * x:.2g}%"
 
 
-def _whole_reach(blocks: list[BlockResult]) -> str:
-    """The blocks checked whole: the least sensitive block's factor and median entry."""
+def _whole_reach(blocks: list[BlockResult], named: bool) -> str:
+    """The blocks checked whole: the least sensitive block's factor and median entry
+    (``named``: which block that is, when the report has several).
+    """
     reach = {b.name: b.reach for b in blocks if b.reach is not None}
     factors = {n: r.factor for n, r in reach.items() if r.factor == r.factor}
     entries = {n: r.entry for n, r in reach.items() if r.entry == r.entry}
     parts = []
     if factors:
         name = max(factors, key=lambda n: factors[n])
-        where = f" ({name})" if len(reach) > 1 else ""
+        where = f" ({name})" if named else ""
         parts.append(f"{_factor(factors[name])}{where}")
     if entries:
         name = max(entries, key=lambda n: entries[n])
-        where = f", {name}" if len(reach) > 1 else ""
+        where = f", {name}" if named else ""
         if math.isinf(entries[name]):
             parts.append(f"an entry off by any amount{where}")
         else:
