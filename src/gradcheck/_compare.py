@@ -78,6 +78,7 @@ class _Judged:
     top_at: list  # position of the highest score, -1 for an empty block
     reach: list  # the most the differences cannot resolve in each block (NOISE * fd_error)
     fd: np.ndarray  # what noise in f can make each difference wrong by
+    analytic: np.ndarray  # the whole flat gradient under test (not a copy)
     scale: float  # the largest |a| + |b| among the resolved entries of every block
     theta: np.ndarray  # the flat parameters (not a copy), for the diagnosis
 
@@ -187,9 +188,20 @@ def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:
         top_at=top_at,
         reach=[float(reach[i]) if i >= 0 else 0.0 for i in _argmax_per_block(seg, reach)],
         fd=fd_error,
+        analytic=problem.analytic,
         scale=scale,
         theta=problem.theta,
     )
+
+
+def _rms(g: np.ndarray) -> float:
+    """The root mean square of ``g``, scaled by its largest entry so that nothing
+    overflows (0 when empty or all 0).
+    """
+    top = float(np.abs(g).max()) if g.size else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(np.linalg.norm(g / top)) / math.sqrt(g.size)
 
 
 def _argmax_per_block(seg: np.ndarray, values: np.ndarray) -> list:
@@ -281,7 +293,7 @@ def _block(
     if hi > lo:
         m = j.worst_at[k]
         max_err, at = float(j.err[m]), block.entry_name(int(j.idx[m]))
-        reach = _missed(block.size, checked, j, k, judge, block_tol[1])
+        reach = _missed(block, checked, j, k, judge, block_tol[1])
     return BlockResult(
         name=block.name,
         shape=block.shape,
@@ -305,7 +317,7 @@ def _block(
     )
 
 
-def _missed(size: int, checked: int, j: _Judged, k: int, judge: Judge, t: float):
+def _missed(block: Block, checked: int, j: _Judged, k: int, judge: Judge, t: float):
     """What block ``k``'s checked entries could have missed (``_reach``), at its fail
     threshold ``t``.
     """
@@ -313,8 +325,9 @@ def _missed(size: int, checked: int, j: _Judged, k: int, judge: Judge, t: float)
     a, b = j.a[lo:hi], j.b[lo:hi]
     norms = (j.norms[k][0], j.norms[k][1], j.norms[k][2])
     allowance = judge.allowance(a, b, j.fd[lo:hi])
-    x = _reach.entries(a, b, allowance, norms, t, judge.rtol)
-    return _reach.coordinates(size, checked, x, a, norms, t)
+    e = _reach.entries(a, b, allowance, norms, t, judge.rtol)
+    rms = _rms(j.analytic[block.offset : block.offset + block.size])
+    return _reach.coordinates(block.size, checked, e, a, norms, t, rms)
 
 
 def _unresolved(d: float, tol, raised) -> str:
@@ -475,7 +488,14 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
             localized=tuple(layout.entry_name(e) for e in r.found),
             diagnosis=block.diagnosis or r.note,
             reach=_reach.with_directions(
-                block.reach, block.size, k, r.numeric, r.predicted, r.tol[1], block.checked
+                block.reach,
+                block.size,
+                k,
+                r.numeric,
+                r.predicted,
+                r.tol[1],
+                block.checked,
+                r.spread,
             )
             if block.size
             else block.reach,

@@ -67,7 +67,8 @@ def _entry(check: Check, findings: Findings, k: int, b: BlockResult) -> tuple[Co
     numeric = est.gradapprox[pos]
     allowance = judge.allowance(a, numeric, noise_of(problem, plan, est, judge)[pos])
     norms = (b.norm_analytic, b.norm_numeric, b.norm_error)
-    x = _reach.entries(a, numeric, allowance, norms, b.tol[1], judge.rtol)
+    e = _reach.entries(a, numeric, allowance, norms, b.tol[1], judge.rtol)
+    x = _reach.relative(e, a)
     fits = np.flatnonzero((x <= reach.entry) & (a != 0))
     if not fits.size:
         return ()

@@ -20,6 +20,7 @@ import numpy as np
 from . import _plan, _policy
 from ._compare import with_directions
 from ._estimate import estimate
+from ._reach import Spread
 from ._refine import examine, kinks_of
 from ._results import Kink, Note, Verdict
 
@@ -37,6 +38,7 @@ class DirectionResult:
     tol: tuple[float, float]  # the thresholds applied
     note: str | None = None  # why the verdict is what it is, when not plain
     cut: bool = False  # the deadline stopped the search before it was done
+    spread: Spread | None = None  # how the directions weigh the block's entries (_reach)
 
 
 # Evaluations the confirmation of one entry the search found may cost: its coordinate
@@ -185,7 +187,8 @@ def check_block(s: Check, lo: int, hi: int, k: int) -> DirectionResult:
     d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok])
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
-    return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
+    spread = Spread.of(s.problem.theta[lo:hi], s.problem.analytic[lo:hi], s.options.eps is not None)
+    return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol, spread=spread)
 
 
 def _explained(s: Check, b: int, r: DirectionResult) -> DirectionResult:

@@ -157,6 +157,11 @@ REACH_ERROR = 0.01
 # ... caught with at least this probability: the smallest such fraction is reported. One
 # miss in twenty is what a user can live with in a check run every few hundred steps.
 REACH_PROBABILITY = 0.95
+# Random directions weigh entries by max(1, |x_i|): the chance they miss a few wrong
+# entries is averaged over this many evenly ranked weights of the block (a bug in this
+# many entries or more is taken at their root mean square, which a sum of that many
+# weights is near).
+REACH_QUANTILES = 16
 # A green check's time left under a budget goes to more directions per block, up to this
 # many in all: past it, a block's figures barely move (the chance to miss a fraction falls
 # like a power of k of an already small number) while each round costs 2 evaluations a block.

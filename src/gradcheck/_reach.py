@@ -9,9 +9,9 @@ directions and how many of its entries were looked at, this module works out:
 - the smallest relative error on one checked entry that fails the block, entry by entry
   (by the single-entry rule and by the block's difference), reported for the median
   entry, and the chance that a given entry was among those checked;
-- the smallest fraction of the block's entries, each off by ``_policy.REACH_ERROR``, that
-  the coordinates and the directions together catch with probability at least
-  ``_policy.REACH_PROBABILITY``.
+- the smallest fraction of the block's entries, each off by ``_policy.REACH_ERROR`` of
+  the block's root-mean-square entry, that the coordinates and the directions together
+  catch with probability at least ``_policy.REACH_PROBABILITY``.
 
 The judge's rules fix every number: a planted error of the stated size fails the block
 when the comparison runs again (``_control`` does exactly that).
@@ -20,11 +20,50 @@ when the comparison runs again (``_control`` does exactly that).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _policy
 from ._results import Reach
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a block's random directions weigh its entries, for the chance they miss errors.
+
+    A direction is Gaussian scaled entrywise by ``D_i = max(1, |x_i|)`` (see
+    ``_plan.direction``): an error ``e`` shows along it as ``|D e|`` against the gradient's
+    ``|D g|``, not as ``|e|`` against ``|g|``. An error of the same size ``s rms(g)`` on
+    ``bad`` entries at ``i`` has ``|D e| / |D g| = s sqrt(bad / n) w_i`` with
+    ``w_i = D_i rms(g) / rms(D g)``; ``mean`` is the root mean square of the ``w_i``
+    (what many wrong entries see) and ``quantiles`` the ``w_i`` at evenly spaced ranks
+    (what a few wrong entries may see).
+    """
+
+    mean: float
+    quantiles: tuple[float, ...]
+
+    @classmethod
+    def of(cls, x: np.ndarray, g: np.ndarray, absolute: bool) -> Spread:
+        """The spread of directions over parameters ``x`` with gradient ``g``;
+        ``absolute``: the user's step, no scaling by ``|x|``.
+        """
+        if absolute or not x.size:
+            return cls(1.0, (1.0,))
+        scale = np.maximum(1.0, np.abs(x.astype(np.float64)))
+        top = float(np.abs(g).max())
+        if top == 0.0 or not math.isfinite(top):
+            return cls(1.0, (1.0,))
+        gs = g / top  # scaled: no overflow in the squares
+        rms_g = math.sqrt(float(np.mean(gs * gs)))
+        rms_dg = math.sqrt(float(np.mean((scale * gs) ** 2)))
+        if rms_dg == 0.0:
+            return cls(1.0, (1.0,))
+        w = scale * (rms_g / rms_dg)
+        ranks = (np.arange(_policy.REACH_QUANTILES) + 0.5) / _policy.REACH_QUANTILES
+        quantiles = np.quantile(w, ranks)
+        return cls(math.sqrt(float(np.mean(w * w))), tuple(float(q) for q in quantiles))
 
 
 def factor(norm_a: float, norm_b: float, norm_err: float, t: float) -> float:
@@ -50,23 +89,32 @@ def entries(
     t: float,
     rtol: float,
 ) -> np.ndarray:
-    """Per checked entry, the smallest relative error ``|x|`` (``a_i -> (1 + x) a_i``)
-    that fails the block: by the single-entry rule (score above ``ENTRY_FAIL``) or by the
-    block's difference, whichever needs less. Inf where ``a_i`` is 0 (no relative error
-    moves it) or the thresholds leave nothing to fail.
+    """Per checked entry, the smallest absolute error ``|e|`` (``a_i -> a_i + e``) that
+    fails the block: by the single-entry rule (score above ``ENTRY_FAIL``) or by the
+    block's difference, whichever needs less; inf where the thresholds leave nothing to
+    fail. Over ``|a_i|`` it is the smallest relative error.
 
-    Entry rule: the planted error is at least ``|x| |a_i| - |a_i - b_i|`` and the
-    allowance at most ``allowance_i + rtol |x| |a_i|``, so a score above F is sure when
-    ``|x| |a_i| (1 - F rtol) > F allowance_i + |a_i - b_i|``. Block rule: as for
-    :func:`factor`, with ``|x| |a_i|`` in place of ``|c| |a|``.
+    Entry rule: the planted error is at least ``|e| - |a_i - b_i|`` and the allowance at
+    most ``allowance_i + rtol |e|``, so a score above F is sure when
+    ``|e| (1 - F rtol) > F allowance_i + |a_i - b_i|``. Block rule: as for
+    :func:`factor`, with ``|e|`` in place of ``|c| |a|``.
     """
     na, nb, nd = norms
-    size = np.abs(a)
     fail = _policy.ENTRY_FAIL
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        by_entry = (fail * allowance + np.abs(a - b)) / (size * (1 - fail * rtol))
-        by_block = (nd + t * (na + nb)) / (size * (1 - t)) if t < 1 else np.full(a.shape, np.inf)
-        x = _policy.REACH_MARGIN * np.minimum(by_entry, by_block)
+        by_entry = (fail * allowance + np.abs(a - b)) / (1 - fail * rtol)
+        by_block = (nd + t * (na + nb)) / (1 - t) if t < 1 else math.inf
+        e = _policy.REACH_MARGIN * np.minimum(by_entry, by_block)
+    return np.where(np.isfinite(e), e, np.inf)
+
+
+def relative(e: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """The smallest failing absolute errors ``e`` as errors relative to each entry's
+    value ``a`` (inf where it is 0: no relative error moves it).
+    """
+    size = np.abs(a)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        x = e / size
     return np.where((size > 0) & np.isfinite(x), x, np.inf)
 
 
@@ -147,33 +195,52 @@ def betainc(a: float, b: float, x: float) -> float:
     return min(1.0, max(0.0, front * h / a))
 
 
-def fraction_miss(n: int, checked: float, k: int, t: float, bad: int, error: float = 1.0) -> float:
-    """The chance that a bug in ``bad`` of ``n`` entries, each off by ``error`` times its
-    own size, goes unseen by ``checked`` entries checked one by one (those that fail at
-    that error) and ``k`` directions at fail threshold ``t``.
+def fraction_miss(
+    n: int,
+    checked: float,
+    k: int,
+    t: float,
+    bad: int,
+    error: float = 1.0,
+    spread: Spread | None = None,
+) -> float:
+    """The chance that a bug in ``bad`` of ``n`` entries, each off by ``error`` times the
+    block's root-mean-square entry, goes unseen by ``checked`` entries checked one by one
+    (those that fail at that error) and ``k`` directions at fail threshold ``t``.
 
-    Such a bug's error has a norm of about ``error sqrt(bad / n)`` times the block's
-    gradient; the coordinates' and the directions' chances multiply.
+    Such a bug's error has a norm of ``error sqrt(bad / n)`` times the block's gradient,
+    as the directions see it weighted by ``spread`` (isotropic when None): a few wrong
+    entries by each of its quantiles in turn (the chance averaged over them), many by its
+    mean. The coordinates' and the directions' chances multiply.
     """
     if n <= 0 or bad <= 0:
         return 1.0
     miss = hypergeometric_miss(n, checked, bad)
     if k and miss > 0:
-        miss *= directions_miss(k, error * math.sqrt(min(bad, n) / n), t)
+        rho = error * math.sqrt(min(bad, n) / n)
+        if spread is None:
+            miss *= directions_miss(k, rho, t)
+        elif bad >= _policy.REACH_QUANTILES:
+            miss *= directions_miss(k, rho * spread.mean, t)
+        else:
+            chances = [directions_miss(k, rho * w, t) for w in spread.quantiles]
+            miss *= sum(chances) / len(chances)
     return miss
 
 
-def fraction(n: int, checked: float, k: int, t: float, error: float) -> float:
-    """The smallest fraction of ``n`` entries, each off by ``error``, that is caught with
-    probability at least ``REACH_PROBABILITY``; NaN when not even all of them are.
+def fraction(
+    n: int, checked: float, k: int, t: float, error: float, spread: Spread | None = None
+) -> float:
+    """The smallest fraction of ``n`` entries, each off by ``error`` RMS entries, that is
+    caught with probability at least ``REACH_PROBABILITY``; NaN when not even all are.
     """
     target = 1 - _policy.REACH_PROBABILITY
-    if n <= 0 or fraction_miss(n, checked, k, t, n, error) > target:
+    if n <= 0 or fraction_miss(n, checked, k, t, n, error, spread) > target:
         return math.nan
     lo, hi = 0, n  # miss(lo) > target >= miss(hi); the chance falls as bad grows
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if fraction_miss(n, checked, k, t, mid, error) <= target:
+        if fraction_miss(n, checked, k, t, mid, error, spread) <= target:
             hi = mid
         else:
             lo = mid
@@ -183,19 +250,21 @@ def fraction(n: int, checked: float, k: int, t: float, error: float) -> float:
 def coordinates(
     size: int,
     checked: int,
-    x: np.ndarray,
+    e: np.ndarray,
     a: np.ndarray,
     norms: tuple[float, float, float],
     t: float,
+    rms: float,
 ) -> Reach:
-    """What a block's coordinates could have missed: ``x`` are the checked entries'
-    smallest failing errors (:func:`entries`) and ``a`` their analytic values, ``norms``
-    the block's ``(|a|, |b|, |a - b|)``, ``t`` its fail threshold.
+    """What a block's coordinates could have missed: ``e`` are the checked entries'
+    smallest failing absolute errors (:func:`entries`) and ``a`` their analytic values,
+    ``norms`` the block's ``(|a|, |b|, |a - b|)`` over them, ``t`` its fail threshold,
+    ``rms`` the root mean square of the block's whole gradient (what ``fraction``'s errors
+    are measured in).
     """
     error = _policy.REACH_ERROR
-    # A relative error moves no entry that is 0: the share is of those that are not.
-    nonzero = a != 0
-    caught = float((x[nonzero] <= error).mean()) if nonzero.any() else 0.0
+    x = relative(e, a)
+    caught = float((e <= error * rms).mean()) if e.size and rms > 0 else 0.0
     whole = factor(*norms, t)
     first = float(x.min()) if x.size else math.inf
     if math.isfinite(first):
@@ -219,10 +288,11 @@ def with_directions(
     predicted: np.ndarray,
     t: float,
     checked: int,
+    spread: Spread | None,
 ) -> Reach:
     """``reach`` (the coordinates', None when no coordinate was checked) with what ``k``
     directions add: a factor they catch (from their own norms and threshold) and their
-    share in catching a fraction of wrong entries.
+    share in catching a fraction of wrong entries (weighted by ``spread``).
     """
     error = _policy.REACH_ERROR
     if numeric.size:
@@ -244,7 +314,7 @@ def with_directions(
         factor=whole,
         entry=base.entry,
         seen=base.seen,
-        fraction=fraction(size, share, k if numeric.size else 0, t_seen, error),
+        fraction=fraction(size, share, k if numeric.size else 0, t_seen, error, spread),
         caught=base.caught,
         error=error,
     )

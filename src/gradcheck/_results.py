@@ -93,11 +93,12 @@ class Reach:
     entry: float
     # the chance that a given entry of the block was among those checked one by one
     seen: float
-    # the smallest fraction of the block's entries, each off by ``error`` of its value, that
-    # the coordinates and directions together catch with probability >= 0.95 (NaN: none)
+    # the smallest fraction of the block's entries, each off by ``error`` times the block's
+    # root-mean-square entry, that the coordinates and directions together catch with
+    # probability >= 0.95 (NaN: not even all of them)
     fraction: float
-    caught: float  # the share of the checked entries not 0 that an error of ``error`` fails
-    error: float  # the relative error per entry ``fraction`` assumes (0.01)
+    caught: float  # the share of the checked entries that such an error fails
+    error: float  # the error per entry ``fraction`` assumes, in RMS entries (0.01)
 
 
 @dataclass(frozen=True)
