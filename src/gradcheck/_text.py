@@ -239,9 +239,12 @@ def _part_reach(b: BlockResult) -> str:
     error = _percent(r.error)
     if r.fraction == r.fraction:
         share = _percent(r.fraction)
-        parts.append(f"{error} errors in < {share} of its entries (95% caught at {share})")
+        parts.append(
+            f"errors of {error} RMS in fewer than {share} of its entries (at {share}, "
+            "caught 19 times in 20)"
+        )
     else:
-        parts.append(f"{error} errors in any share of its entries")
+        parts.append(f"errors of {error} RMS in any share of its entries")
     return "; ".join(parts)
 
 
