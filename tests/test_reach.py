@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from gradcheck._reach import Spread
 from .models import Separable
 from .test_budget import CostlyModel
 from .test_reading import demo_problem
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _binomial_band(p: float, n: int, z: float = 4.0) -> tuple[float, float]:
@@ -247,3 +251,17 @@ def test_a_failing_budget_spends_no_spare_rounds(fake_clock):
     r = gradcheck.check(model.loss, model.params, model.grad(wrong=0.01), budget=5.0, seed=0)
     assert r.failing == ("W",)
     assert r.directions <= 4
+
+
+def test_the_readme_example_prints_what_it_shows():
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## What a check could have missed\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (shown,) = re.findall(r"```text\n(.*?)```", section, re.S)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    printed = str(namespace["report"]).splitlines()
+    # Every line but the one with the time, to the character.
+    for line, want in zip(printed, shown.splitlines(), strict=True):
+        if "evaluations of f" not in want:
+            assert line == want

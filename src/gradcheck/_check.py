@@ -147,7 +147,9 @@ def check(
         Directions per block come first, then time kept to localise a wrong entry they
         flag, then sampled coordinates. A block left too thinly checked to have seen a
         bug in 1% of its entries (even odds of missing it) makes the check
-        "inconclusive", and a note says so.
+        "inconclusive", and a note says so. A check that fails nowhere spends the time
+        its plan left on more rounds of directions (up to 32 per block), which shrinks
+        what it could have missed (``blocks[name].reach``).
     client : dask.distributed.Client, optional
         For ``engine="dask"``; default: the current client.
     progress : bool, optional
