@@ -118,9 +118,9 @@ class Report:
             which ``json.dumps`` writes as ``null``, so any JSON parser reads the result.
             ``notes``, ``kinks``, ``noise``, ``directions`` and ``budget`` say why a verdict
             is what it is (an inconclusive check among them); each block's ``reach`` what
-            its check could have missed, and its ``controls`` the errors planted on request. ``replay`` holds the sampled
-            ``indices`` and their ``steps`` (both None when every coordinate was checked,
-            the steps then following ``step``).
+            its check could have missed, and its ``controls`` the errors planted on
+            request. ``replay`` holds the sampled ``indices`` and their ``steps`` (both None
+            when every coordinate was checked, the steps then following ``step``).
         """
         return _jsonable(
             {
