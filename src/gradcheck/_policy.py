@@ -162,6 +162,8 @@ REACH_PROBABILITY = 0.95
 # many entries or more is taken at their root mean square, which a sum of that many
 # weights is near).
 REACH_QUANTILES = 16
+# ... read from at most about this many evenly strided entries of the block.
+REACH_SPREAD_SAMPLE = 4096
 # A green check's time left under a budget goes to more directions per block, up to this
 # many in all: past it, a block's figures barely move (the chance to miss a fraction falls
 # like a power of k of an already small number) while each round costs 2 evaluations a block.
