@@ -231,6 +231,14 @@ def test_a_step_too_large_fails_the_wrong_block_and_blames_the_step_in_the_right
     assert right.failing == ()
 
 
+def test_directions_at_a_step_too_large_still_fail_a_wrong_gradient():
+    # The search's finds are differenced again at the default step, where they disagree.
+    x = np.random.default_rng(4).standard_normal(40)
+    f, g = (lambda x: float(np.sin(x).sum())), np.cos(x)
+    r = gradcheck.check(f, x, 2 * g, eps=10.0, seed=0, directions=4)
+    assert r.failing == ("params",)
+
+
 def test_directions_at_a_step_too_large_blame_the_step():
     x = np.random.default_rng(4).standard_normal(40)
     f, g = (lambda x: float(np.sin(x).sum())), np.cos(x)

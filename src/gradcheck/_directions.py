@@ -21,7 +21,7 @@ from . import _plan, _policy
 from ._compare import with_directions
 from ._estimate import estimate
 from ._reach import Spread
-from ._refine import examine, kinks_of
+from ._refine import at_default_step, examine, kinks_of
 from ._results import Kink, Note, Verdict
 
 if TYPE_CHECKING:
@@ -307,8 +307,11 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
         ]
     )
     seen = examine(s, plan, est, np.flatnonzero(wrong_pair), eps=s.options.eps)
-    wrong = set(idx[wrong_pair & ~seen.mask].tolist())
-    large = {int(idx[pos]) for pos, kind in seen.kinds if kind == "truncation"}
+    # A step too large hides a wrong entry as well as it blames a right one: those that
+    # still disagree at the default step are wrong (as the coordinates' refine pass has it).
+    _, still, _ = at_default_step(s, plan, est, list(seen.kinds))
+    wrong = set(idx[wrong_pair & ~seen.mask].tolist()) | set(idx[still].tolist())
+    large = {int(idx[pos]) for pos, kind in seen.kinds if kind == "truncation"} - wrong
     at_kinks = set(idx[seen.mask].tolist()) - large
     localize = s.options.localize
     return (

@@ -11,7 +11,8 @@ entry is evaluated again at h/10 and h/100 (4 evaluations):
 - otherwise the entry is wrong.
 
 Kinks are reported by name and left out of the verdicts; bugs stay failures. The one entry
-point is :func:`run`; :func:`examine` also serves the directional search's confirmation.
+point is :func:`run`; :func:`examine` and :func:`at_default_step` also serve the directional
+search's confirmation.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def run(check: Check, findings: Findings) -> Findings:
         return findings.with_notes(cut)
     # A step too large hides a wrong gradient as well as it blames a right one: what the
     # default step says of those entries decides whether the gradient is wrong there.
-    est, wrong, sound = _at_default_step(check, plan, est, kinds)
+    est, wrong, sound = at_default_step(check, plan, est, kinds)
     mask[wrong] = False
     kinds = [(pos, kind) for pos, kind in kinds if pos not in set(wrong.tolist())]
     moves = [m for m in moves if m[0] not in set(wrong.tolist())]
@@ -158,7 +159,7 @@ def _large_step_note(check: Check, plan: Plan, moves: list) -> tuple[Note, ...]:
     )
 
 
-def _at_default_step(
+def at_default_step(
     check: Check, plan: Plan, est: Estimate, kinds: list
 ) -> tuple[Estimate, np.ndarray, int]:
     """The entries whose given step is too large (kind "truncation"), differenced again at
