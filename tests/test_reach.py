@@ -112,6 +112,26 @@ def test_the_stated_chance_of_a_miss_is_the_one_seen_over_seeds(options, bad, er
     assert low <= missed / seeds <= high, (stated, missed / seeds)
 
 
+def test_one_wrong_entry_is_caught_as_often_as_the_report_says():
+    n, seeds = 1000, 80
+    model = Separable({"W": n})
+    g = model.grad()["W"]
+    rms = float(np.sqrt(np.mean(g * g)))
+    options = {"sample": 30, "directions": 1, "noise": False, "localize": 0}
+    first = gradcheck.check(model.loss, model.params, {"W": g}, seed=0, **options)
+    reach = first.blocks["W"].reach
+    caught = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(2000 + seed)
+        planted = g.copy()
+        planted[rng.integers(n)] += reach.error * rms * rng.choice([-1, 1])
+        r = gradcheck.check(model.loss, model.params, {"W": planted}, seed=seed, **options)
+        caught += r.verdict == "fail"
+    low, high = _binomial_band(reach.single, seeds)
+    assert 0.02 < reach.single < 0.98
+    assert low <= caught / seeds <= high, (reach.single, caught / seeds)
+
+
 def test_the_stated_fraction_is_caught_nineteen_times_in_twenty():
     n, seeds = 1000, 60
     model = Separable({"W": n})

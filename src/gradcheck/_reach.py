@@ -278,6 +278,7 @@ def coordinates(
         factor=whole,
         entry=typical(x, a),
         seen=checked / size if size else 0.0,
+        single=1 - fraction_miss(size, checked * caught, 0, 1.0, 1, error),
         fraction=fraction(size, checked * caught, 0, 1.0, error),
         caught=caught,
         error=error,
@@ -309,16 +310,18 @@ def with_directions(
         t_seen = min(1.0, t + (d if d == d else 1.0))  # what is already there raises the bar
     else:
         along, t_seen = math.nan, 1.0
-    base = reach or Reach(math.nan, math.nan, 0.0, math.nan, 0.0, error)
+    base = reach or Reach(math.nan, math.nan, 0.0, 0.0, math.nan, 0.0, error)
     whole = base.factor
     if along == along and not whole <= along:
         whole = along
     share = checked * base.caught
+    k_seen = k if numeric.size else 0
     return Reach(
         factor=whole,
         entry=base.entry,
         seen=base.seen,
-        fraction=fraction(size, share, k if numeric.size else 0, t_seen, error, spread),
+        single=1 - fraction_miss(size, share, k_seen, t_seen, 1, error, spread),
+        fraction=fraction(size, share, k_seen, t_seen, error, spread),
         caught=base.caught,
         error=error,
     )

@@ -93,6 +93,9 @@ class Reach:
     entry: float
     # the chance that a given entry of the block was among those checked one by one
     seen: float
+    # the chance that one entry off by ``error`` times the block's root-mean-square entry,
+    # wherever it is, fails the block: checked one by one, or seen by the directions
+    single: float
     # the smallest fraction of the block's entries, each off by ``error`` times the block's
     # root-mean-square entry, that the coordinates and directions together catch with
     # probability >= 0.95 (NaN: not even all of them)

@@ -229,14 +229,18 @@ def _part_reach(b: BlockResult) -> str:
     r = b.reach
     if r is None:
         return "everything (not checked)"
+    error = _percent(r.error)
     parts = [_factor(r.factor)]
+    one = f"one off by {error} RMS caught with probability {r.single:.2g}"
     if b.checked:
         entry = "any amount" if math.isinf(r.entry) else f"< {_percent(r.entry)} (median)"
         unseen = b.size - b.checked
-        parts.append(f"an entry off by {entry} or any of the {unseen:,} unchecked of {b.size:,}")
+        parts.append(
+            f"an entry off by {entry} or any of the {unseen:,} unchecked of {b.size:,} "
+            f"({one})"
+        )
     else:
-        parts.append("no entry checked one by one")
-    error = _percent(r.error)
+        parts.append(f"no entry checked one by one ({one})")
     if r.fraction == r.fraction:
         share = _percent(r.fraction)
         parts.append(
