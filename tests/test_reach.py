@@ -239,6 +239,7 @@ def test_the_negative_control_covers_directions_and_skips_failing_blocks():
     (factor,) = r.blocks["W"].controls  # no entry checked one by one: no entry to plant
     assert factor.kind == "factor"
     assert factor.verdict == "fail"
+    assert "no entry planted in W: none checked one by one" in str(r)
 
 
 def test_control_must_be_a_bool():

@@ -267,6 +267,10 @@ def _control_line(listed: list[BlockResult]) -> list[str]:
     )
     if missed:
         line += f"; not caught: {_names(missed)}"
+    # A block checked by directions alone has no entry's difference to plant one in.
+    bare = [b.name for b in listed if b.controls and not b.checked]
+    if bare:
+        line += f" (no entry planted in {_names(bare)}: none checked one by one)"
     return [line]
 
 
