@@ -161,7 +161,8 @@ def test_a_sampled_report_says_what_each_block_could_have_missed():
     assert 0 < w.reach.fraction < 1
     text = str(r)
     assert f"W could have missed: a factor within {w.reach.factor:.3g} of 1" in text
-    assert f"any of the {5_000 - w.checked:,} unchecked of 5,000" in text
+    assert f"or unchecked ({5_000 - w.checked:,} of 5,000)" in text
+    assert f"one entry off by 1% RMS with probability {1 - w.reach.single:.2g}" in text
 
 
 def test_directions_alone_state_a_factor_and_a_fraction_but_no_entry():
@@ -172,7 +173,7 @@ def test_directions_alone_state_a_factor_and_a_fraction_but_no_entry():
     assert math.isnan(reach.entry)
     assert reach.seen == 0.0
     assert reach.fraction < 0.01
-    assert "no entry checked one by one" in str(r)
+    assert "W (no entry checked one by one) could have missed" in str(r)
 
 
 def test_the_directions_miss_chance_is_their_rule_simulated():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from . import _policy
 from ._results import BlockResult, Verdict
 
 if TYPE_CHECKING:  # the report imports this module to draw itself
@@ -178,7 +179,8 @@ def _reach_lines(listed: list[BlockResult]) -> list[str]:
     if whole:
         out.append(f"  could have missed: {_whole_reach(whole, len(listed) > 1)}")
     for b in part[:_SHOWN_WORST]:
-        out.append(f"  {b.name} could have missed: {_part_reach(b)}")
+        alone = "" if b.checked else " (no entry checked one by one)"
+        out.append(f"  {b.name}{alone} could have missed: {_part_reach(b)}")
     if len(part) > _SHOWN_WORST:
         out.append(
             f"  ... and {len(part) - _SHOWN_WORST:,} more blocks checked in part "
@@ -231,24 +233,22 @@ def _part_reach(b: BlockResult) -> str:
         return "everything (not checked)"
     error = _percent(r.error)
     parts = [_factor(r.factor)]
-    one = f"one off by {error} RMS caught with probability {r.single:.2g}"
     if b.checked:
         entry = "any amount" if math.isinf(r.entry) else f"< {_percent(r.entry)} (median)"
         unseen = b.size - b.checked
-        parts.append(
-            f"an entry off by {entry} or any of the {unseen:,} unchecked of {b.size:,} "
-            f"({one})"
+        parts.append(f"an entry off by {entry}, or unchecked ({unseen:,} of {b.size:,})")
+    miss = 1 - r.single
+    shown = "> 0.99" if miss > 0.99 else f"{miss:.2g}"
+    missed = f"one entry off by {error} RMS with probability {shown}"
+    if r.fraction != r.fraction:
+        missed += f", and errors of {error} RMS in any share of its entries"
+    elif round(r.fraction * b.size) > 1:
+        chance = 1 - _policy.REACH_PROBABILITY
+        missed += (
+            f", errors of {error} RMS in {_percent(r.fraction)} of its entries with "
+            f"probability {chance:.2g}"
         )
-    else:
-        parts.append(f"no entry checked one by one ({one})")
-    if r.fraction == r.fraction:
-        share = _percent(r.fraction)
-        parts.append(
-            f"errors of {error} RMS in fewer than {share} of its entries (at {share}, "
-            "caught 19 times in 20)"
-        )
-    else:
-        parts.append(f"errors of {error} RMS in any share of its entries")
+    parts.append(missed)
     return "; ".join(parts)
 
 
