@@ -192,6 +192,13 @@ def test_check_fails_a_wrong_gradient_with_exit_status_1(project):
     assert "params[1]" in proc.stdout  # the wrong entry, by name
 
 
+def test_check_control_plants_errors_and_shows_they_fail(project):
+    proc = _run("check", "problems:right", "--control", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "could have missed" in proc.stdout
+    assert "negative control: 2 of 2 errors planted" in proc.stdout
+
+
 def test_check_inconclusive_exits_1(project):
     proc = _run("check", "problems:noisy", cwd=project)
     assert proc.returncode == 1, proc.stdout

@@ -200,15 +200,43 @@ def test_directions_take_the_users_step():
     assert diffs[0] > 10 * diffs[1] > 100 * diffs[2]
 
 
-def test_a_step_too_large_builds_no_factor_on_a_wrong_gradient_either():
-    # Doubled, the gradient is wrong; but at eps=10 the differences cannot say by what
-    # factor: the step is blamed, and the check does not pass.
+def test_a_step_too_large_still_fails_a_wrong_gradient():
+    # Doubled, the gradient is wrong: the entries the step is too large for are differenced
+    # again at the default step, where they still disagree, so the check fails, and its
+    # factor is read from those sound differences, not from eps=10's.
     f, x, g = _sines()
     r = gradcheck.check(f, x, 2 * g, eps=10.0, seed=0)
-    assert not r.passed
-    assert "a wrong factor" not in str(r)
-    assert "is too large for the parameters or the curvature" in str(r)
+    assert r.failing == ("params",)
+    assert "params = 2.00 x numeric" in r.blocks["params"].diagnosis
+    assert "differenced again at the default relative step" in str(r)
     assert gradcheck.check(f, x, 2 * g, eps=1e-4, seed=0).failing == ("params",)
+
+
+def test_a_step_too_large_fails_the_wrong_block_and_blames_the_step_in_the_right_one():
+    rng = np.random.default_rng(0)
+    p = {"a": rng.standard_normal(5), "b": rng.standard_normal(5)}
+
+    def f(p):
+        return float(np.sin(p["a"]).sum() + np.sin(p["b"]).sum())
+
+    g = {"a": np.cos(p["a"]), "b": 1.1 * np.cos(p["b"])}  # b 10% off
+    r = gradcheck.check(f, p, g, eps=10.0, seed=0)
+    assert r.failing == ("b",)
+    assert "b = 1.10 x numeric" in r.blocks["b"].diagnosis
+    assert r.blocks["a"].verdict == "inconclusive"  # right, at a step too large for it
+    assert "too large for the parameters or the curvature" in str(r)
+    # The same gradient made right: the step alone is blamed, nothing fails.
+    right = gradcheck.check(f, p, {k: np.cos(v) for k, v in p.items()}, eps=10.0, seed=0)
+    assert right.verdict == "inconclusive"
+    assert right.failing == ()
+
+
+def test_directions_at_a_step_too_large_still_fail_a_wrong_gradient():
+    # The search's finds are differenced again at the default step, where they disagree.
+    x = np.random.default_rng(4).standard_normal(40)
+    f, g = (lambda x: float(np.sin(x).sum())), np.cos(x)
+    r = gradcheck.check(f, x, 2 * g, eps=10.0, seed=0, directions=4)
+    assert r.failing == ("params",)
 
 
 def test_directions_at_a_step_too_large_blame_the_step():

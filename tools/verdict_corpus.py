@@ -5,8 +5,10 @@ Run from the repository root with the gradcheck to try on the path:
     PYTHONPATH=src python tools/verdict_corpus.py
 
 Each row: the case, whether its gradient is right, the verdict, the failing blocks, the
-entries the directional search named, and the first words of the failing (or unjudged)
-block's sentence.
+entries the directional search named, what a check that fails nowhere could have missed
+(the largest factor on a block that would still pass, the largest median one-entry error,
+and how many of its negative controls failed), and the first words of the failing (or
+unjudged) block's sentence.
 """
 
 from __future__ import annotations
@@ -152,19 +154,45 @@ CASES = [
 ]  # fmt: skip
 
 
+def _reach(r) -> str:
+    """What a check that fails nowhere could have missed: the largest factor of its blocks
+    that would pass, and the largest median entry error; its negative controls caught.
+    """
+    blocks = [b for b in r.blocks.values() if b.reach is not None and b.verdict != "fail"]
+    if not blocks or r.failing:
+        return "-"
+    factor = max((b.reach.factor for b in blocks if b.reach.factor == b.reach.factor), default=0)
+    entries = [b.reach.entry for b in blocks if b.reach.entry == b.reach.entry]
+    controls = [c for b in blocks for c in b.controls]
+    caught = sum(c.verdict == "fail" for c in controls)
+    entry = f"{100 * max(entries):.2g}%" if entries else "-"
+    return f"{factor:.2g} / {entry} / {caught}/{len(controls)}"
+
+
 def main() -> None:
-    rows = [("case", "gradient", "verdict", "failing", "named", "what the report says")]
+    rows = [
+        (
+            "case",
+            "gradient",
+            "verdict",
+            "failing",
+            "named",
+            "factor / entry / control",
+            "what the report says",
+        )
+    ]
     for name, right, make in CASES:
         f, params, grad, options = make()
-        r = gradcheck.check(f, params, grad, seed=0, **options)
+        r = gradcheck.check(f, params, grad, seed=0, control=True, **options)
         said = [b.diagnosis for b in r.blocks.values() if b.diagnosis and b.verdict != "pass"]
-        text = (said[0] if said else (r.notes[0] if r.notes else "-"))[:90]
+        text = (said[0] if said else (r.notes[0] if r.notes else "-"))[:80]
         named = ",".join(n for b in r.blocks.values() for n in b.localized[:2]) or "-"
         verdict = "right" if right else "wrong"
-        rows.append((name, verdict, r.verdict, ",".join(r.failing) or "-", named, text))
-    widths = [max(len(row[c]) for row in rows) for c in range(5)]
+        failing = ",".join(r.failing) or "-"
+        rows.append((name, verdict, r.verdict, failing, named, _reach(r), text))
+    widths = [max(len(row[c]) for row in rows) for c in range(6)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[5])
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[6])
 
 
 if __name__ == "__main__":

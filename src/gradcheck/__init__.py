@@ -17,7 +17,7 @@ from ._monitor import GradientAlert, GradientError, Monitor
 from ._norms import relative_change, relative_difference
 from ._projection import ProjectedReport
 from ._report import Report
-from ._results import BlockResult, Entry, Kink, Replay, Verdict
+from ._results import BlockResult, Control, Entry, Kink, Reach, Replay, Verdict
 from ._sweep import StepSweep, step_sweep
 from ._taylor import taylor_test
 from ._taylor_results import TaylorTest
@@ -31,12 +31,14 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockResult",
     "CompareReport",
+    "Control",
     "Entry",
     "GradientAlert",
     "GradientError",
     "Kink",
     "Monitor",
     "ProjectedReport",
+    "Reach",
     "Replay",
     "Report",
     "StepSweep",

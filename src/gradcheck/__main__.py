@@ -251,6 +251,7 @@ def check_command(args: argparse.Namespace) -> int:
         "tol": args.tol,
         "workers": args.workers,
         "progress": args.progress,
+        "control": args.control or None,
         "args": f_args or None,
     }
     report = _guarded(
@@ -354,6 +355,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_positive_int, help="random directions per block")
     p.add_argument("--budget", type=_positive_float, help="seconds to spend")
     p.add_argument("--tol", type=_tol, help="threshold, or pass,fail thresholds")
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="a negative control: plant errors of the size the check could have missed in a "
+        "copy of the gradient and show that they fail (no extra evaluations of f)",
+    )
     p.add_argument(
         "--args",
         metavar="NAME",

@@ -17,6 +17,7 @@ import numpy as np
 from . import (
     _budget,
     _compare,
+    _control,
     _directions,
     _estimate,
     _evaluator,
@@ -58,6 +59,7 @@ def check(
     progress: bool | None = None,
     noise: bool = True,
     evaluate: str = "auto",
+    control: bool = False,
     args: tuple = (),
     **refused: Any,
 ) -> Report:
@@ -145,7 +147,9 @@ def check(
         Directions per block come first, then time kept to localise a wrong entry they
         flag, then sampled coordinates. A block left too thinly checked to have seen a
         bug in 1% of its entries (even odds of missing it) makes the check
-        "inconclusive", and a note says so.
+        "inconclusive", and a note says so. A check that fails nowhere spends the time
+        its plan left on more rounds of directions (up to 32 per block), which shrinks
+        what it could have missed (``blocks[name].reach``).
     client : dask.distributed.Client, optional
         For ``engine="dask"``; default: the current client.
     progress : bool, optional
@@ -172,6 +176,14 @@ def check(
         entry fails. Otherwise, and with "native", evaluate in float32 (steps, noise and
         thresholds of float32). "float64" insists (an error if ``f`` casts to float32 inside).
         Finding out costs one more evaluation of ``f``.
+    control : bool
+        A negative control: for each block that does not fail, plant in a copy of the
+        gradient (the given arrays are never touched) one checked entry off by the
+        block's ``reach.entry`` and the whole block times ``1 + reach.factor``, judge each
+        again over the finite differences already taken (no evaluation of ``f``), and
+        list the outcomes in ``blocks[name].controls``; the report says how many failed.
+        Every report states what it could have missed (``blocks[name].reach``); the
+        control shows that an error of that size does fail.
 
     Returns
     -------
@@ -232,13 +244,21 @@ def check(
         progress=progress,
         noise=noise,
         evaluate=evaluate,
+        control=control,
     )
     return run(f, params, grad, options, started=started)
 
 
 # The passes, in the order they run: each reads the check and what the passes before it
 # found, and returns the findings with its own added. A new kind of check is a new pass here.
-PASSES = (_estimate.run, _compare.run, _reproduce.run, _refine.run, _directions.run)
+PASSES = (
+    _estimate.run,
+    _compare.run,
+    _reproduce.run,
+    _refine.run,
+    _directions.run,
+    _control.run,
+)
 
 
 def run(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _policy
+from . import _policy, _reach
 from ._context import Check, Comparison, Estimate, Findings, Marks
 from ._judge import Judge
 from ._layout import Block, Layout
@@ -54,6 +54,8 @@ class _Judged:
     disagree: list  # entries whose score is above 1
     top_at: list  # position of the highest score, -1 for an empty block
     reach: list  # the most the differences cannot resolve in each block (NOISE * fd_error)
+    fd: np.ndarray  # what noise in f can make each difference wrong by
+    analytic: np.ndarray  # the whole flat gradient under test (not a copy)
     scale: float  # the largest |a| + |b| among the resolved entries of every block
     theta: np.ndarray  # the flat parameters (not a copy), for the diagnosis
 
@@ -74,11 +76,7 @@ def compare(
     """
     layout = problem.layout
     analytic = problem.analytic[plan.idx]
-    # What noise in f alone can make each difference wrong by.
-    fd_all = judge.noise_f * est.sensitivity
-    if plan.method == "complex":
-        # Exact to the rounding of the evaluation.
-        fd_all = fd_all + np.finfo(problem.dtype).eps * np.abs(est.gradapprox)
+    fd_all = noise_of(problem, plan, est, judge)
     ok = ~est.bad
     any_bad = bool(est.bad.any())
     if any_bad or marks is not None:
@@ -125,6 +123,15 @@ def compare(
     return Comparison(float(difference), tuple(blocks), worst)
 
 
+def noise_of(problem: Problem, plan: Plan, est: Estimate, judge: Judge) -> np.ndarray:
+    """What noise in f alone can make each of the plan's differences wrong by."""
+    fd_all = judge.noise_f * est.sensitivity
+    if plan.method == "complex":
+        # Exact to the rounding of the evaluation.
+        fd_all = fd_all + np.finfo(problem.dtype).eps * np.abs(est.gradapprox)
+    return fd_all
+
+
 def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:
     seg = np.searchsorted(idx, problem.layout.offsets)
     norms, diffs = segment_differences(a, b, seg)
@@ -157,9 +164,21 @@ def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:
         disagree=disagree,
         top_at=top_at,
         reach=[float(reach[i]) if i >= 0 else 0.0 for i in _argmax_per_block(seg, reach)],
+        fd=fd_error,
+        analytic=problem.analytic,
         scale=scale,
         theta=problem.theta,
     )
+
+
+def _rms(g: np.ndarray) -> float:
+    """The root mean square of ``g``, scaled by its largest entry so that nothing
+    overflows (0 when empty or all 0).
+    """
+    top = float(np.abs(g).max()) if g.size else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(np.linalg.norm(g / top)) / math.sqrt(g.size)
 
 
 def _argmax_per_block(seg: np.ndarray, values: np.ndarray) -> list:
@@ -247,10 +266,11 @@ def _block(
         )
     if verdict == Verdict.FAIL and note is None:
         note = _failing(block, k, j, judge, d)
-    at, max_err = None, math.nan
+    at, max_err, reach = None, math.nan, None
     if hi > lo:
         m = j.worst_at[k]
         max_err, at = float(j.err[m]), block.entry_name(int(j.idx[m]))
+        reach = _missed(block, checked, j, k, judge, block_tol[1])
     return BlockResult(
         name=block.name,
         shape=block.shape,
@@ -270,7 +290,21 @@ def _block(
         zeros=j.zeros[k],
         disagreeing=j.disagree[k] if hi > lo else 0,
         diagnosis=note,
+        reach=reach,
     )
+
+
+def _missed(block: Block, checked: int, j: _Judged, k: int, judge: Judge, t: float):
+    """What block ``k``'s checked entries could have missed (``_reach``), at its fail
+    threshold ``t``.
+    """
+    lo, hi = j.seg[k], j.seg[k + 1]
+    a, b = j.a[lo:hi], j.b[lo:hi]
+    norms = (j.norms[k][0], j.norms[k][1], j.norms[k][2])
+    allowance = judge.allowance(a, b, j.fd[lo:hi])
+    e = _reach.entries(a, b, allowance, norms, t, judge.rtol)
+    rms = _rms(j.analytic[block.offset : block.offset + block.size])
+    return _reach.coordinates(block.size, checked, e, a, norms, t, rms)
 
 
 def _unresolved(d: float, tol, raised) -> str:
@@ -430,6 +464,18 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
             direction_difference=r.difference,
             localized=tuple(layout.entry_name(e) for e in r.found),
             diagnosis=block.diagnosis or r.note,
+            reach=_reach.with_directions(
+                block.reach,
+                block.size,
+                k,
+                r.numeric,
+                r.predicted,
+                r.tol[1],
+                block.checked,
+                r.spread,
+            )
+            if block.size
+            else block.reach,
         )
     difference = comparison.difference
     if results and not any(b.checked for b in blocks):

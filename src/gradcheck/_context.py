@@ -9,8 +9,8 @@ with its own findings added. The passes evaluate f only through ``check.evaluato
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -151,6 +151,9 @@ class Findings:
     comparison: Comparison | None = None
     kinks: tuple[Kink, ...] = ()
     notes: tuple[Note, ...] = ()
+    marks: Marks | None = None  # the entries the kink pass left out of the comparison
+    # per block index, the directions' (numeric, predicted) derivatives, as judged
+    along: Mapping[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def est(self) -> Estimate:

@@ -11,15 +11,17 @@ report names them. The one entry point is :func:`run`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _plan
+from . import _plan, _policy
 from ._compare import with_directions
 from ._estimate import estimate
-from ._refine import examine, kinks_of
+from ._reach import Spread
+from ._refine import at_default_step, examine, kinks_of
 from ._results import Kink, Note, Verdict
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class DirectionResult:
     tol: tuple[float, float]  # the thresholds applied
     note: str | None = None  # why the verdict is what it is, when not plain
     cut: bool = False  # the deadline stopped the search before it was done
+    spread: Spread | None = None  # how the directions weigh the block's entries (_reach)
 
 
 # Evaluations the confirmation of one entry the search found may cost: its coordinate
@@ -68,6 +71,7 @@ def run(check: Check, findings: Findings) -> Findings:
         # Every block's directions first, the searches after: a long search must not
         # leave a later block unchecked when the budget runs out.
         found[b] = check_block(check, layout.offsets[b], layout.offsets[b + 1], k)
+    found, k = _more(check, so_far, found, k)
     for b, r in found.items():
         if r.verdict == Verdict.FAIL and check.options.localize > 0:
             lo, hi = int(layout.offsets[b]), int(layout.offsets[b + 1])
@@ -95,7 +99,50 @@ def run(check: Check, findings: Findings) -> Findings:
             )
         )
     comparison = with_directions(so_far, layout, found, k)
-    return replace(findings, comparison=comparison).with_kinks(kinks).with_notes(cut)
+    along = {b: (r.numeric, r.predicted) for b, r in found.items()}
+    found_all = replace(findings, comparison=comparison, along=along)
+    return found_all.with_kinks(kinks).with_notes(cut)
+
+
+def _more(check: Check, so_far, found: dict, k: int) -> tuple[dict, int]:
+    """Under a budget, a check that fails nowhere spends the time its plan left on more
+    rounds of directions (one more per block each, up to ``MORE_DIRECTIONS`` in all), so
+    that what it could have missed shrinks: whole rounds only, each begun when the
+    deadline affords it and the one after it, so every block has as many.
+    """
+    deadline = check.deadline
+    layout = check.problem.layout
+    failing = any(so_far.blocks[b].verdict == Verdict.FAIL for b in check.selection.blocks)
+    unsure = (Verdict.FAIL, Verdict.INCONCLUSIVE)
+    failing = failing or any(r.verdict in unsure for r in found.values())
+    if deadline.end == math.inf or failing or not found:
+        return found, k
+    per_round = 2 * len(found)
+    while k < _policy.MORE_DIRECTIONS and deadline.affords(2 * per_round):
+        more = {}
+        for b, r in found.items():
+            lo, hi = int(layout.offsets[b]), int(layout.offsets[b + 1])
+            more[b] = _one_more(check, r, lo, hi)
+        found, k = more, k + 1
+        if any(r.verdict == Verdict.FAIL for r in found.values()):
+            break  # the search takes it from here
+    return found, k
+
+
+def _one_more(s: Check, r: DirectionResult, lo: int, hi: int) -> DirectionResult:
+    """``r`` with one more direction over [lo, hi), judged again with the others."""
+    if hi == lo:
+        return r
+    n, p = _one_direction(s, lo, hi)
+    if not np.isfinite(n):
+        return replace(r, verdict=Verdict.worst((r.verdict, Verdict.INCONCLUSIVE)))
+    numeric, predicted = np.append(r.numeric, n), np.append(r.predicted, p)
+    d, verdict, block_tol = s.judge.directional(numeric, predicted)
+    if r.verdict == Verdict.INCONCLUSIVE and verdict != Verdict.FAIL:
+        verdict = Verdict.INCONCLUSIVE  # a direction where f was not finite stays counted
+    return replace(
+        r, difference=d, verdict=verdict, numeric=numeric, predicted=predicted, tol=block_tol
+    )
 
 
 def directional(check: Check) -> Check:
@@ -140,7 +187,8 @@ def check_block(s: Check, lo: int, hi: int, k: int) -> DirectionResult:
     d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok])
     if verdict != Verdict.FAIL and not ok.all():
         verdict = Verdict.INCONCLUSIVE
-    return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol)
+    spread = Spread.of(s.problem.theta[lo:hi], s.problem.analytic[lo:hi], s.options.eps is not None)
+    return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol, spread=spread)
 
 
 def _explained(s: Check, b: int, r: DirectionResult) -> DirectionResult:
@@ -259,8 +307,11 @@ def _confirm(s: Check, found: dict) -> tuple[dict, tuple[Kink, ...], int]:
         ]
     )
     seen = examine(s, plan, est, np.flatnonzero(wrong_pair), eps=s.options.eps)
-    wrong = set(idx[wrong_pair & ~seen.mask].tolist())
-    large = {int(idx[pos]) for pos, kind in seen.kinds if kind == "truncation"}
+    # A step too large hides a wrong entry as well as it blames a right one: those that
+    # still disagree at the default step are wrong (as the coordinates' refine pass has it).
+    _, still, _ = at_default_step(s, plan, est, list(seen.kinds))
+    wrong = set(idx[wrong_pair & ~seen.mask].tolist()) | set(idx[still].tolist())
+    large = {int(idx[pos]) for pos, kind in seen.kinds if kind == "truncation"} - wrong
     at_kinks = set(idx[seen.mask].tolist()) - large
     localize = s.options.localize
     return (

@@ -41,6 +41,7 @@ class Options:
     noise: bool = True
     evaluate: str = "auto"  # float32 parameters: "auto", "float64" or "native"
     workers: int | None = None  # threads for the python engine; None: every core if it pays
+    control: bool = False  # plant errors of the reported size in a copy of the gradient
 
 
 NAMES = frozenset(f.name for f in fields(Options))
@@ -77,6 +78,8 @@ def validate(**given: Any) -> Options:
         raise ValueError(f"`evaluate` must be one of {EVALUATE}, got {o.evaluate!r}")
     if not isinstance(o.noise, bool):
         raise TypeError(f"`noise` must be True or False, got {o.noise!r}")
+    if not isinstance(o.control, bool):
+        raise TypeError(f"`control` must be True or False, got {o.control!r}")
     return replace(
         o,
         seed=None if o.seed is None else int(o.seed),

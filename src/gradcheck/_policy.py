@@ -149,6 +149,30 @@ WHOLE_BLOCK = 32
 BUDGET_FRACTION = 0.01
 BUDGET_MISS = 0.5
 
+# ------------------------------------------------------------------ what a check could miss
+# The smallest errors a block's check would have caught (BlockResult.reach) are bounds from
+# the judge's own rules; they are stated this much above the bound, so that an error of
+# exactly the stated size fails the block through the rounding of the comparison too.
+REACH_MARGIN = 1.01
+# "A fraction of the entries wrong": each off by this much of its own value. 1% is the
+# smallest error a user asks a check to see in a spot check, and it is far above what a
+# float64 entry's own allowance (~1e-4 relative) lets through.
+REACH_ERROR = 0.01
+# ... caught with at least this probability: the smallest such fraction is reported. One
+# miss in twenty is what a user can live with in a check run every few hundred steps.
+REACH_PROBABILITY = 0.95
+# Random directions weigh entries by max(1, |x_i|): the chance they miss a few wrong
+# entries is averaged over this many evenly ranked weights of the block (a bug in this
+# many entries or more is taken at their root mean square, which a sum of that many
+# weights is near).
+REACH_QUANTILES = 16
+# ... read from at most about this many evenly strided entries of the block.
+REACH_SPREAD_SAMPLE = 4096
+# A green check's time left under a budget goes to more directions per block, up to this
+# many in all: past it, a block's figures barely move (the chance to miss a fraction falls
+# like a power of k of an already small number) while each round costs 2 evaluations a block.
+MORE_DIRECTIONS = 32
+
 # ------------------------------------------------------------------ diagnosis
 # "A wrong factor" only when one factor explains the gradient to FACTOR_RESIDUAL of |grad|
 # and differs from 1 by more than FACTOR_MIN; "sign flipped" within SIGN_TOL of -1;

@@ -11,7 +11,8 @@ entry is evaluated again at h/10 and h/100 (4 evaluations):
 - otherwise the entry is wrong.
 
 Kinks are reported by name and left out of the verdicts; bugs stay failures. The one entry
-point is :func:`run`; :func:`examine` also serves the directional search's confirmation.
+point is :func:`run`; :func:`examine` and :func:`at_default_step` also serve the directional
+search's confirmation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from . import _plan, _policy
 from ._compare import compare
 from ._context import Check, Estimate, Findings, Marks
 from ._deadline import Deadline
-from ._estimate import estimate
+from ._estimate import estimate, merged
 from ._plan import Plan
 from ._results import Kink, Note, Verdict
 
@@ -91,13 +92,26 @@ def run(check: Check, findings: Findings) -> Findings:
         )
     if not mask.any():
         return findings.with_notes(cut)
+    # A step too large hides a wrong gradient as well as it blames a right one: what the
+    # default step says of those entries decides whether the gradient is wrong there.
+    est, wrong, sound = at_default_step(check, plan, est, kinds)
+    mask[wrong] = False
+    kinds = [(pos, kind) for pos, kind in kinds if pos not in set(wrong.tolist())]
+    moves = [m for m in moves if m[0] not in set(wrong.tolist())]
     on_kink, smooth, large = np.zeros_like(mask), np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
     large[[pos for pos, kind in kinds if kind == "truncation"]] = True
-    again = compare(problem, plan, est, judge, Marks(mask, on_kink, smooth, large))
-    notes = (*_smooth_note(check, plan, smooth), *_large_step_note(check, plan, moves), *cut)
-    refined = replace(findings, comparison=again).with_kinks(kinks_of(check, plan, est, kinds))
+    marks = Marks(mask, on_kink, smooth, large)
+    again = compare(problem, plan, est, judge, marks)
+    notes = (
+        *_smooth_note(check, plan, smooth),
+        *_large_step_note(check, plan, moves),
+        *_default_step_note(check, plan, wrong, sound),
+        *cut,
+    )
+    refined = replace(findings, comparison=again, marks=marks, estimate=est)
+    refined = refined.with_kinks(kinks_of(check, plan, est, kinds))
     return refined.with_notes(notes)
 
 
@@ -138,6 +152,62 @@ def _large_step_note(check: Check, plan: Plan, moves: list) -> tuple[Note, ...]:
             f"{falls}; analytic {analytic:.3g}){more}; no factor or kink can be read from "
             f"them and the entries are not judged: {advice}",
             floor=Verdict.INCONCLUSIVE,
+        ),
+    )
+
+
+def at_default_step(
+    check: Check, plan: Plan, est: Estimate, kinds: list
+) -> tuple[Estimate, np.ndarray, int]:
+    """The entries whose given step is too large (kind "truncation"), differenced again at
+    the default relative step (2 evaluations each, as the deadline allows).
+
+    Returns the estimate with the disagreeing ones' differences replaced by the default
+    step's (so that what is said of them is built on sound differences), their positions,
+    and how many agreed there (the step alone was at fault). Only a user's step can be
+    too large for the default to help: without ``eps`` nothing is redone.
+    """
+    none = np.empty(0, dtype=np.int64)
+    if check.options.eps is None:
+        return est, none, 0
+    large = np.array(sorted(pos for pos, kind in kinds if kind == "truncation"), dtype=np.int64)
+    large = large[: check.deadline.how_many(2, large.size)]
+    if not large.size:
+        return est, none, 0
+    problem, judge = check.problem, check.judge
+    sub = _plan.make(
+        problem.theta,
+        plan.idx[large],
+        method="central",
+        eps=None,
+        loss_dtype=problem.loss_dtype,
+        seed=plan.seed,
+    )
+    again = estimate(sub, check.evaluator.run(sub), problem.f0)
+    a = problem.analytic[plan.idx[large]]
+    score = judge.scores(a, again.gradapprox, judge.noise_f * again.sensitivity)
+    wrong = (score > 1) & ~again.bad
+    if not wrong.any():
+        return est, none, int(large.size)
+    return merged(est, large[wrong], _subset(again, wrong)), large[wrong], int((~wrong).sum())
+
+
+def _subset(est: Estimate, keep: np.ndarray) -> Estimate:
+    return Estimate(est.gradapprox[keep], est.bad[keep], est.sensitivity[keep], est.one_sided[keep])
+
+
+def _default_step_note(check: Check, plan: Plan, wrong: np.ndarray, sound: int) -> tuple[Note, ...]:
+    """What the default step said of entries the given step was too large for."""
+    if not wrong.size:
+        return ()
+    names = [check.problem.layout.entry_name(int(i)) for i in plan.idx[wrong][:5]]
+    more = f" and {wrong.size - 5} more" if wrong.size > 5 else ""
+    agreed = f"; {sound} agree there (the step alone was at fault)" if sound else ""
+    return (
+        Note(
+            f"{', '.join(names)}{more}, differenced again at the default relative step "
+            "because the given step is too large for them, still disagree there: the "
+            f"gradient is wrong at them, and they are judged on those differences{agreed}"
         ),
     )
 

@@ -33,7 +33,8 @@ class Report:
     the others in one line; ``report.table(full=True)`` (or ``format(report, "full")``)
     lists every block.
     blocks : Mapping[str, BlockResult]
-        Per parameter block: its difference, verdict, norms and largest absolute error.
+        Per parameter block: its difference, verdict, norms and largest absolute error,
+        and ``reach`` (a :class:`Reach`): the smallest errors its check would have caught.
     worst : tuple of Entry
         The entries that disagree most, worst first, by their ``score``: ``|error|`` over
         what the entry's rounding noise and a relative tolerance allow,
@@ -116,9 +117,10 @@ class Report:
             kinks as dicts, tuples as lists, and non-finite numbers (NaN, infinity) as None,
             which ``json.dumps`` writes as ``null``, so any JSON parser reads the result.
             ``notes``, ``kinks``, ``noise``, ``directions`` and ``budget`` say why a verdict
-            is what it is (an inconclusive check among them). ``replay`` holds the sampled
-            ``indices`` and their ``steps`` (both None when every coordinate was checked,
-            the steps then following ``step``).
+            is what it is (an inconclusive check among them); each block's ``reach`` what
+            its check could have missed, and its ``controls`` the errors planted on
+            request. ``replay`` holds the sampled ``indices`` and their ``steps`` (both None
+            when every coordinate was checked, the steps then following ``step``).
         """
         return _jsonable(
             {
@@ -270,7 +272,9 @@ def build(check: Check, findings: Findings, seconds: float) -> Report:
         loss=problem.f0,
         tol=judge.tol,
         seconds=seconds,
-        directions=check.selection.directions or 0,
+        # A budget's spare time may have added rounds: every block in scope has as many.
+        directions=max((b.directions for b in blocks), default=0)
+        or (check.selection.directions or 0),
         budget=options.budget,
         noise=judge.noise_f,
         notes=tuple(n.text for n in findings.notes),

@@ -77,6 +77,46 @@ class Kink:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """What a block's check could have missed: the smallest errors it would have caught.
+
+    Worked out from what the check did (the entries it checked, their values and what their
+    noise allows, its directions, the thresholds the block was held to); an error of the
+    stated size fails the block, and ``check(..., control=True)`` shows it does.
+    """
+
+    # the smallest |c| for which the gradient (1 + c) x the block's fails it: whatever the
+    # noise did, by the block's difference (or its directions'), or an entry's own rule
+    factor: float
+    # the smallest relative error of one checked entry that fails the block, for the median
+    # checked entry that is not 0 (NaN: no coordinate checked)
+    entry: float
+    # the chance that a given entry of the block was among those checked one by one
+    seen: float
+    # the chance that one entry off by ``error`` times the block's root-mean-square entry,
+    # wherever it is, fails the block: checked one by one, or seen by the directions
+    single: float
+    # the smallest fraction of the block's entries, each off by ``error`` times the block's
+    # root-mean-square entry, that the coordinates and directions together catch with
+    # probability >= 0.95 (NaN: not even all of them)
+    fraction: float
+    caught: float  # the share of the checked entries that such an error fails
+    error: float  # the error per entry ``fraction`` assumes, in RMS entries (0.01)
+
+
+@dataclass(frozen=True)
+class Control:
+    """A negative control: an error planted in a copy of the gradient, and what the check
+    made of it (the comparison run again on the finite differences it already had).
+    """
+
+    planted: str  # what was planted, in words ("W1[2, 3] x (1 + 3.1e-04)")
+    kind: str  # "entry" (one entry off by Reach.entry) or "factor" (the block x (1 + factor))
+    size: float  # the relative error planted
+    verdict: str  # the block's verdict with the error in place: "fail" when it was caught
+
+
+@dataclass(frozen=True)
 class BlockResult:
     """The check of one parameter block."""
 
@@ -101,6 +141,8 @@ class BlockResult:
     directions: int = 0  # random directions checked
     direction_difference: float = math.nan
     localized: tuple[str, ...] = ()  # wrong entries found by the directional search
+    reach: Reach | None = None  # what the check could have missed (None: not looked at)
+    controls: tuple[Control, ...] = ()  # errors planted on request (check(control=True))
 
     def miss_probability(self, p: float = 0.01) -> float:
         """The chance that a bug touching a fraction ``p`` of this block's entries went
@@ -111,31 +153,23 @@ class BlockResult:
 
         Directions: a model, stated so that it can be judged. A bug that changes each
         entry it touches by about that entry's size has an error ``e`` of norm about
-        ``sqrt(q) ||g||`` (``q = bad / n``). Along a Gaussian direction ``v``, ``v . e``
-        and ``v . g`` are independent normals, and the direction misses the bug when
-        ``|v . e| <= 2 t |v . g|`` (``t`` the block's fail threshold): their ratio is
-        Cauchy, so that happens with probability ``(2 / pi) atan(2 t / sqrt(q))``. The
-        ``k`` directions are taken as independent, and the coordinates' and the
-        directions' chances multiply. A smaller error than the model's is missed more
-        often; a coordinate check does not depend on the error's size.
+        ``sqrt(q) ||g||`` (``q = bad / n``). Along ``k`` Gaussian directions ``V``, ``Ve``
+        and ``Vg`` are independent normal vectors, and the block's directions miss the bug
+        while ``|Ve| <= 2 t |Vg| / (1 - t)`` (``t`` the block's fail threshold): the ratio
+        of their squares makes ``|Ve|^2 / (|Ve|^2 + |Vg|^2)`` Beta(k/2, k/2), so that
+        happens with probability ``I_w(k/2, k/2)``, ``w = r^2 / (1 + r^2)``,
+        ``r = 2 t / ((1 - t) sqrt(q))``; for one direction ``(2 / pi) atan(r)``. The
+        coordinates' and the directions' chances multiply. A smaller error than the
+        model's is missed more often; a coordinate check does not depend on the error's
+        size (see ``reach`` for errors of 1%).
         """
-        bad = math.ceil(p * self.size)
-        if self.size == 0 or (self.checked and self.checked > self.size - bad):
+        from ._reach import fraction_miss
+
+        if self.size == 0:
             return 0.0
-        # C(n - bad, m) / C(n, m), in logs so that n in the millions does not overflow.
-        n, m = self.size, self.checked
-        log_p = (
-            math.lgamma(n - bad + 1)
-            - math.lgamma(n - bad - m + 1)
-            - math.lgamma(n + 1)
-            + math.lgamma(n - m + 1)
-        )
-        miss = math.exp(log_p)
-        if self.directions:
-            t = self.tol[1] if math.isfinite(self.tol[1]) else 1e-5
-            one = min(1.0, 2 / math.pi * math.atan(2 * t / math.sqrt(bad / n)))
-            miss *= one**self.directions
-        return miss
+        bad = math.ceil(p * self.size)
+        t = self.tol[1] if math.isfinite(self.tol[1]) else 1e-5
+        return fraction_miss(self.size, self.checked, self.directions, t, bad)
 
 
 @dataclass(frozen=True)

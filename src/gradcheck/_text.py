@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from . import _policy
 from ._results import BlockResult, Verdict
 
 if TYPE_CHECKING:  # the report imports this module to draw itself
@@ -99,6 +100,7 @@ def format_report(r: Report, full: bool = False) -> str:
     for b in listed:
         lines += _block_lines(r, b, summary)
     lines += _zeros_line(listed)
+    lines += _reach_lines(listed)
     if r.kinks:
         shown = ", ".join(f"{k.name} ({k.kind})" for k in r.kinks[:_SHOWN_WORST])
         more = f" and {len(r.kinks) - _SHOWN_WORST} more" if len(r.kinks) > _SHOWN_WORST else ""
@@ -164,6 +166,112 @@ def _zeros_line(listed: list[BlockResult]) -> list[str]:
     extra = len(counts) - _TABLE_BLOCKS
     more = f" and {extra:,} more blocks" if extra > 0 else ""
     return [f"  entries exactly 0 on both sides (agreement; f is flat there): {where}{more}"]
+
+
+def _reach_lines(listed: list[BlockResult]) -> list[str]:
+    """What the check could have missed: one line for the blocks checked whole, one per
+    block checked in part (up to five), one for the negative controls.
+    """
+    blocks = [b for b in listed if b.reach is not None and b.verdict != "fail"]
+    whole = [b for b in blocks if b.checked == b.size]
+    part = [b for b in blocks if b.checked < b.size]
+    out = []
+    if whole:
+        out.append(f"  could have missed: {_whole_reach(whole, len(listed) > 1)}")
+    for b in part[:_SHOWN_WORST]:
+        alone = "" if b.checked else " (no entry checked one by one)"
+        out.append(f"  {b.name}{alone} could have missed: {_part_reach(b)}")
+    if len(part) > _SHOWN_WORST:
+        out.append(
+            f"  ... and {len(part) - _SHOWN_WORST:,} more blocks checked in part "
+            "(report.blocks[name].reach)"
+        )
+    out += _control_line(listed)
+    return out
+
+
+def _factor(c: float) -> str:
+    if c != c:
+        return "no factor (the gradient is 0)"
+    if math.isinf(c):
+        return "any factor (the thresholds let every difference through)"
+    return f"a factor within {c:.3g} of 1"
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.2g}%"
+
+
+def _whole_reach(blocks: list[BlockResult], named: bool) -> str:
+    """The blocks checked whole: the least sensitive block's factor and median entry
+    (``named``: which block that is, when the report has several).
+    """
+    reach = {b.name: b.reach for b in blocks if b.reach is not None}
+    factors = {n: r.factor for n, r in reach.items() if r.factor == r.factor}
+    entries = {n: r.entry for n, r in reach.items() if r.entry == r.entry}
+    parts = []
+    if factors:
+        name = max(factors, key=lambda n: factors[n])
+        where = f" ({name})" if named else ""
+        parts.append(f"{_factor(factors[name])}{where}")
+    if entries:
+        name = max(entries, key=lambda n: entries[n])
+        where = f", {name}" if named else ""
+        if math.isinf(entries[name]):
+            parts.append(f"an entry off by any amount{where}")
+        else:
+            parts.append(f"an entry off by < {_percent(entries[name])} (median{where})")
+    return "; ".join(parts) or "nothing was compared"
+
+
+def _part_reach(b: BlockResult) -> str:
+    """One block checked in part: factor, one entry and the chance it was seen, and the
+    smallest fraction of wrong entries caught with probability 0.95.
+    """
+    r = b.reach
+    if r is None:
+        return "everything (not checked)"
+    error = _percent(r.error)
+    parts = [_factor(r.factor)]
+    if b.checked:
+        entry = "any amount" if math.isinf(r.entry) else f"< {_percent(r.entry)} (median)"
+        unseen = b.size - b.checked
+        parts.append(f"an entry off by {entry}, or unchecked ({unseen:,} of {b.size:,})")
+    miss = 1 - r.single
+    shown = "> 0.99" if miss > 0.99 else f"{miss:.2g}"
+    missed = f"one entry off by {error} RMS with probability {shown}"
+    if r.fraction != r.fraction:
+        missed += f", and errors of {error} RMS in any share of its entries"
+    elif round(r.fraction * b.size) > 1:
+        chance = 1 - _policy.REACH_PROBABILITY
+        missed += (
+            f", errors of {error} RMS in {_percent(r.fraction)} of its entries with "
+            f"probability {chance:.2g}"
+        )
+    parts.append(missed)
+    return "; ".join(parts)
+
+
+def _control_line(listed: list[BlockResult]) -> list[str]:
+    """The negative controls in one line: how many planted errors failed their block, and
+    the ones that did not.
+    """
+    controls = [(b, c) for b in listed for c in b.controls]
+    if not controls:
+        return []
+    failed = sum(c.verdict == "fail" for _, c in controls)
+    missed = [c.planted for _, c in controls if c.verdict != "fail"]
+    line = (
+        f"  negative control: {failed} of {len(controls)} errors planted in a copy of the "
+        "gradient fail their block"
+    )
+    if missed:
+        line += f"; not caught: {_names(missed)}"
+    # A block checked by directions alone has no entry's difference to plant one in.
+    bare = [b.name for b in listed if b.controls and not b.checked]
+    if bare:
+        line += f" (no entry planted in {_names(bare)}: none checked one by one)"
+    return [line]
 
 
 def _verdict_cell(b: BlockResult) -> str:
