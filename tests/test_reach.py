@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _policy, _reach
-from gradcheck._reach import Spread
+from gradcheck import _chance, _policy
+from gradcheck._chance import Spread
 
 from .models import Separable
 from .test_budget import CostlyModel
@@ -97,7 +97,7 @@ def test_the_stated_chance_of_a_miss_is_the_one_seen_over_seeds(options, bad, er
     b = first.blocks["W"]
     t = b.tol[1] + (b.direction_difference if b.directions else 0.0)
     spread = Spread.of(model.params["W"], g, absolute=False)
-    stated = _reach.fraction_miss(n, b.checked, b.directions, t, bad, error, spread)
+    stated = _chance.fraction_miss(n, b.checked, b.directions, t, bad, error, spread)
     missed = 0
     for seed in range(seeds):
         rng = np.random.default_rng(1000 + seed)
@@ -192,7 +192,7 @@ def test_the_directions_miss_chance_is_their_rule_simulated():
             z = rng.standard_normal((k, g.size)) * scale
             p, q = z @ (g + e), z @ g
             missed += np.linalg.norm(p - q) / (np.linalg.norm(p) + np.linalg.norm(q)) <= t
-        stated = _reach.fraction_miss(g.size, 0, k, t, bad, 0.003, spread)
+        stated = _chance.fraction_miss(g.size, 0, k, t, bad, 0.003, spread)
         low, high = _binomial_band(stated, draws)
         assert low <= missed / draws <= high, (k, bad, stated, missed / draws)
 
@@ -201,11 +201,11 @@ def test_betainc_is_the_regularised_incomplete_beta():
     special = pytest.importorskip("scipy.special")
     for a in (0.5, 1.0, 2.0, 8.0, 16.0):
         for x in (1e-9, 0.01, 0.3, 0.5, 0.8, 0.999):
-            assert _reach.betainc(a, a, x) == pytest.approx(special.betainc(a, a, x), rel=1e-9)
+            assert _chance.betainc(a, a, x) == pytest.approx(special.betainc(a, a, x), rel=1e-9)
     # One direction: the ratio of two independent normals is Cauchy.
     rho, t = 0.01, 1e-4
     expected = 2 / math.pi * math.atan(2 * t / ((1 - t) * rho))
-    assert _reach.directions_miss(1, rho, t) == pytest.approx(expected, rel=1e-12)
+    assert _chance.directions_miss(1, rho, t) == pytest.approx(expected, rel=1e-12)
 
 
 # ---------------------------------------------------------------- the negative control

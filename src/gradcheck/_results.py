@@ -9,6 +9,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from ._chance import fraction_miss
+
 
 class Verdict(StrEnum):
     """A verdict, ordered by severity: ``untested < pass < warn < inconclusive < fail``.
@@ -163,8 +165,6 @@ class BlockResult:
         model's is missed more often; a coordinate check does not depend on the error's
         size (see ``reach`` for errors of 1%).
         """
-        from ._reach import fraction_miss
-
         if self.size == 0:
             return 0.0
         bad = math.ceil(p * self.size)
