@@ -301,8 +301,7 @@ def _missed(block: Block, checked: int, j: _Judged, k: int, judge: Judge, t: flo
     lo, hi = j.seg[k], j.seg[k + 1]
     a, b = j.a[lo:hi], j.b[lo:hi]
     norms = (j.norms[k][0], j.norms[k][1], j.norms[k][2])
-    allowance = judge.allowance(a, b, j.fd[lo:hi])
-    e = _reach.entries(a, b, allowance, norms, t, judge.rtol)
+    e = judge.least_errors(a, b, j.fd[lo:hi], norms, t)
     rms = _rms(j.analytic[block.offset : block.offset + block.size])
     return _reach.coordinates(block.size, checked, e, a, norms, t, rms)
 

@@ -62,9 +62,9 @@ def _entry(check: Check, findings: Findings, k: int, b: BlockResult) -> tuple[Co
         return ()
     a = problem.analytic[plan.idx[pos]]
     numeric = est.gradapprox[pos]
-    allowance = judge.allowance(a, numeric, noise_of(problem, plan, est, judge)[pos])
+    noise = noise_of(problem, plan, est, judge)[pos]
     norms = (b.norm_analytic, b.norm_numeric, b.norm_error)
-    e = _reach.entries(a, numeric, allowance, norms, b.tol[1], judge.rtol)
+    e = judge.least_errors(a, numeric, noise, norms, b.tol[1])
     x = _reach.relative(e, a)
     fits = np.flatnonzero((x <= reach.entry) & (a != 0))
     if not fits.size:

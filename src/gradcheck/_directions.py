@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _plan, _policy
+from ._chance import Spread
 from ._compare import with_directions
 from ._estimate import estimate
-from ._reach import Spread
 from ._refine import at_default_step, examine, kinks_of
 from ._results import Kink, Note, Verdict
 
@@ -39,6 +39,7 @@ class DirectionResult:
     note: str | None = None  # why the verdict is what it is, when not plain
     cut: bool = False  # the deadline stopped the search before it was done
     spread: Spread | None = None  # how the directions weigh the block's entries (_reach)
+    blind: int = 0  # directions along which f was not finite (not in numeric)
 
 
 # Evaluations the confirmation of one entry the search found may cost: its coordinate
@@ -134,14 +135,20 @@ def _one_more(s: Check, r: DirectionResult, lo: int, hi: int) -> DirectionResult
     if hi == lo:
         return r
     n, p = _one_direction(s, lo, hi)
-    if not np.isfinite(n):
-        return replace(r, verdict=Verdict.worst((r.verdict, Verdict.INCONCLUSIVE)))
-    numeric, predicted = np.append(r.numeric, n), np.append(r.predicted, p)
-    d, verdict, block_tol = s.judge.directional(numeric, predicted)
-    if r.verdict == Verdict.INCONCLUSIVE and verdict != Verdict.FAIL:
-        verdict = Verdict.INCONCLUSIVE  # a direction where f was not finite stays counted
+    numeric, predicted, blind = r.numeric, r.predicted, r.blind
+    if np.isfinite(n):
+        numeric, predicted = np.append(numeric, n), np.append(predicted, p)
+    else:
+        blind += 1
+    d, verdict, block_tol = s.judge.directional(numeric, predicted, blind)
     return replace(
-        r, difference=d, verdict=verdict, numeric=numeric, predicted=predicted, tol=block_tol
+        r,
+        difference=d,
+        verdict=verdict,
+        numeric=numeric,
+        predicted=predicted,
+        tol=block_tol,
+        blind=blind,
     )
 
 
@@ -181,14 +188,15 @@ def check_block(s: Check, lo: int, hi: int, k: int) -> DirectionResult:
     for j in range(k):
         numeric[j], predicted[j] = _one_direction(s, lo, hi)
     ok = np.isfinite(numeric)
+    blind = int(k - ok.sum())
+    d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok], blind)
     if not ok.any():
         empty = numeric[:0]
-        return DirectionResult(np.nan, Verdict.INCONCLUSIVE, (), empty, empty, s.judge.tol)
-    d, verdict, block_tol = s.judge.directional(numeric[ok], predicted[ok])
-    if verdict != Verdict.FAIL and not ok.all():
-        verdict = Verdict.INCONCLUSIVE
+        return DirectionResult(d, verdict, (), empty, empty, block_tol, blind=blind)
     spread = Spread.of(s.problem.theta[lo:hi], s.problem.analytic[lo:hi], s.options.eps is not None)
-    return DirectionResult(d, verdict, (), numeric[ok], predicted[ok], block_tol, spread=spread)
+    return DirectionResult(
+        d, verdict, (), numeric[ok], predicted[ok], block_tol, spread=spread, blind=blind
+    )
 
 
 def _explained(s: Check, b: int, r: DirectionResult) -> DirectionResult:

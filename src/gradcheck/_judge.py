@@ -9,6 +9,7 @@ the check's final verdict. The constants are ``_policy``'s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -135,6 +136,36 @@ class Judge:
             score = np.where(err == 0, 0.0, err / self.allowance(a, b, fd_error))
         return np.where(np.isnan(score), np.inf, score)
 
+    def least_errors(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        fd_error: np.ndarray,
+        norms: tuple[float, float, float],
+        t: float,
+    ) -> np.ndarray:
+        """Per checked entry, the smallest absolute error ``|e|`` (``a_i -> a_i + e``) that
+        fails its block at fail threshold ``t``: by the single-entry rule (a score above
+        ``ENTRY_FAIL``) or by the block's difference (``norms`` its ``(|a|, |b|, |a - b|)``),
+        whichever needs less, with ``REACH_MARGIN`` to spare; inf where the thresholds leave
+        nothing to fail. What the check could have missed rests on it (``_reach``).
+
+        Entry rule, the inverse of :meth:`scores`: the planted error is at least
+        ``|e| - |a_i - b_i|`` and the allowance at most ``allowance_i + rtol |e|``, so a
+        score above F is sure when ``|e| (1 - F rtol) > F allowance_i + |a_i - b_i|``.
+        Block rule: the planted difference is at least ``|e| - |a - b|`` over at most
+        ``|a| + |e| + |b|``.
+        """
+        na, nb, nd = norms
+        fail = _policy.ENTRY_FAIL
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            by_entry = (fail * self.allowance(a, b, fd_error) + np.abs(a - b)) / (
+                1 - fail * self.rtol
+            )
+            by_block = (nd + t * (na + nb)) / (1 - t) if t < 1 else np.inf
+            e = _policy.REACH_MARGIN * np.minimum(by_entry, by_block)
+        return np.where(np.isfinite(e), e, np.inf)
+
     def block(
         self, difference: float, fd_norm: float, norm_a: float, norm_b: float
     ) -> tuple[Verdict, tuple[float, float]]:
@@ -149,17 +180,23 @@ class Judge:
         return judge(difference, self.tol, e_pred), adapt(self.tol, e_pred)
 
     def directional(
-        self, numeric: np.ndarray, predicted: np.ndarray
+        self, numeric: np.ndarray, predicted: np.ndarray, blind: int = 0
     ) -> tuple[float, Verdict, tuple[float, float]]:
-        """``(difference, verdict, thresholds)`` of directional derivatives (finite).
+        """``(difference, verdict, thresholds)`` of directional derivatives (finite), with
+        ``blind`` more directions along which f was not finite.
 
         A difference of two values of f is uncertain by about twice its noise, whatever
-        the direction.
+        the direction. A direction that saw nothing leaves the block inconclusive unless
+        the others fail it.
         """
         m = int(numeric.size)
+        if not m:
+            return math.nan, Verdict.INCONCLUSIVE, self.tol
         norms, diffs = segment_differences(predicted, numeric, np.array([0, m]))
         d = float(diffs[0])
         verdict, tol = self.block(d, 2 * self.noise_f * np.sqrt(m), norms[0, 0], norms[0, 1])
+        if blind and verdict != Verdict.FAIL:
+            verdict = Verdict.INCONCLUSIVE
         return d, verdict, tol
 
     def disagrees(self, numeric: float, predicted: float) -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _policy
 from ._chance import Spread, fraction_miss
+from ._norms import segment_differences
 from ._results import Reach
 
 
@@ -41,33 +42,6 @@ def factor(norm_a: float, norm_b: float, norm_err: float, t: float) -> float:
     if not t < 1:
         return math.inf
     return _policy.REACH_MARGIN * (norm_err + t * (norm_a + norm_b)) / (norm_a * (1 - t))
-
-
-def entries(
-    a: np.ndarray,
-    b: np.ndarray,
-    allowance: np.ndarray,
-    norms: tuple[float, float, float],
-    t: float,
-    rtol: float,
-) -> np.ndarray:
-    """Per checked entry, the smallest absolute error ``|e|`` (``a_i -> a_i + e``) that
-    fails the block: by the single-entry rule (score above ``ENTRY_FAIL``) or by the
-    block's difference, whichever needs less; inf where the thresholds leave nothing to
-    fail. Over ``|a_i|`` it is the smallest relative error.
-
-    Entry rule: the planted error is at least ``|e| - |a_i - b_i|`` and the allowance at
-    most ``allowance_i + rtol |e|``, so a score above F is sure when
-    ``|e| (1 - F rtol) > F allowance_i + |a_i - b_i|``. Block rule: as for
-    :func:`factor`, with ``|e|`` in place of ``|c| |a|``.
-    """
-    na, nb, nd = norms
-    fail = _policy.ENTRY_FAIL
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        by_entry = (fail * allowance + np.abs(a - b)) / (1 - fail * rtol)
-        by_block = (nd + t * (na + nb)) / (1 - t) if t < 1 else math.inf
-        e = _policy.REACH_MARGIN * np.minimum(by_entry, by_block)
-    return np.where(np.isfinite(e), e, np.inf)
 
 
 def relative(e: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -117,7 +91,7 @@ def coordinates(
     rms: float,
 ) -> Reach:
     """What a block's coordinates could have missed: ``e`` are the checked entries'
-    smallest failing absolute errors (:func:`entries`) and ``a`` their analytic values,
+    smallest failing absolute errors (``Judge.least_errors``) and ``a`` their analytic values,
     ``norms`` the block's ``(|a|, |b|, |a - b|)`` over them, ``t`` its fail threshold,
     ``rms`` the root mean square of the block's whole gradient (what ``fraction``'s errors
     are measured in).
@@ -157,8 +131,6 @@ def with_directions(
     """
     error = _policy.REACH_ERROR
     if numeric.size:
-        from ._norms import segment_differences
-
         norms, diffs = segment_differences(predicted, numeric, np.array([0, numeric.size]))
         na, nb = float(norms[0, 0]), float(norms[0, 1])
         d = float(diffs[0])
