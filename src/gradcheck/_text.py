@@ -83,12 +83,12 @@ def _reach_lines(listed: list[BlockResult]) -> list[str]:
     return out
 
 
-def _factor(c: float) -> str:
+def _factor(c: float, who: str) -> str:
     if c != c:
-        return "no factor (the gradient is 0)"
+        return f"no factor on {who} (its gradient is 0)"
     if math.isinf(c):
-        return "any factor (the thresholds let every difference through)"
-    return f"a factor within {c:.3g} of 1"
+        return f"{who} off by any factor (the thresholds let every difference through)"
+    return f"{who} off by a factor within {c:.3g} of 1"
 
 
 def _percent(x: float) -> str:
@@ -105,15 +105,15 @@ def _whole_reach(blocks: list[BlockResult], named: bool) -> str:
     parts = []
     if factors:
         name = max(factors, key=lambda n: factors[n])
-        where = f" ({name})" if named else ""
-        parts.append(f"{_factor(factors[name])}{where}")
+        parts.append(_factor(factors[name], name if named else "the gradient"))
     if entries:
         name = max(entries, key=lambda n: entries[n])
-        where = f", {name}" if named else ""
+        # The median entry's figure: "typical" says it is not every entry's.
+        typical = f"a typical entry of {name}" if named else "a typical entry"
         if math.isinf(entries[name]):
-            parts.append(f"an entry off by any amount{where}")
+            parts.append(f"{typical} off by any amount")
         else:
-            parts.append(f"an entry off by < {_percent(entries[name])} (median{where})")
+            parts.append(f"{typical} off by < {_percent(entries[name])}")
     return "; ".join(parts) or "nothing was compared"
 
 
@@ -125,20 +125,23 @@ def _part_reach(b: BlockResult) -> str:
     if r is None:
         return "everything (not checked)"
     error = _percent(r.error)
-    parts = [_factor(r.factor)]
+    parts = [_factor(r.factor, "the block")]
     if b.checked:
-        entry = "any amount" if math.isinf(r.entry) else f"< {_percent(r.entry)} (median)"
+        entry = "any amount" if math.isinf(r.entry) else f"< {_percent(r.entry)}"
         unseen = b.size - b.checked
-        parts.append(f"an entry off by {entry}, or unchecked ({unseen:,} of {b.size:,})")
+        parts.append(
+            f"a typical checked entry off by {entry}, any error in the {unseen:,} of "
+            f"{b.size:,} entries not checked one by one"
+        )
     miss = 1 - r.single
     shown = "> 0.99" if miss > 0.99 else f"{miss:.2g}"
-    missed = f"one entry off by {error} RMS with probability {shown}"
+    missed = f"one wrong entry (off by {error} of the RMS entry) unseen with probability {shown}"
     if r.fraction != r.fraction:
-        missed += f", and errors of {error} RMS in any share of its entries"
+        missed += ", and such errors in any share of its entries"
     elif round(r.fraction * b.size) > 1:
         chance = 1 - _policy.REACH_PROBABILITY
         missed += (
-            f", errors of {error} RMS in {_percent(r.fraction)} of its entries with "
+            f", such errors in {_percent(r.fraction)} of its entries unseen with "
             f"probability {chance:.2g}"
         )
     parts.append(missed)
