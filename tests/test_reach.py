@@ -296,3 +296,38 @@ def test_the_readme_example_prints_what_it_shows():
 
 def _words(line: str) -> str:
     return re.sub(r"[-+]?\d[\d,.]*(e[-+]?\d+)?%?", "#", line)
+
+
+def test_a_block_passing_by_resolution_states_errors_that_fail_it():
+    # s's gradient (~1e-10) lies below what the differences resolve next to w's large f:
+    # the block passes by resolution whatever its difference, even with a fixed tol, so
+    # only the entry rule can fail it, and its reach must say so (not the difference's).
+    rng = np.random.default_rng(0)
+    p = {"w": rng.standard_normal(20), "s": rng.standard_normal(5)}
+
+    def f(p):
+        return float(50 * np.sum(np.sin(3 * p["w"])) + 1e-10 * np.sum(p["s"] ** 2) / 2)
+
+    g = {"w": 150 * np.cos(3 * p["w"]), "s": 1e-10 * p["s"]}
+    r = gradcheck.check(f, p, g, tol=(1e-7, 1e-5), control=True, seed=0)
+    s = r.blocks["s"]
+    assert s.verdict == "pass"
+    assert [c.verdict for c in s.controls] == ["fail", "fail"]
+    scaled = {"w": g["w"], "s": g["s"] * (1 + s.reach.factor)}
+    assert gradcheck.check(f, p, scaled, tol=(1e-7, 1e-5), seed=0).blocks["s"].verdict == "fail"
+
+
+def test_entries_left_out_at_kinks_are_not_counted_as_seen():
+    # Four of eight entries sit on ReLU's kink and are left out of the verdict: an error
+    # there would not show, so the reach counts only the four judged.
+    x = np.array([0, 0, 0, 0, 0.5, 1, -0.3, 0.8])
+
+    def f(p):
+        return float(np.sum(np.maximum(p, 0) * (1 + p)))
+
+    r = gradcheck.check(f, x, np.where(x > 0, 1 + 2 * x, 0.0), seed=0)
+    reach = r.blocks["params"].reach
+    assert r.verdict == "pass"
+    assert r.blocks["params"].kinks == 4
+    assert reach.seen == pytest.approx(0.5)
+    assert reach.single <= 0.5 + 1e-12

@@ -212,6 +212,25 @@ def test_a_step_too_large_still_fails_a_wrong_gradient():
     assert gradcheck.check(f, x, 2 * g, eps=1e-4, seed=0).failing == ("params",)
 
 
+def test_a_step_too_large_near_a_kink_does_not_fail_a_right_gradient():
+    # An L1 term whose kink lies within the default step of x[0]: differenced again at the
+    # default step, that entry straddles the kink, which the kink check says; a right
+    # gradient is not called wrong there, and the step stays blamed.
+    x = np.array([1.0, 0.7, -0.5])
+    kink = x.copy()
+    kink[0] -= 1e-7
+
+    def f(p):
+        return float(np.sum(p**4) + 1e-3 * np.sum(np.abs(p - kink)))
+
+    g = 4 * x**3 + 1e-3 * np.sign(x - kink)
+    assert gradcheck.check(f, x, g, seed=0).verdict == "pass"
+    assert gradcheck.check(f, x, g, eps=10.0, seed=0).failing == ()
+    wrong = g.copy()
+    wrong[0] *= 1.1
+    assert gradcheck.check(f, x, wrong, eps=10.0, seed=0).failing == ("params",)
+
+
 def test_a_step_too_large_fails_the_wrong_block_and_blames_the_step_in_the_right_one():
     rng = np.random.default_rng(0)
     p = {"a": rng.standard_normal(5), "b": rng.standard_normal(5)}

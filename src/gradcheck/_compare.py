@@ -224,11 +224,14 @@ def _block(
     kinked, on_kink, smooth, large = left.kinked, left.on_kink, left.smooth, left.large
     lo, hi = j.seg[k], j.seg[k + 1]
     na, nb, nd = j.norms[k]
-    block_tol, note = judge.tol, None
+    block_tol, note, by_resolution = judge.tol, None, False
     if hi > lo:
         d = j.diffs[k]
         verdict, block_tol = judge.block(d, j.fd_norms[k], na, nb)
-        if judge.below_resolution(j.untested[k], j.zeros[k], hi - lo, j.reach[k], j.scale):
+        by_resolution = judge.below_resolution(
+            j.untested[k], j.zeros[k], hi - lo, j.reach[k], j.scale
+        )
+        if by_resolution:
             verdict = Verdict.PASS
         elif verdict == Verdict.INCONCLUSIVE:
             note = _unresolved(d, judge.tol, block_tol)
@@ -270,7 +273,9 @@ def _block(
     if hi > lo:
         m = j.worst_at[k]
         max_err, at = float(j.err[m]), block.entry_name(int(j.idx[m]))
-        reach = _missed(block, checked, j, k, judge, block_tol[1])
+        # A block that passes by resolution passes whatever its difference: only the entry
+        # rule can fail it (a fail threshold of 1 leaves the difference nothing to fail).
+        reach = _missed(block, j, k, judge, 1.0 if by_resolution else block_tol[1])
     return BlockResult(
         name=block.name,
         shape=block.shape,
@@ -294,16 +299,16 @@ def _block(
     )
 
 
-def _missed(block: Block, checked: int, j: _Judged, k: int, judge: Judge, t: float):
-    """What block ``k``'s checked entries could have missed (``_reach``), at its fail
-    threshold ``t``.
+def _missed(block: Block, j: _Judged, k: int, judge: Judge, t: float):
+    """What block ``k``'s judged entries could have missed (``_reach``), at its fail
+    threshold ``t``: those the kink pass left out would not have shown an error.
     """
     lo, hi = j.seg[k], j.seg[k + 1]
     a, b = j.a[lo:hi], j.b[lo:hi]
     norms = (j.norms[k][0], j.norms[k][1], j.norms[k][2])
     e = judge.least_errors(a, b, j.fd[lo:hi], norms, t)
     rms = _rms(j.analytic[block.offset : block.offset + block.size])
-    return _reach.coordinates(block.size, checked, e, a, norms, t, rms)
+    return _reach.coordinates(block.size, hi - lo, e, a, norms, t, rms)
 
 
 def _unresolved(d: float, tol, raised) -> str:
@@ -466,11 +471,9 @@ def with_directions(comparison: Comparison, layout: Layout, results: dict, k: in
             reach=_reach.with_directions(
                 block.reach,
                 block.size,
-                k,
                 r.numeric,
                 r.predicted,
                 r.tol[1],
-                block.checked,
                 r.spread,
             )
             if block.size

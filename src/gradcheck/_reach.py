@@ -118,16 +118,15 @@ def coordinates(
 def with_directions(
     reach: Reach | None,
     size: int,
-    k: int,
     numeric: np.ndarray,
     predicted: np.ndarray,
     t: float,
-    checked: int,
     spread: Spread | None,
 ) -> Reach:
-    """``reach`` (the coordinates', None when no coordinate was checked) with what ``k``
-    directions add: a factor they catch (from their own norms and threshold) and their
-    share in catching a fraction of wrong entries (weighted by ``spread``).
+    """``reach`` (the coordinates', None when no coordinate was checked) with what the
+    directions add (``numeric``, ``predicted``: those along which f was finite): a factor
+    they catch (from their own norms and threshold) and their share in catching a fraction
+    of wrong entries (weighted by ``spread``).
     """
     error = _policy.REACH_ERROR
     if numeric.size:
@@ -137,13 +136,13 @@ def with_directions(
         along = factor(na, nb, d * (na + nb), t)
         t_seen = min(1.0, t + (d if d == d else 1.0))  # what is already there raises the bar
     else:
-        along, t_seen = math.nan, 1.0
+        along, t_seen = math.inf, 1.0  # every direction was blind: they catch no factor
     base = reach or Reach(math.nan, math.nan, 0.0, 0.0, math.nan, 0.0, error)
     whole = base.factor
     if along == along and not whole <= along:
         whole = along
-    share = checked * base.caught
-    k_seen = k if numeric.size else 0
+    share = base.seen * size * base.caught  # the judged entries such an error fails
+    k_seen = int(numeric.size)  # a direction along which f was not finite saw nothing
     return Reach(
         factor=whole,
         entry=base.entry,

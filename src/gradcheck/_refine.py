@@ -96,8 +96,9 @@ def run(check: Check, findings: Findings) -> Findings:
     # default step says of those entries decides whether the gradient is wrong there.
     est, wrong, sound = at_default_step(check, plan, est, kinds)
     mask[wrong] = False
-    kinds = [(pos, kind) for pos, kind in kinds if pos not in set(wrong.tolist())]
-    moves = [m for m in moves if m[0] not in set(wrong.tolist())]
+    judged = set(wrong.tolist())
+    kinds = [(pos, kind) for pos, kind in kinds if pos not in judged]
+    moves = [m for m in moves if m[0] not in judged]
     on_kink, smooth, large = np.zeros_like(mask), np.zeros_like(mask), np.zeros_like(mask)
     on_kink[[pos for pos, kind in kinds if kind == "at"]] = True
     smooth[[pos for pos, kind in kinds if kind == "smooth"]] = True
@@ -187,6 +188,11 @@ def at_default_step(
     a = problem.analytic[plan.idx[large]]
     score = judge.scores(a, again.gradapprox, judge.noise_f * again.sensitivity)
     wrong = (score > 1) & ~again.bad
+    if wrong.any():
+        # The default step may straddle a kink the given one hid: what disagrees only at a
+        # kink there is not wrong, and the step stays blamed.
+        kinked = examine(check, sub, again, np.flatnonzero(wrong), eps=None).mask
+        wrong &= ~kinked
     if not wrong.any():
         return est, none, int(large.size)
     return merged(est, large[wrong], _subset(again, wrong)), large[wrong], int((~wrong).sum())

@@ -93,7 +93,8 @@ class Reach:
     # the smallest relative error of one checked entry that fails the block, for the median
     # checked entry that is not 0 (NaN: no coordinate checked)
     entry: float
-    # the chance that a given entry of the block was among those checked one by one
+    # the chance that a given entry of the block was among those checked one by one and
+    # judged (not left out at a kink, or for a step too large for it)
     seen: float
     # the chance that one entry off by ``error`` times the block's root-mean-square entry,
     # wherever it is, fails the block: checked one by one, or seen by the directions

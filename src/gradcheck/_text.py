@@ -87,7 +87,7 @@ def _factor(c: float, who: str) -> str:
     if c != c:
         return f"no factor on {who} (its gradient is 0)"
     if math.isinf(c):
-        return f"{who} off by any factor (the thresholds let every difference through)"
+        return f"{who} off by any factor"
     return f"{who} off by a factor within {c:.3g} of 1"
 
 
@@ -126,13 +126,16 @@ def _part_reach(b: BlockResult) -> str:
         return "everything (not checked)"
     error = _percent(r.error)
     parts = [_factor(r.factor, "the block")]
-    if b.checked:
+    if b.checked and r.entry == r.entry:  # NaN: every judged entry is 0
         entry = "any amount" if math.isinf(r.entry) else f"< {_percent(r.entry)}"
         unseen = b.size - b.checked
         parts.append(
             f"a typical checked entry off by {entry}, any error in the {unseen:,} of "
             f"{b.size:,} entries not checked one by one"
         )
+    if r.factor != r.factor:
+        # A gradient of 0: an error of a share of its RMS entry is no error at all.
+        return "; ".join(parts)
     miss = 1 - r.single
     shown = "> 0.99" if miss > 0.99 else f"{miss:.2g}"
     missed = f"one wrong entry (off by {error} of the RMS entry) unseen with probability {shown}"
