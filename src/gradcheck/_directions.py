@@ -119,7 +119,9 @@ def _more(check: Check, so_far, found: dict, k: int) -> tuple[dict, int]:
     if deadline.end == math.inf or failing or not found:
         return found, k
     per_round = 2 * len(found)
-    while k < _policy.MORE_DIRECTIONS and deadline.affords(2 * per_round):
+    # Each round leaves room for the localisation of what it may flag, as the first did.
+    reserved = deadline.earlier(deadline.per_search * deadline.per_call)
+    while k < _policy.MORE_DIRECTIONS and reserved.affords(2 * per_round):
         more = {}
         for b, r in found.items():
             lo, hi = int(layout.offsets[b]), int(layout.offsets[b + 1])
