@@ -15,7 +15,7 @@ from . import _policy, _reach
 from ._context import Check, Comparison, Estimate, Findings, Marks
 from ._judge import Judge
 from ._layout import Block, Layout
-from ._norms import segment_differences, segment_norms
+from ._norms import rms, segment_differences, segment_norms
 from ._plan import Plan
 from ._problem import Problem
 from ._results import BlockResult, Entry, Verdict
@@ -171,16 +171,6 @@ def _judged(problem: Problem, idx, a, b, fd_error, judge: Judge) -> _Judged:
     )
 
 
-def _rms(g: np.ndarray) -> float:
-    """The root mean square of ``g``, scaled by its largest entry so that nothing
-    overflows (0 when empty or all 0).
-    """
-    top = float(np.abs(g).max()) if g.size else 0.0
-    if top == 0.0 or not math.isfinite(top):
-        return top
-    return top * float(np.linalg.norm(g / top)) / math.sqrt(g.size)
-
-
 def _argmax_per_block(seg: np.ndarray, values: np.ndarray) -> list:
     """Per block, where ``values`` is largest (NaN counts as infinite), -1 when empty; one
     array pass for all blocks, so that a report of many blocks stays cheap.
@@ -307,8 +297,8 @@ def _missed(block: Block, j: _Judged, k: int, judge: Judge, t: float):
     a, b = j.a[lo:hi], j.b[lo:hi]
     norms = (j.norms[k][0], j.norms[k][1], j.norms[k][2])
     e = judge.least_errors(a, b, j.fd[lo:hi], norms, t)
-    rms = _rms(j.analytic[block.offset : block.offset + block.size])
-    return _reach.coordinates(block.size, hi - lo, e, a, norms, t, rms)
+    rms_g = rms(j.analytic[block.offset : block.offset + block.size])
+    return _reach.coordinates(block.size, hi - lo, e, a, norms, t, rms_g)
 
 
 def _unresolved(d: float, tol, raised) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _policy
 from ._lowprec_report import Agreement, Sides, Worst, reference_wrong
+from ._norms import rms
 from ._report import Report
 from ._results import Verdict
 
@@ -35,7 +36,7 @@ def measure(name: str, kind: str, sides: Sides, *, unit: float, factor: float) -
     t, b, r = sides.truth, sides.baseline, sides.rounded
     k = np.zeros_like(t) if sides.kernel is None else sides.kernel
     problems, notes = _vacuous(name, kind, sides)
-    scale = _rms(t)
+    scale = rms(t)
     absolute = not scale > 0  # the truth is exactly 0: errors are absolute
     scale = scale if scale > 0 else 1.0
     finite_b = bool(np.isfinite(b).all())
@@ -44,9 +45,9 @@ def measure(name: str, kind: str, sides: Sides, *, unit: float, factor: float) -
             f"the reference in the kernel's dtype is not finite at {_where(name, b)}: the "
             "kernel is judged against the truth's rounding alone"
         )
-    error = _rms(k - t) / scale
-    base = _rms(b - t) / scale if finite_b else math.inf
-    floor = max(_rms(r - t) / scale, 0.0 if absolute else _policy.EXACT_FLOOR * unit)
+    error = rms(k - t) / scale
+    base = rms(b - t) / scale if finite_b else math.inf
+    floor = max(rms(r - t) / scale, 0.0 if absolute else _policy.EXACT_FLOOR * unit)
     ratio = _ratio(error, base if finite_b else 0.0, floor)
     slope, spread = _slope(k, t)
     b_slope, b_spread = _slope(b, t) if finite_b else (0.0, 0.0)
@@ -113,7 +114,7 @@ def _vacuous(name: str, kind: str, sides: Sides) -> tuple[list[str], list[str]]:
     elif not k.any() and np.isfinite(t).all() and t.any():
         what = "gradient" if kind == "gradient" else "output"
         problems.append(
-            f"the kernel's {what} is all zero where the truth is not (its RMS {_rms(t):.3g})"
+            f"the kernel's {what} is all zero where the truth is not (its RMS {rms(t):.3g})"
         )
     return problems, notes
 
@@ -143,7 +144,7 @@ def _slope(x: np.ndarray, t: np.ndarray) -> tuple[float, float]:
         return 0.0, 0.0
     e = x - t
     slope = float(np.vdot(e, t)) / tt
-    independent = _rms(e) / math.sqrt(tt / t.size) / math.sqrt(t.size)
+    independent = rms(e) / math.sqrt(tt / t.size) / math.sqrt(t.size)
     if t.ndim < 2 or t.shape[-1] == 0:
         return slope, independent
     rows_e, rows_t = e.reshape(-1, t.shape[-1]), t.reshape(-1, t.shape[-1])
@@ -153,18 +154,6 @@ def _slope(x: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     shares = np.einsum("ij,ij->i", rows_e, rows_t) - slope * np.einsum("ij,ij->i", rows_t, rows_t)
     rows = math.sqrt(float(shares @ shares) * m / (m - 1)) / tt
     return slope, max(independent, rows)
-
-
-def _rms(a: np.ndarray) -> float:
-    if a.size == 0:
-        return 0.0
-    if not np.isfinite(a).all():
-        return math.nan if np.isnan(a).any() else math.inf
-    big = float(np.max(np.abs(a)))
-    if big == 0:
-        return 0.0
-    # Scaled, so that float64's range holds the squares of fp16's and bf16's largest values.
-    return big * float(np.sqrt(np.mean(np.square(a / big))))
 
 
 def _argmax_abs(a: np.ndarray) -> int | None:
@@ -215,10 +204,10 @@ def dependence(moved_truth: np.ndarray, moved_kernel: np.ndarray, noise: float) 
     ``moved_truth`` and ``moved_kernel`` are the changes of one result when one input
     moved. A kernel that ignores that input does not move at all (0).
     """
-    truth = _rms(moved_truth)
+    truth = rms(moved_truth)
     if not truth > _policy.DEPEND_RESOLVE * noise or not np.isfinite(moved_kernel).all():
         return None
-    return _rms(moved_kernel) / truth
+    return rms(moved_kernel) / truth
 
 
 def ignores(followed: float | None) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _lowprec, _policy
 from ._lowprec_report import CompareReport, Sides
+from ._norms import rms
 from ._report import Report
 
 
@@ -128,20 +129,16 @@ def depend(blocks: dict, moved: str, truth: Run, kernel: Run, truth_moved: Run, 
             continue
         # What rounding alone moves a result by: the baseline's error (or the floor); a
         # kernel's own large error is no excuse for not following the input.
-        noise = max(a.baseline_error, a.floor) * _rms(t0)
+        noise = max(a.baseline_error, a.floor) * rms(t0)
         followed = _lowprec.dependence(t1 - t0, k1 - k0, noise)
         if followed is not None and _lowprec.ignores(followed):
-            moved_t = _rms(t1 - t0) / max(_rms(t0), np.finfo(float).tiny)
+            moved_t = rms(t1 - t0) / max(rms(t0), np.finfo(float).tiny)
             out[name] = _lowprec.with_problem(
                 a,
                 f"does not depend on {moved} as it should: moving {moved} moved the truth's "
                 f"{name} by {moved_t:.0%} of its RMS and the kernel's by {followed * moved_t:.2%}",
             )
     return out
-
-
-def _rms(a: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(a)))) if a.size else 0.0
 
 
 def moved(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

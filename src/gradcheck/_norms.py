@@ -52,6 +52,20 @@ def segment_differences(a: np.ndarray, b: np.ndarray, offsets: np.ndarray):
     return norms, diffs
 
 
+def rms(a: np.ndarray) -> float:
+    """The root mean square of ``a``, scaled by its largest entry so that the squares
+    neither overflow nor underflow (0 when empty; NaN or inf when ``a`` holds one).
+    """
+    if a.size == 0:
+        return 0.0
+    if not np.isfinite(a).all():
+        return math.nan if np.isnan(a).any() else math.inf
+    big = float(np.max(np.abs(a)))
+    if big == 0:
+        return 0.0
+    return big * float(np.sqrt(np.mean(np.square(a / big))))
+
+
 def ratio(norm_error: float, norm_a: float, norm_b: float) -> float:
     """||a - b|| / (||a|| + ||b||): 0 when both are zero, NaN when anything is NaN."""
     norm_error, norm_a, norm_b = float(norm_error), float(norm_a), float(norm_b)
